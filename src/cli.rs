@@ -1,0 +1,161 @@
+//! Command-line definitions (clap). No logic lives here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0  success
+  1  regression found by `compare`
+  2  errors: a document, page or stage failed (the run went on and the report lists them),
+     or the run could not start
+
+Examples:
+  pipebench run corpora/sample
+  pipebench run corpora/sample --strategy strategies/sequential.toml --out results/seq.json
+  pipebench bench-render corpora/sample --processes 1,2 --dpi 150
+  pipebench setup";
+
+/// Benchmark document-AI PDF pipelines: render → layout → OCR → table → figure, under
+/// different execution strategies, with per-stage timing, memory and latency reports.
+#[derive(Debug, Parser)]
+#[command(name = "pipebench", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    /// The CPU thread count requested on the command line, if the subcommand takes one.
+    pub fn threads(&self) -> Option<usize> {
+        match &self.command {
+            Command::Run(a) => a.common.threads,
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one strategy over a corpus and write a JSON report.
+    Run(RunArgs),
+    /// Fetch and verify libpdfium (from the pinned pypdfium2 wheel) into the cache.
+    Setup(SetupArgs),
+    /// Measure PDF rendering alone: in-process vs a pool of render processes.
+    BenchRender(BenchRenderArgs),
+    /// Print the JSON schema of the report (results/report.schema.json is this output).
+    Schema,
+    /// Internal: a render worker process of the render pool (speaks a binary protocol on
+    /// stdin/stdout).
+    #[command(name = "__render-worker", hide = true)]
+    RenderWorker(RenderWorkerArgs),
+}
+
+/// Options shared by every command that touches PDFs.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PdfiumArgs {
+    /// libpdfium to bind: a file, or a folder holding it. Takes precedence over everything else.
+    #[arg(long, value_name = "PATH")]
+    pub pdfium_lib: Option<PathBuf>,
+    /// Cache folder for libpdfium and model weights [default: $XDG_CACHE_HOME/pipebench or
+    /// ~/.cache/pipebench; ~/Library/Caches/pipebench on macOS].
+    #[arg(long, value_name = "DIR", env = "PIPEBENCH_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Never fetch anything: fail instead of running `pipebench setup` on first use.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct CommonRunArgs {
+    /// Device for the model stages: cpu, cuda[:N] (feature `cuda`) or metal (feature `metal`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// CPU threads for model kernels (sets RAYON_NUM_THREADS / CANDLE_NUM_THREADS)
+    /// [default: physical cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub pdfium: PdfiumArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// PDF files or folders (searched recursively for *.pdf).
+    #[arg(required = true, value_name = "CORPUS")]
+    pub corpus: Vec<PathBuf>,
+    /// Strategy file (TOML) [default: the built-in strategies/sequential.toml].
+    #[arg(long, short, value_name = "FILE")]
+    pub strategy: Option<PathBuf>,
+    /// Report path [default: results/<corpus>-<strategy>-<time>.json].
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Overwrite an existing report.
+    #[arg(long)]
+    pub force: bool,
+    /// Process at most this many pages (in corpus order).
+    #[arg(long, value_name = "N")]
+    pub max_pages: Option<usize>,
+    /// Where spans go: inline in the report, a side file next to it (.spans.jsonl), or nowhere.
+    #[arg(long, value_enum, default_value_t = SpansMode::Inline)]
+    pub spans: SpansMode,
+    /// Memory sampling interval in milliseconds.
+    #[arg(long, default_value_t = 50, value_name = "MS")]
+    pub sample_ms: u64,
+    /// No progress bar and no summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub common: CommonRunArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SpansMode {
+    Inline,
+    File,
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Fetch again even if the cache already holds a verified copy.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub pdfium: PdfiumArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchRenderArgs {
+    /// PDF files or folders.
+    #[arg(required = true, value_name = "CORPUS")]
+    pub corpus: Vec<PathBuf>,
+    /// Render-process counts to measure; 0 means in-process (one thread owning pdfium).
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    pub processes: Vec<usize>,
+    /// Rendering resolution.
+    #[arg(long, default_value_t = 150.0)]
+    pub dpi: f32,
+    /// Timed runs per configuration.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Untimed warm-up runs per configuration.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Also write the results as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub pdfium: PdfiumArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderWorkerArgs {
+    /// libpdfium to bind (resolved by the parent).
+    #[arg(long)]
+    pub pdfium_lib: PathBuf,
+    /// Shared-memory file the worker renders into.
+    #[arg(long)]
+    pub shm: Option<PathBuf>,
+}

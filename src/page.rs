@@ -1,0 +1,56 @@
+//! The unit of work that flows through the stages: one page, its image and its outputs.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::corpus::PageRef;
+use crate::corpus::render::PageImage;
+
+/// A page in flight. Stages read the image and write outputs; timing fields belong to the
+/// executor (nanoseconds since the run's clock origin).
+#[derive(Debug)]
+pub struct PageWork {
+    pub page: PageRef,
+    /// Stable page id, e.g. `paper.pdf#p3`.
+    pub id: Arc<str>,
+    /// Document id, e.g. `paper.pdf`.
+    pub doc_id: Arc<str>,
+    pub path: Arc<Path>,
+    pub image: Option<PageImage>,
+    pub output: PageOutput,
+    /// When the page entered the pipeline (its render was requested).
+    pub admitted_ns: u64,
+    /// When the page became ready for its next stage.
+    pub ready_ns: u64,
+    /// Set once a stage failed on this page; later stages skip it.
+    pub failed: bool,
+}
+
+impl PageWork {
+    pub fn new(page: PageRef, id: Arc<str>, doc_id: Arc<str>, path: Arc<Path>) -> Self {
+        Self { page, id, doc_id, path, image: None, output: PageOutput::default(), admitted_ns: 0, ready_ns: 0, failed: false }
+    }
+}
+
+/// Everything the pipeline extracted from a page. Serialized canonically (field order fixed,
+/// floats in shortest round-trip form) for the output digest, so strategies can be compared.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PageOutput {
+    pub width_px: u32,
+    pub height_px: u32,
+    /// Regions in reading order.
+    pub regions: Vec<Region>,
+}
+
+/// A region found on a page.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Region {
+    /// Layout class (text, title, table, figure, …).
+    pub class: String,
+    /// [x0, y0, x1, y1] in page pixels.
+    pub bbox: [f32; 4],
+    pub confidence: f32,
+    pub text: Option<String>,
+    /// Table structure as HTML, for tables.
+    pub html: Option<String>,
+}

@@ -1,0 +1,286 @@
+//! The executor: the only place stages run and are timed.
+//!
+//! Per call: synchronize the device, read the monotonic clock, run the stage, synchronize
+//! again, read the clock, then hand one [`Span`] to the collector without blocking. Queue wait
+//! (ready → start) is recorded per item, apart from service time (start → end).
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use candle_core::Device;
+
+use super::PageRecord;
+use crate::metrics::Clock;
+use crate::metrics::span::{Collector, Span, SpanSink, WorkerId, WorkerKind};
+use crate::models::{ModelInfo, Stage, StageError, StageKind};
+use crate::page::PageWork;
+
+/// A failure recorded during the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunError {
+    pub document: String,
+    /// 1-based page number, when the error concerns one page.
+    pub page: Option<u32>,
+    pub stage: String,
+    pub kind: String,
+    pub message: String,
+}
+
+pub struct Executor {
+    clock: Clock,
+    device: Device,
+    sink: SpanSink,
+    errors: Arc<Mutex<Vec<RunError>>>,
+}
+
+impl Executor {
+    pub fn new(clock: Clock, device: Device, sink: SpanSink) -> Self {
+        Self { clock, device, sink, errors: Arc::default() }
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Errors recorded so far.
+    pub fn errors(&self) -> Vec<RunError> {
+        self.errors.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    pub fn record_error(&self, e: RunError) {
+        eprintln!(
+            "error: {}{} [{}]: {}",
+            e.document,
+            e.page.map(|p| format!(" page {p}")).unwrap_or_default(),
+            e.stage,
+            e.message
+        );
+        if let Ok(mut v) = self.errors.lock() {
+            v.push(e);
+        }
+    }
+
+    /// Marks a page as entering the pipeline now.
+    pub fn admit(&self, page: &mut PageWork) {
+        let now = self.clock.now_ns();
+        page.admitted_ns = now;
+        page.ready_ns = now;
+    }
+
+    /// Runs `stage` on `batch` (pages already failed are the caller's to leave out) and times
+    /// it. Returns true if every page succeeded. A failed batch of several pages is re-run page
+    /// by page so only the culprits fail.
+    pub fn run_stage(&self, stage: &mut dyn Stage, worker: WorkerId, batch: &mut [PageWork]) -> bool {
+        self.run_timed(stage, worker, batch, false)
+    }
+
+    fn run_timed(&self, stage: &mut dyn Stage, worker: WorkerId, batch: &mut [PageWork], retry: bool) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        let sync = |d: &Device| d.synchronize().map_err(|e| classify(&e.to_string()));
+        let pre = sync(&self.device);
+        let start = self.clock.now_ns();
+        let result = pre.and_then(|()| stage.process(batch)).and_then(|()| sync(&self.device));
+        let end = self.clock.now_ns();
+        self.sink.record(Span {
+            stage: stage.kind(),
+            worker,
+            items: batch.iter().map(|p| p.page.global).collect(),
+            start_ns: start,
+            end_ns: end,
+            queue_wait_ns: batch.iter().map(|p| start.saturating_sub(p.ready_ns)).collect(),
+            ok: result.is_ok(),
+            retry,
+        });
+        match result {
+            Ok(()) => {
+                for p in batch.iter_mut() {
+                    p.ready_ns = end;
+                }
+                true
+            }
+            Err(_) if batch.len() > 1 => {
+                let mut all = true;
+                for i in 0..batch.len() {
+                    all &= self.run_timed(stage, worker, &mut batch[i..=i], true);
+                }
+                all
+            }
+            Err(e) => {
+                let p = &mut batch[0];
+                p.failed = true;
+                p.ready_ns = end;
+                self.record_error(RunError {
+                    document: p.doc_id.to_string(),
+                    page: Some(p.page.page + 1),
+                    stage: stage.kind().name().to_string(),
+                    kind: e.kind.clone(),
+                    message: e.message.clone(),
+                });
+                false
+            }
+        }
+    }
+
+    /// Closes a page: it leaves the pipeline now.
+    pub fn complete(&self, page: PageWork, failed_stage: Option<StageKind>) -> PageRecord {
+        PageRecord {
+            page: page.page,
+            id: page.id,
+            doc_id: page.doc_id,
+            ok: !page.failed,
+            failed_stage,
+            admitted_ns: page.admitted_ns,
+            done_ns: self.clock.now_ns(),
+            output: page.output,
+        }
+    }
+}
+
+/// Maps an error message to a kind; device out-of-memory gets advice.
+pub fn classify(message: &str) -> StageError {
+    let lower = message.to_lowercase();
+    if lower.contains("out of memory") || lower.contains("oom") || lower.contains("alloc") && lower.contains("fail") {
+        StageError::new("oom", format!("{message}\n  fix: lower this stage's batch_size, the render dpi, or use a device with more memory"))
+    } else {
+        StageError::new("device", message.to_string())
+    }
+}
+
+/// The cost of the instrumentation itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Overhead {
+    /// Executor call cost minus the bare stage call, per span.
+    pub per_span_ns: f64,
+    pub iterations: u32,
+}
+
+struct Noop;
+impl Stage for Noop {
+    fn kind(&self) -> StageKind {
+        StageKind::Figure
+    }
+    fn model(&self) -> ModelInfo {
+        ModelInfo { stage: StageKind::Figure, id: "noop".into(), is_test_stage: true, weights_sha256: None }
+    }
+    fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
+        std::hint::black_box(batch);
+        Ok(())
+    }
+}
+
+/// Measures the executor's per-span overhead on `device` with a no-op stage: `iterations`
+/// timed calls through the executor (clock reads, device syncs, span to a live collector) minus
+/// the same number of bare calls. Uses its own collector so the run's data stays clean.
+pub fn measure_overhead(device: &Device, iterations: u32) -> Overhead {
+    let collector = Collector::start(false);
+    let exec = Executor::new(Clock::start(), device.clone(), collector.sink());
+    let page = crate::corpus::PageRef { global: 0, doc: 0, page: 0 };
+    let mut batch = [PageWork::new(page, Arc::from("calibration#p1"), Arc::from("calibration"), Arc::from(std::path::Path::new("")))];
+    let worker = WorkerId { kind: WorkerKind::Device, index: 0 };
+    let mut stage = Noop;
+    let mut best_bare = f64::MAX;
+    let mut best_exec = f64::MAX;
+    // Interleave rounds and keep the best of each, so a scheduler hiccup in one round does not
+    // land in the figure.
+    let rounds = 5;
+    let per_round = (iterations / rounds).max(1);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for _ in 0..per_round {
+            let _ = stage.process(&mut batch);
+        }
+        best_bare = best_bare.min(t.elapsed().as_nanos() as f64 / per_round as f64);
+        let t = Instant::now();
+        for _ in 0..per_round {
+            exec.run_stage(&mut stage, worker, &mut batch);
+        }
+        best_exec = best_exec.min(t.elapsed().as_nanos() as f64 / per_round as f64);
+    }
+    drop(exec);
+    let _ = collector.finish();
+    Overhead { per_span_ns: (best_exec - best_bare).max(0.0), iterations: per_round * rounds }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StageSpec;
+    use crate::models::null::NullStage;
+
+    fn pages(n: u32) -> Vec<PageWork> {
+        (0..n)
+            .map(|i| {
+                let r = crate::corpus::PageRef { global: i, doc: 0, page: i };
+                PageWork::new(r, Arc::from(format!("d.pdf#p{}", i + 1)), Arc::from("d.pdf"), Arc::from(std::path::Path::new("d.pdf")))
+            })
+            .collect()
+    }
+
+    const W: WorkerId = WorkerId { kind: WorkerKind::Device, index: 0 };
+
+    #[test]
+    fn times_every_call_and_separates_queue_wait() {
+        let collector = Collector::start(true);
+        let exec = Executor::new(Clock::start(), Device::Cpu, collector.sink());
+        let spec = StageSpec { sleep_ms: 2.0, ..StageSpec::default() };
+        let mut stage = NullStage::new(StageKind::Ocr, &spec);
+        let mut batch = pages(3);
+        for p in &mut batch {
+            exec.admit(p);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(exec.run_stage(&mut stage, W, &mut batch));
+        drop(exec);
+        let c = collector.finish();
+        assert_eq!(c.spans.len(), 1);
+        let s = &c.spans[0];
+        assert_eq!(s.items, vec![0, 1, 2]);
+        let service = s.end_ns - s.start_ns;
+        assert!(service >= 6_000_000, "3 pages × 2 ms sleep, got {service} ns");
+        assert!(s.queue_wait_ns.iter().all(|w| *w >= 5_000_000), "waited 5 ms before the call: {:?}", s.queue_wait_ns);
+        assert!(batch.iter().all(|p| p.ready_ns == s.end_ns));
+        let acc = &c.stages[&StageKind::Ocr];
+        assert_eq!((acc.items, acc.batches), (3, 1));
+    }
+
+    #[test]
+    fn failed_batch_is_retried_page_by_page() {
+        let collector = Collector::start(true);
+        let exec = Executor::new(Clock::start(), Device::Cpu, collector.sink());
+        let spec = StageSpec { fail_pages: vec!["d.pdf#p2".into()], ..StageSpec::default() };
+        let mut stage = NullStage::new(StageKind::Table, &spec);
+        let mut batch = pages(3);
+        assert!(!exec.run_stage(&mut stage, W, &mut batch));
+        let failed: Vec<bool> = batch.iter().map(|p| p.failed).collect();
+        assert_eq!(failed, [false, true, false]);
+        let errors = exec.errors();
+        assert_eq!(errors.len(), 1);
+        assert_eq!((errors[0].document.as_str(), errors[0].page, errors[0].stage.as_str()), ("d.pdf", Some(2), "table"));
+        drop(exec);
+        let c = collector.finish();
+        assert_eq!(c.spans.len(), 4, "one failed batch + three retries");
+        assert_eq!(c.spans.iter().filter(|s| s.retry).count(), 3);
+    }
+
+    #[test]
+    fn out_of_memory_is_classified_with_advice() {
+        let e = classify("CUDA_ERROR_OUT_OF_MEMORY: out of memory");
+        assert_eq!(e.kind, "oom");
+        assert!(e.message.contains("batch_size"));
+    }
+
+    #[test]
+    fn overhead_is_measured_and_small() {
+        let o = measure_overhead(&Device::Cpu, 10_000);
+        assert!(o.per_span_ns > 0.0, "recording a span costs something");
+        // A loose bound that still catches a blocking or allocating-heavy hot path; the real
+        // figure (target ≤ 2 µs) is reported by every run and in the closing note.
+        assert!(o.per_span_ns < 50_000.0, "{} ns", o.per_span_ns);
+    }
+}

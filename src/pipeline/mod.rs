@@ -1,0 +1,56 @@
+//! Running a strategy: the executor (the only place stages run and are timed), the render
+//! stages, and one file per strategy. Strategies decide order, batching and concurrency only.
+
+pub mod executor;
+pub mod render_stage;
+pub mod sequential;
+
+use std::sync::Arc;
+
+use crate::config::{StrategyKind, StrategySpec};
+use crate::corpus::{Corpus, PageRef};
+use crate::metrics::memory::ChildPids;
+use crate::models::{Stage, StageKind};
+use crate::page::{PageOutput, PageWork};
+use executor::Executor;
+
+/// What a strategy needs.
+pub struct RunContext<'a> {
+    pub exec: &'a Executor,
+    pub corpus: &'a Corpus,
+    pub spec: &'a StrategySpec,
+    /// The model stages, in pipeline order (layout, ocr, table, figure).
+    pub stages: Vec<Box<dyn Stage>>,
+    /// Render worker pids, for the memory sampler.
+    pub child_pids: ChildPids,
+    /// Called as each page completes (progress bar, live views).
+    pub on_page: &'a (dyn Fn(&PageRecord) + Sync),
+}
+
+impl RunContext<'_> {
+    pub fn new_work(&self, p: PageRef) -> PageWork {
+        let d = &self.corpus.documents[p.doc as usize];
+        PageWork::new(p, Arc::from(self.corpus.page_id(&p)), Arc::from(d.id.as_str()), Arc::from(d.path.as_path()))
+    }
+}
+
+/// The result of one page.
+#[derive(Debug, Clone)]
+pub struct PageRecord {
+    pub page: PageRef,
+    pub id: Arc<str>,
+    pub doc_id: Arc<str>,
+    pub ok: bool,
+    /// The stage that failed, if one did.
+    pub failed_stage: Option<StageKind>,
+    pub admitted_ns: u64,
+    pub done_ns: u64,
+    pub output: PageOutput,
+}
+
+/// Runs the strategy over `pages` and returns one record per page, in completion order.
+pub fn run_strategy(ctx: RunContext<'_>, pages: &[PageRef]) -> Vec<PageRecord> {
+    match ctx.spec.kind {
+        StrategyKind::Sequential => sequential::run(ctx, pages),
+    }
+}

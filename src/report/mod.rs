@@ -1,0 +1,361 @@
+//! Reports: built from the full histograms and spans of a run (never from live snapshots),
+//! written atomically, summarized for the terminal.
+
+pub mod environment;
+pub mod schema;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::assets::hex;
+use crate::corpus::Corpus;
+use crate::metrics::histogram::LatencyHistogram;
+use crate::metrics::memory::{MemoryTrace, downsample};
+use crate::metrics::span::Collected;
+use crate::models::{ModelInfo, StageKind};
+use crate::pipeline::PageRecord;
+use crate::pipeline::executor::RunError;
+use schema::*;
+
+/// Memory series points kept in a report.
+const MAX_SERIES_POINTS: usize = 512;
+
+pub fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+pub fn latency_summary(h: &LatencyHistogram) -> LatencySummary {
+    let q = |x| ms(h.quantile_ns(x));
+    LatencySummary {
+        count: h.len(),
+        mean_ms: if h.is_empty() { 0.0 } else { h.inner().mean() / 1e6 },
+        p50_ms: q(0.5),
+        p90_ms: q(0.9),
+        p95_ms: q(0.95),
+        p99_ms: q(0.99),
+        max_ms: if h.is_empty() { 0.0 } else { ms(h.inner().max()) },
+        histogram_ns: h.to_base64(),
+    }
+}
+
+/// sha256 of one page's canonical output.
+pub fn page_output_sha256(out: &crate::page::PageOutput) -> String {
+    let bytes = serde_json::to_vec(out).expect("page outputs serialize");
+    hex(&Sha256::digest(&bytes))
+}
+
+/// Everything a report is made of.
+pub struct RunData<'a> {
+    pub command: Vec<String>,
+    pub created_at: String,
+    pub environment: Environment,
+    pub corpus: &'a Corpus,
+    pub corpus_scan_ms: f64,
+    pub strategy: StrategyInfo,
+    pub models: Vec<ModelInfo>,
+    pub model_load_ms: f64,
+    pub records: Vec<PageRecord>,
+    pub pages_selected: u64,
+    pub run_errors: Vec<RunError>,
+    pub collected: Collected,
+    pub memory: MemoryTrace,
+    pub sample_interval_ms: u64,
+    pub overhead_ns: f64,
+    pub spans_mode: crate::cli::SpansMode,
+}
+
+pub fn build(mut d: RunData<'_>) -> Report {
+    let mut warnings = Vec::new();
+    if environment::build_profile() == "debug" {
+        warnings.push("DEBUG BUILD: timings are not representative; build with --release".to_string());
+    }
+    if d.collected.spans_dropped > 0 {
+        warnings.push(format!("{} spans were dropped (collector fell behind); stage statistics are incomplete", d.collected.spans_dropped));
+    }
+    if d.models.iter().any(|m| m.is_test_stage) {
+        let stages: Vec<_> = d.models.iter().filter(|m| m.is_test_stage).map(|m| m.stage.name()).collect();
+        warnings.push(format!("stages {} run the `null` test model: their outputs are empty", stages.join(", ")));
+    }
+
+    d.records.sort_by_key(|r| r.page.global);
+    let first_admit = d.records.iter().map(|r| r.admitted_ns).min().unwrap_or(0);
+    let last_done = d.records.iter().map(|r| r.done_ns).max().unwrap_or(0);
+    let wall_ns = last_done.saturating_sub(first_admit);
+    let mut latency = LatencyHistogram::new();
+    let mut digest = Sha256::new();
+    let mut pages = Vec::with_capacity(d.records.len());
+    for r in &d.records {
+        if r.ok {
+            latency.record(r.done_ns - r.admitted_ns);
+        }
+        let h = page_output_sha256(&r.output);
+        digest.update(r.id.as_bytes());
+        digest.update([0]);
+        digest.update(h.as_bytes());
+        digest.update([b'\n']);
+        pages.push(PageReport {
+            index: r.page.global,
+            id: r.id.to_string(),
+            document: r.doc_id.to_string(),
+            page: r.page.page + 1,
+            ok: r.ok,
+            failed_stage: r.failed_stage,
+            admitted_ms: ms(r.admitted_ns),
+            done_ms: ms(r.done_ns),
+            latency_ms: ms(r.done_ns - r.admitted_ns),
+            width_px: r.output.width_px,
+            height_px: r.output.height_px,
+            output_sha256: h,
+        });
+    }
+    let pages_ok = d.records.iter().filter(|r| r.ok).count() as u64;
+    let pages_failed = d.records.len() as u64 - pages_ok;
+
+    let mut stages = Vec::new();
+    for kind in StageKind::ALL {
+        let Some(acc) = d.collected.stages.get(&kind) else { continue };
+        let workers = acc.workers.len().max(1) as f64;
+        stages.push(StageReport {
+            stage: kind,
+            model: d.models.iter().find(|m| m.stage == kind).map_or_else(|| "?".into(), |m| m.id.clone()),
+            workers: acc.workers.iter().copied().collect(),
+            items: acc.items,
+            items_failed: acc.items_failed,
+            batches: acc.batches,
+            retries: acc.retries,
+            batch_sizes: acc.batch_sizes.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
+            busy_ms: ms(acc.busy_ns),
+            utilization: if wall_ns == 0 { 0.0 } else { acc.busy_ns as f64 / (wall_ns as f64 * workers) },
+            items_per_busy_s: if acc.busy_ns == 0 { 0.0 } else { acc.items as f64 / (acc.busy_ns as f64 / 1e9) },
+            service_per_batch: latency_summary(&acc.service),
+            service_per_item: latency_summary(&acc.service_per_item),
+            queue_wait: latency_summary(&acc.queue_wait),
+        });
+    }
+
+    let mut errors: Vec<ErrorReport> = d
+        .corpus
+        .documents
+        .iter()
+        .filter_map(|doc| {
+            doc.error.as_ref().map(|e| ErrorReport { document: doc.id.clone(), page: None, stage: "open".into(), kind: e.kind().into(), message: e.to_string() })
+        })
+        .collect();
+    errors.extend(d.run_errors.iter().map(|e| ErrorReport {
+        document: e.document.clone(),
+        page: e.page,
+        stage: e.stage.clone(),
+        kind: e.kind.clone(),
+        message: e.message.clone(),
+    }));
+
+    let s = &d.memory.samples;
+    let memory = MemoryReport {
+        sample_interval_ms: d.sample_interval_ms,
+        samples_taken: s.len(),
+        peak_rss_bytes: d.memory.peak_rss_bytes.max(s.iter().map(|x| x.rss_bytes).max().unwrap_or(0)),
+        peak_rss_with_children_bytes: s.iter().map(|x| x.rss_bytes + x.children_rss_bytes).max().unwrap_or(0),
+        system_total_bytes: d.memory.system_total_bytes,
+        min_system_available_bytes: s.iter().map(|x| x.system_available_bytes).min().unwrap_or(0),
+        swap_total_bytes: d.memory.swap_total_bytes,
+        peak_swap_used_bytes: s.iter().map(|x| x.swap_used_bytes).max().unwrap_or(0),
+        accelerator_total_bytes: d.memory.accelerator_total_bytes,
+        peak_accelerator_used_bytes: s.iter().filter_map(|x| x.accelerator_used_bytes).max(),
+        series: downsample(s, MAX_SERIES_POINTS),
+    };
+
+    let spans = SpansReport {
+        mode: match d.spans_mode {
+            crate::cli::SpansMode::Inline => "inline",
+            crate::cli::SpansMode::File => "file",
+            crate::cli::SpansMode::None => "none",
+        }
+        .into(),
+        file: None,
+        spans: std::mem::take(&mut d.collected.spans),
+    };
+
+    let documents_failed = d.corpus.documents.iter().filter(|x| x.error.is_some()).count();
+    Report {
+        schema_version: SCHEMA_VERSION,
+        created_at: d.created_at,
+        command: d.command,
+        ok: errors.is_empty() && pages_failed == 0,
+        warnings,
+        environment: d.environment,
+        corpus: CorpusInfo {
+            inputs: d.corpus.inputs.iter().map(|p| p.display().to_string()).collect(),
+            name: d.corpus.name.clone(),
+            hash: d.corpus.hash.clone(),
+            documents_total: d.corpus.documents.len(),
+            documents_failed,
+            pages_total: d.corpus.total_pages(),
+            pages_selected: d.pages_selected,
+            scan_ms: d.corpus_scan_ms,
+            documents: d
+                .corpus
+                .documents
+                .iter()
+                .map(|x| DocumentReport {
+                    id: x.id.clone(),
+                    path: x.path.display().to_string(),
+                    bytes: x.bytes,
+                    sha256: x.sha256.clone(),
+                    pages: x.pages,
+                    error: x.error.as_ref().map(|e| e.to_string()),
+                })
+                .collect(),
+        },
+        strategy: d.strategy,
+        models: d.models,
+        summary: Summary {
+            pages_ok,
+            pages_failed,
+            wall_ms: ms(wall_ns),
+            pages_per_s: if wall_ns == 0 { 0.0 } else { pages_ok as f64 / (wall_ns as f64 / 1e9) },
+            time_to_first_page_ms: d.records.iter().map(|r| r.done_ns).min().map_or(0.0, |t| ms(t.saturating_sub(first_admit))),
+            model_load_ms: d.model_load_ms,
+            page_latency: latency_summary(&latency),
+            instrumentation_overhead_ns: d.overhead_ns,
+            spans_recorded: d.collected.spans_recorded,
+            spans_dropped: d.collected.spans_dropped,
+        },
+        stages,
+        memory,
+        pages,
+        spans,
+        errors,
+        output: OutputDigest { algorithm: "sha256".into(), digest: hex(&digest.finalize()), pages: d.records.len() as u64 },
+    }
+}
+
+/// `results/<corpus>-<strategy>-<UTC time>.json`.
+pub fn default_path(results_dir: &Path, corpus: &str, strategy: &str, created_at: &str) -> PathBuf {
+    let stamp: String = created_at.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    results_dir.join(format!("{corpus}-{strategy}-{stamp}.json"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{0} exists; pass --force to overwrite it, or choose another --out")]
+    Exists(PathBuf),
+    #[error("writing {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Writes `report` (and its spans side file, if asked) atomically: temp file + rename.
+/// Refuses to replace an existing file unless `force`.
+pub fn write(report: &mut Report, path: &Path, force: bool) -> Result<(), WriteError> {
+    if path.exists() && !force {
+        return Err(WriteError::Exists(path.to_path_buf()));
+    }
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| WriteError::Io { path: p, source }
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    if report.spans.mode == "file" {
+        let side = path.with_extension("spans.jsonl");
+        let mut buf = Vec::new();
+        for s in &report.spans.spans {
+            serde_json::to_writer(&mut buf, s).expect("spans serialize");
+            buf.push(b'\n');
+        }
+        atomic_write(&side, &buf).map_err(io(&side))?;
+        report.spans.file = side.file_name().map(|n| n.to_string_lossy().into_owned());
+        report.spans.spans.clear();
+    } else if report.spans.mode == "none" {
+        report.spans.spans.clear();
+    }
+    let mut json = serde_json::to_vec_pretty(report).expect("reports serialize");
+    json.push(b'\n');
+    atomic_write(path, &json).map_err(io(path))
+}
+
+fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn human_bytes(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", U[i])
+}
+
+/// A terminal summary in the spirit of hyperfine's.
+pub fn summary_text(r: &Report, path: &Path) -> String {
+    let s = &r.summary;
+    let mut out = String::new();
+    let _ = std::fmt::Write::write_fmt(
+        &mut out,
+        format_args!(
+            "{} on {} ({} documents, {} pages) — {} · {} threads · {} build\n",
+            r.strategy.name,
+            r.corpus.name,
+            r.corpus.documents_total,
+            r.corpus.pages_selected,
+            r.environment.device.spec,
+            r.environment.threads,
+            r.environment.build_profile
+        ),
+    );
+    let mut line = |t: String| {
+        out.push_str(&t);
+        out.push('\n');
+    };
+    line(format!("  Wall time:      {:>10.3} s    {:.2} pages/s   (first page after {:.1} ms)", s.wall_ms / 1e3, s.pages_per_s, s.time_to_first_page_ms));
+    let l = &s.page_latency;
+    line(format!("  Page latency:   p50 {:.1} ms   p90 {:.1} ms   p99 {:.1} ms   max {:.1} ms", l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms));
+    line(format!("  {:<8} {:>7} {:>9} {:>11} {:>11} {:>11} {:>7}", "stage", "items", "batches", "p50 ms", "p99 ms", "busy s", "util"));
+    for st in &r.stages {
+        line(format!(
+            "  {:<8} {:>7} {:>9} {:>11.3} {:>11.3} {:>11.3} {:>6.1}%",
+            st.stage.name(),
+            st.items,
+            st.batches,
+            st.service_per_batch.p50_ms,
+            st.service_per_batch.p99_ms,
+            st.busy_ms / 1e3,
+            st.utilization * 100.0
+        ));
+    }
+    line(format!(
+        "  Memory:         peak RSS {} (with render workers {}), min system available {}",
+        human_bytes(r.memory.peak_rss_bytes),
+        human_bytes(r.memory.peak_rss_with_children_bytes),
+        human_bytes(r.memory.min_system_available_bytes)
+    ));
+    line(format!("  Overhead:       {:.0} ns per span ({} spans, {} dropped)", s.instrumentation_overhead_ns, s.spans_recorded, s.spans_dropped));
+    line(format!("  Output digest:  {}", &r.output.digest[..16]));
+    for w in &r.warnings {
+        line(format!("  warning: {w}"));
+    }
+    if r.errors.is_empty() {
+        line("  Errors:         none".into());
+    } else {
+        line(format!("  Errors:         {} (listed in the report)", r.errors.len()));
+    }
+    line(format!("  Report:         {}", path.display()));
+    out
+}

@@ -1,0 +1,273 @@
+//! The JSON report: the only place its types are defined. `results/report.schema.json` is
+//! generated from these types (`pipebench schema`) and a test keeps the two identical.
+//! Bump [`SCHEMA_VERSION`] whenever the shape changes.
+//!
+//! Units are in the names (`_ms`, `_ns`, `_bytes`, `_per_s`). Times are wall-clock from a
+//! monotonic clock; `*_ns` offsets count from the start of the measured run.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::assets::pdfium::PdfiumInfo;
+use crate::metrics::memory::MemorySample;
+use crate::metrics::span::{Span, WorkerId};
+use crate::models::{ModelInfo, StageKind};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A pipebench run report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    /// Version of this report format.
+    pub schema_version: u32,
+    /// When the run started (RFC 3339, UTC).
+    pub created_at: String,
+    /// The command line that produced the report.
+    pub command: Vec<String>,
+    /// True when every document and page went through every stage without error.
+    pub ok: bool,
+    /// Things that make the numbers less trustworthy (debug build, dropped spans…).
+    pub warnings: Vec<String>,
+    pub environment: Environment,
+    pub corpus: CorpusInfo,
+    pub strategy: StrategyInfo,
+    /// The model of every stage, render included.
+    pub models: Vec<ModelInfo>,
+    pub summary: Summary,
+    /// Per-stage statistics, in pipeline order.
+    pub stages: Vec<StageReport>,
+    pub memory: MemoryReport,
+    /// Every page, in corpus order.
+    pub pages: Vec<PageReport>,
+    pub spans: SpansReport,
+    /// Every failure: documents that could not be opened, pages that failed a stage.
+    pub errors: Vec<ErrorReport>,
+    pub output: OutputDigest,
+}
+
+/// How the numbers were made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    pub pipebench_version: String,
+    /// Git commit of the pipebench source, with `-dirty` if it had local changes.
+    pub git_sha: String,
+    /// `release` or `debug` (debug timings are not representative).
+    pub build_profile: String,
+    pub rustc: String,
+    pub os: String,
+    pub os_version: String,
+    pub arch: String,
+    pub hostname: String,
+    pub cpu_model: String,
+    pub cpu_cores_physical: Option<usize>,
+    pub cpu_cores_logical: usize,
+    /// CPU threads used by model kernels (candle / rayon).
+    pub threads: usize,
+    pub device: DeviceInfo,
+    pub candle_version: String,
+    /// Compiled-in candle features (cuda, metal, mkl, accelerate, avx).
+    pub candle_features: Vec<String>,
+    pub pdfium: PdfiumInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceInfo {
+    /// As given: `cpu`, `cuda:0`, `metal:0`.
+    pub spec: String,
+    /// `cpu`, `cuda` or `metal`.
+    pub kind: String,
+    /// Human name (CPU model for the CPU).
+    pub name: String,
+    /// Driver or runtime version, where known.
+    pub driver: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CorpusInfo {
+    /// Paths given on the command line.
+    pub inputs: Vec<String>,
+    pub name: String,
+    /// sha256 over the sorted (document id, file sha256) pairs.
+    pub hash: String,
+    pub documents_total: usize,
+    pub documents_failed: usize,
+    /// Pages in the documents that opened.
+    pub pages_total: u64,
+    /// Pages this run processed (`--max-pages` may cut it).
+    pub pages_selected: u64,
+    /// Time to discover, hash and open every document before the run.
+    pub scan_ms: f64,
+    pub documents: Vec<DocumentReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentReport {
+    pub id: String,
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub pages: u32,
+    /// Why the document could not be processed.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StrategyInfo {
+    pub name: String,
+    /// `sequential`, …
+    pub kind: String,
+    /// The strategy file, or `(built-in)`.
+    pub file: String,
+    /// Every parameter, defaults filled in.
+    pub parameters: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Summary {
+    pub pages_ok: u64,
+    pub pages_failed: u64,
+    /// From the first page admitted to the last page done.
+    pub wall_ms: f64,
+    /// Pages completed (ok) per second of wall time.
+    pub pages_per_s: f64,
+    /// From the start of the run to the first page done.
+    pub time_to_first_page_ms: f64,
+    /// Building the stages (model loading: the cold start), before the run.
+    pub model_load_ms: f64,
+    /// End-to-end page latency: admitted → done.
+    pub page_latency: LatencySummary,
+    /// Cost of recording one span (executor overhead with a no-op stage), measured before
+    /// the run. Target: ≤ 2000 ns.
+    pub instrumentation_overhead_ns: f64,
+    pub spans_recorded: u64,
+    /// Spans lost because the collector fell behind (the hot path never waits).
+    pub spans_dropped: u64,
+}
+
+/// Latency percentiles in milliseconds (from an HdrHistogram, 3 significant digits).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// The full histogram in nanoseconds: HdrHistogram V2 + deflate, base64 (mergeable).
+    pub histogram_ns: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StageReport {
+    pub stage: StageKind,
+    pub model: String,
+    /// Workers that ran this stage.
+    pub workers: Vec<WorkerId>,
+    /// Items (pages) processed successfully.
+    pub items: u64,
+    pub items_failed: u64,
+    /// Stage calls, retries included.
+    pub batches: u64,
+    /// Calls that re-ran one page of a failed batch.
+    pub retries: u64,
+    /// Batch size → number of calls.
+    pub batch_sizes: BTreeMap<String, u64>,
+    /// Sum of call durations.
+    pub busy_ms: f64,
+    /// busy / (wall × workers).
+    pub utilization: f64,
+    /// Items per second of busy time: the stage's capacity when it is never starved.
+    pub items_per_busy_s: f64,
+    /// Duration of one call (one batch).
+    pub service_per_batch: LatencySummary,
+    /// Duration of a call divided by its batch size, once per item.
+    pub service_per_item: LatencySummary,
+    /// Per item: ready (previous stage done) → call start.
+    pub queue_wait: LatencySummary,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryReport {
+    pub sample_interval_ms: u64,
+    pub samples_taken: usize,
+    /// Kernel high-water mark of pipebench's resident set (getrusage).
+    pub peak_rss_bytes: u64,
+    /// Largest sampled pipebench RSS + render workers' RSS.
+    pub peak_rss_with_children_bytes: u64,
+    pub system_total_bytes: u64,
+    pub min_system_available_bytes: u64,
+    pub swap_total_bytes: u64,
+    pub peak_swap_used_bytes: u64,
+    /// CUDA: device total; Metal: recommended max working set. Absent on CPU.
+    pub accelerator_total_bytes: Option<u64>,
+    pub peak_accelerator_used_bytes: Option<u64>,
+    /// At most 512 samples, each bucket keeping its largest RSS so peaks survive.
+    pub series: Vec<MemorySample>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PageReport {
+    /// Global page index (what spans' `items` refer to).
+    pub index: u32,
+    /// `document#pN`.
+    pub id: String,
+    pub document: String,
+    /// 1-based page number in its document.
+    pub page: u32,
+    pub ok: bool,
+    pub failed_stage: Option<StageKind>,
+    pub admitted_ms: f64,
+    pub done_ms: f64,
+    pub latency_ms: f64,
+    pub width_px: u32,
+    pub height_px: u32,
+    /// sha256 of this page's canonical output JSON.
+    pub output_sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpansReport {
+    /// `inline`, `file` or `none`.
+    pub mode: String,
+    /// With `file`: the JSON-lines file next to the report (one span per line).
+    pub file: Option<String>,
+    pub spans: Vec<Span>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorReport {
+    pub document: String,
+    /// 1-based page, when the error concerns one page.
+    pub page: Option<u32>,
+    /// `open` for documents that could not be opened, else the stage.
+    pub stage: String,
+    /// Short kind: corrupt, encrypted, not_pdf, no_pages, oom, …
+    pub kind: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputDigest {
+    pub algorithm: String,
+    /// sha256 over the per-page output hashes in corpus order: equal digests mean equal
+    /// extracted outputs, whatever the strategy.
+    pub digest: String,
+    pub pages: u64,
+}
