@@ -258,7 +258,9 @@ mod tests {
         let asset = pdfium::wheel_asset().expect("this platform is pinned");
         let sub = asset.dir(dir.path());
         fs::create_dir_all(&sub).expect("mkdir");
-        fs::write(sub.join(asset.members[0].1), b"not a library").expect("write");
+        for (_, name) in &asset.members {
+            fs::write(sub.join(name), b"stand-in").expect("write");
+        }
         assert!(asset.cached(dir.path()).is_none(), "no VERIFIED stamp, so not cached");
         fs::write(sub.join(STAMP), "0000\n").expect("write");
         assert!(asset.cached(dir.path()).is_none(), "stamp with another hash");

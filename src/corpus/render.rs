@@ -75,6 +75,18 @@ impl PageImage {
         (width * 3).div_ceil(4) * 4
     }
 
+    /// Sets the row padding bytes (past 3 × width) to zero: pdfium leaves them untouched, so a
+    /// reused buffer would otherwise carry the previous page's bytes there.
+    pub fn zero_padding(&mut self) {
+        let used = self.width as usize * 3;
+        let stride = self.stride as usize;
+        if stride > used {
+            for row in self.data.chunks_exact_mut(stride) {
+                row[used..].fill(0);
+            }
+        }
+    }
+
     /// The pixel at (x, y) as (b, g, r).
     pub fn pixel(&self, x: u32, y: u32) -> (u8, u8, u8) {
         let i = (y * self.stride + x * 3) as usize;
@@ -118,11 +130,13 @@ pub enum RenderError {
     NotBound,
     #[error("cannot read the file: {0}")]
     Unreadable(String),
+    #[error("empty file (0 bytes); remove it from the corpus")]
+    EmptyFile,
     #[error("not a PDF (no %PDF header); remove it from the corpus or pass only PDFs")]
     NotPdf,
-    #[error("corrupt or truncated PDF: pdfium could not parse it")]
+    #[error("corrupt or truncated PDF: pdfium could not parse it; re-download it, or try repairing it with `qpdf in.pdf out.pdf`")]
     Corrupt,
-    #[error("encrypted PDF: a password is required to open it")]
+    #[error("encrypted PDF: a password is required to open it; decrypt it first, e.g. `qpdf --decrypt --password=PASSWORD in.pdf out.pdf`")]
     Encrypted,
     #[error("PDF security settings forbid opening it")]
     Security,
@@ -144,6 +158,7 @@ impl RenderError {
         match self {
             RenderError::NotBound => "not_bound",
             RenderError::Unreadable(_) => "unreadable",
+            RenderError::EmptyFile => "empty_file",
             RenderError::NotPdf => "not_pdf",
             RenderError::Corrupt => "corrupt",
             RenderError::Encrypted => "encrypted",
@@ -197,7 +212,7 @@ impl OpenDocument {
     pub fn open(path: &Path) -> Result<Self, RenderError> {
         let meta = std::fs::metadata(path).map_err(|e| RenderError::Unreadable(e.to_string()))?;
         if meta.len() == 0 {
-            return Err(RenderError::NotPdf);
+            return Err(RenderError::EmptyFile);
         }
         let doc = pdfium()?.load_pdf_from_file(path, None).map_err(|e| open_error(path, e))?;
         Ok(Self { path: path.to_path_buf(), doc })

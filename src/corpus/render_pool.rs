@@ -43,6 +43,7 @@ enum Reply {
 }
 
 /// A rendered page from a worker, with the worker's own render time.
+#[derive(Debug)]
 pub struct WorkerPage {
     pub image: PageImage,
     /// Time inside the worker (open + render), excluding transfer.
@@ -52,6 +53,7 @@ pub struct WorkerPage {
 /// The parent's handle on one worker process.
 pub struct RenderWorker {
     index: usize,
+    exe: PathBuf,
     library: PathBuf,
     proc: Option<Live>,
 }
@@ -69,9 +71,16 @@ fn shm_dir() -> PathBuf {
 }
 
 impl RenderWorker {
-    /// Starts worker `index` bound to `library`.
+    /// Starts worker `index` bound to `library`, running this same executable.
     pub fn spawn(index: usize, library: &Path) -> Result<Self, RenderError> {
-        let mut w = Self { index, library: library.to_path_buf(), proc: None };
+        let exe = std::env::current_exe().map_err(|e| RenderError::Worker(format!("locating pipebench: {e}")))?;
+        Self::spawn_exe(&exe, index, library)
+    }
+
+    /// Starts worker `index` running the pipebench executable `exe` (tests pass the built
+    /// binary, since their own executable is the test harness).
+    pub fn spawn_exe(exe: &Path, index: usize, library: &Path) -> Result<Self, RenderError> {
+        let mut w = Self { index, exe: exe.to_path_buf(), library: library.to_path_buf(), proc: None };
         w.start()?;
         Ok(w)
     }
@@ -83,7 +92,6 @@ impl RenderWorker {
 
     fn start(&mut self) -> Result<(), RenderError> {
         let fail = |what: &str, e: &dyn std::fmt::Display| RenderError::Worker(format!("render worker {}: {what}: {e}", self.index));
-        let exe = std::env::current_exe().map_err(|e| fail("locating pipebench", &e))?;
         let shm_path = shm_dir().join(format!("pipebench-render-{}-{}-{}", std::process::id(), self.index, nanos_now()));
         let shm = (|| -> std::io::Result<MmapMut> {
             let f = OpenOptions::new().read(true).write(true).create_new(true).open(&shm_path)?;
@@ -92,7 +100,7 @@ impl RenderWorker {
             // reads the region the worker reports as written, after the worker's reply.
             unsafe { MmapMut::map_mut(&f) }
         })();
-        let mut cmd = Command::new(exe);
+        let mut cmd = Command::new(&self.exe);
         cmd.arg("__render-worker").arg("--pdfium-lib").arg(&self.library);
         if shm.is_ok() {
             cmd.arg("--shm").arg(&shm_path);
@@ -171,7 +179,9 @@ impl RenderWorker {
                     }
                     data.copy_from_slice(&shm[..len as usize]);
                 }
-                Ok(WorkerPage { image: PageImage { width, height, stride, format: PixelFormat::Bgr8, data }, render_ns })
+                let mut image = PageImage { width, height, stride, format: PixelFormat::Bgr8, data };
+                image.zero_padding();
+                Ok(WorkerPage { image, render_ns })
             }
         }
     }

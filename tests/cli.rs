@@ -1,0 +1,226 @@
+//! Whole runs through the binary: reports, bad inputs, exit codes, strategy errors.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use predicates::prelude::*;
+
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).expect("report written")).expect("valid JSON")
+}
+
+fn schema_validator() -> jsonschema::Validator {
+    let schema = read_json(&root().join("results/report.schema.json"));
+    jsonschema::validator_for(&schema).expect("the committed schema compiles")
+}
+
+fn assert_schema_valid(report: &serde_json::Value) {
+    let v = schema_validator();
+    let errors: Vec<String> = v.iter_errors(report).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+    assert!(errors.is_empty(), "report does not match results/report.schema.json:\n{}", errors.join("\n"));
+}
+
+#[test]
+fn smoke_run_writes_a_schema_valid_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("smoke.json");
+    cmd().args(["run", "-q", "--out"]).arg(&out).arg(smoke()).assert().success();
+    let r = read_json(&out);
+    assert_schema_valid(&r);
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["ok"], true);
+    assert_eq!(r["corpus"]["documents_total"], 4);
+    assert_eq!(r["corpus"]["pages_total"], 9);
+    assert_eq!(r["summary"]["pages_ok"], 9);
+    assert_eq!(r["strategy"]["kind"], "sequential");
+    let stages: Vec<&str> = r["stages"].as_array().expect("stages").iter().map(|s| s["stage"].as_str().expect("name")).collect();
+    assert_eq!(stages, ["render", "layout", "ocr", "table", "figure"]);
+    for s in r["stages"].as_array().expect("stages") {
+        assert_eq!(s["items"], 9, "{}", s["stage"]);
+        assert_eq!(s["batch_sizes"]["1"], 9);
+    }
+    // Rendering is real: 150 dpi A4 (595 × 842 pt) is 1240 × 1754.
+    let pages = r["pages"].as_array().expect("pages");
+    assert_eq!(pages.len(), 9);
+    assert!(pages.iter().any(|p| p["width_px"] == 1240 && p["height_px"] == 1754), "{pages:?}");
+    assert!(r["stages"][0]["service_per_batch"]["p50_ms"].as_f64().expect("p50") > 0.1, "rendering takes time");
+    assert_eq!(r["spans"]["spans"].as_array().expect("inline spans").len(), 45, "5 stages × 9 pages");
+    assert!(r["summary"]["instrumentation_overhead_ns"].as_f64().expect("overhead") > 0.0);
+    assert!(r["memory"]["peak_rss_bytes"].as_u64().expect("rss") > 1_000_000);
+    assert!(r["environment"]["pdfium"]["build"].is_string() || r["environment"]["pdfium"]["source"] == "system");
+}
+
+#[test]
+fn output_digest_is_reproducible() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let digest = |name: &str| {
+        let out = dir.path().join(name);
+        cmd().args(["run", "-q", "--spans", "none", "--out"]).arg(&out).arg(smoke()).assert().success();
+        read_json(&out)["output"]["digest"].as_str().expect("digest").to_string()
+    };
+    assert_eq!(digest("a.json"), digest("b.json"));
+}
+
+#[test]
+fn bad_documents_are_reported_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("bad.json");
+    cmd()
+        .args(["run", "-q", "--out"])
+        .arg(&out)
+        .arg(bad_dir())
+        .arg(smoke().join("census-12s0324-table.pdf"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("encrypted.pdf: encrypted PDF"))
+        .stderr(predicate::str::contains("corrupt.pdf: corrupt or truncated PDF"));
+    let r = read_json(&out);
+    assert_schema_valid(&r);
+    assert_eq!(r["ok"], false);
+    assert_eq!(r["summary"]["pages_ok"], 1, "the good document still ran");
+    let kinds: std::collections::BTreeMap<String, String> = r["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| (e["document"].as_str().expect("doc").to_string(), e["kind"].as_str().expect("kind").to_string()))
+        .collect();
+    let expected = [
+        ("corrupt.pdf", "corrupt"),
+        ("empty.pdf", "empty_file"),
+        ("encrypted.pdf", "encrypted"),
+        ("not-a-pdf.pdf", "not_pdf"),
+        ("truncated.pdf", "corrupt"),
+        ("zero-pages.pdf", "no_pages"),
+    ];
+    for (doc, kind) in expected {
+        assert_eq!(kinds.get(doc).map(String::as_str), Some(kind), "{doc}: {kinds:?}");
+    }
+}
+
+#[test]
+fn a_failing_stage_fails_its_page_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strategy = dir.path().join("fail.toml");
+    std::fs::write(
+        &strategy,
+        "name = \"failing\"\nkind = \"sequential\"\n[stages.ocr]\nmodel = \"null\"\nfail_pages = [\"gofpdf-cellformat-tables.pdf#p2\"]\n",
+    )
+    .expect("write");
+    let out = dir.path().join("r.json");
+    cmd().args(["run", "-q", "--strategy"]).arg(&strategy).arg("--out").arg(&out).arg(smoke()).assert().code(2);
+    let r = read_json(&out);
+    assert_eq!(r["summary"]["pages_ok"], 8);
+    assert_eq!(r["summary"]["pages_failed"], 1);
+    let e = &r["errors"][0];
+    assert_eq!((e["document"].as_str(), e["page"].as_u64(), e["stage"].as_str()), (Some("gofpdf-cellformat-tables.pdf"), Some(2), Some("ocr")));
+    let failed: Vec<_> = r["pages"].as_array().expect("pages").iter().filter(|p| p["ok"] == false).collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["failed_stage"], "ocr");
+    // Later stages never saw the failed page.
+    let table = r["stages"].as_array().expect("stages").iter().find(|s| s["stage"] == "table").expect("table stage");
+    assert_eq!(table["items"], 8);
+}
+
+#[test]
+fn existing_report_is_not_overwritten_without_force() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("r.json");
+    std::fs::write(&out, "keep me").expect("write");
+    cmd()
+        .args(["run", "-q", "--max-pages", "1", "--out"])
+        .arg(&out)
+        .arg(smoke())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--force"));
+    assert_eq!(std::fs::read_to_string(&out).expect("read"), "keep me");
+    cmd().args(["run", "-q", "--max-pages", "1", "--force", "--out"]).arg(&out).arg(smoke()).assert().success();
+    assert_eq!(read_json(&out)["summary"]["pages_ok"], 1);
+}
+
+#[test]
+fn spans_can_go_to_a_side_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("r.json");
+    cmd().args(["run", "-q", "--max-pages", "2", "--spans", "file", "--out"]).arg(&out).arg(smoke()).assert().success();
+    let r = read_json(&out);
+    assert_eq!(r["spans"]["file"], "r.spans.jsonl");
+    let lines = std::fs::read_to_string(dir.path().join("r.spans.jsonl")).expect("side file");
+    assert_eq!(lines.lines().count(), 10, "5 stages × 2 pages");
+}
+
+#[test]
+fn bad_strategy_file_names_file_line_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strategy = dir.path().join("bad.toml");
+    std::fs::write(&strategy, "name = \"x\"\nkind = \"sequential\"\n[render]\ndpi = 150\nbatch = 4\n").expect("write");
+    cmd()
+        .args(["run", "--strategy"])
+        .arg(&strategy)
+        .arg(smoke())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("bad.toml"))
+        .stderr(predicate::str::contains("line 5"))
+        .stderr(predicate::str::contains("batch"));
+}
+
+#[test]
+fn missing_corpus_and_unknown_device_are_clear_errors() {
+    cmd().args(["run", "no/such/folder"]).assert().code(2).stderr(predicate::str::contains("no/such/folder: no such file or folder"));
+    cmd().args(["run", "--device", "tpu"]).arg(smoke()).assert().code(2).stderr(predicate::str::contains("unknown device `tpu`"));
+}
+
+#[test]
+fn wrong_pdfium_lib_says_how_to_fix_it() {
+    assert_cmd::Command::new(exe())
+        .args(["run", "--pdfium-lib", "/nonexistent/libpdfium.so"])
+        .arg(smoke())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--pdfium-lib /nonexistent/libpdfium.so"))
+        .stderr(predicate::str::contains("fix:"));
+}
+
+#[test]
+fn offline_with_an_empty_cache_lists_what_was_tried() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert_cmd::Command::new(exe())
+        .env_remove("PDFIUM_DYNAMIC_LIB_PATH")
+        .args(["run", "--offline", "--cache-dir"])
+        .arg(dir.path())
+        .arg(smoke())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("Tried, in order"))
+        .stderr(predicate::str::contains("pipebench setup"));
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    cmd().arg("--help").assert().success().stdout(predicate::str::contains("Exit codes:")).stdout(predicate::str::contains("2  errors"));
+}
+
+#[test]
+fn committed_schema_matches_the_code() {
+    let committed = std::fs::read_to_string(root().join("results/report.schema.json")).expect("committed schema");
+    assert_eq!(
+        committed,
+        pipebench::report_schema_json(),
+        "results/report.schema.json is stale: run `cargo run -- schema > results/report.schema.json` and bump SCHEMA_VERSION if the shape changed"
+    );
+}
+
+#[test]
+fn bench_render_measures_in_process_and_pool() {
+    cmd()
+        .args(["bench-render", "--processes", "0,1,2", "--runs", "1", "--warmup", "0", "--dpi", "72"])
+        .arg(smoke())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("in-process"))
+        .stdout(predicate::str::contains("2 processes"))
+        .stdout(predicate::str::contains("speed-up 2 processes vs 1"));
+}

@@ -1,0 +1,47 @@
+//! Shared test helpers: the built binary, libpdfium (fetched once through `pipebench setup`),
+//! the test corpora.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pipebench"))
+}
+
+pub fn smoke() -> PathBuf {
+    root().join("corpora/smoke")
+}
+
+pub fn bad_dir() -> PathBuf {
+    root().join("tests/fixtures/bad")
+}
+
+/// The libpdfium the tests use: `pipebench setup` puts it in the user cache once (pip fetch of
+/// the pinned wheel); later calls find it there.
+pub fn pdfium_lib() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let out = std::process::Command::new(exe()).arg("setup").output().expect("running pipebench setup");
+        assert!(out.status.success(), "pipebench setup failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let path = stdout.trim().strip_prefix("libpdfium ready: ").expect("setup prints the library path");
+        PathBuf::from(path)
+    })
+}
+
+/// Binds libpdfium in this test process.
+pub fn bind_in_process() {
+    pipebench::corpus::render::bind_library(Some(pdfium_lib())).expect("binding libpdfium");
+}
+
+/// A `pipebench` command bound to the test library, with the cache untouched.
+pub fn cmd() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::new(exe());
+    c.env("PDFIUM_DYNAMIC_LIB_PATH", pdfium_lib());
+    c
+}
