@@ -8,11 +8,11 @@
 use std::path::Path;
 use std::time::Instant;
 
+use crate::ExitStatus;
 use crate::cli::BenchRenderArgs;
 use crate::corpus::render::{RenderSpec, Renderer};
 use crate::corpus::render_pool::RenderWorker;
 use crate::corpus::{Corpus, PageRef};
-use crate::ExitStatus;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchResult {
@@ -28,7 +28,14 @@ pub struct BenchResult {
 }
 
 /// Renders `pages` once with `processes` workers (0 = in-process); returns (seconds, failed).
-pub fn render_once(corpus: &Corpus, pages: &[PageRef], spec: &RenderSpec, processes: usize, library: &Path, workers: &mut Vec<RenderWorker>) -> anyhow::Result<(f64, usize)> {
+pub fn render_once(
+    corpus: &Corpus,
+    pages: &[PageRef],
+    spec: &RenderSpec,
+    processes: usize,
+    library: &Path,
+    workers: &mut Vec<RenderWorker>,
+) -> anyhow::Result<(f64, usize)> {
     let t = Instant::now();
     if processes == 0 {
         let mut r = Renderer::new();
@@ -70,15 +77,29 @@ pub fn render_once(corpus: &Corpus, pages: &[PageRef], spec: &RenderSpec, proces
 
 pub fn render(args: BenchRenderArgs) -> anyhow::Result<ExitStatus> {
     if crate::report::environment::build_profile() == "debug" {
-        eprintln!("pipebench: warning: this is a DEBUG build; timings are not representative (use --release)");
+        eprintln!(
+            "pipebench: warning: this is a DEBUG build; timings are not representative (use --release)"
+        );
     }
     let info = crate::assets::pdfium::bind(&args.pdfium, &mut |m| eprintln!("pipebench: {m}"))?;
     let library = std::path::PathBuf::from(&info.library);
     let mut corpus = Corpus::discover(&args.corpus)?;
     corpus.probe();
     let pages = corpus.pages(None);
-    let spec = RenderSpec { dpi: args.dpi, max_long_side_px: None };
-    println!("bench-render: {} ({} pages) at {} dpi, {} runs + {} warm-up, libpdfium {} ({})", corpus.name, pages.len(), args.dpi, args.runs, args.warmup, info.library, info.source);
+    let spec = RenderSpec {
+        dpi: args.dpi,
+        max_long_side_px: None,
+    };
+    println!(
+        "bench-render: {} ({} pages) at {} dpi, {} runs + {} warm-up, libpdfium {} ({})",
+        corpus.name,
+        pages.len(),
+        args.dpi,
+        args.runs,
+        args.warmup,
+        info.library,
+        info.source
+    );
     let mut results = Vec::new();
     for &procs in &args.processes {
         let mut workers = Vec::new();
@@ -93,7 +114,8 @@ pub fn render(args: BenchRenderArgs) -> anyhow::Result<ExitStatus> {
             failed = f;
         }
         let mean = runs.iter().sum::<f64>() / runs.len() as f64;
-        let var = runs.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (runs.len().max(2) - 1) as f64;
+        let var =
+            runs.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (runs.len().max(2) - 1) as f64;
         let r = BenchResult {
             processes: procs,
             pages: pages.len(),
@@ -104,20 +126,32 @@ pub fn render(args: BenchRenderArgs) -> anyhow::Result<ExitStatus> {
             pages_per_s: pages.len() as f64 / mean,
             ms_per_page: mean * 1e3 / pages.len().max(1) as f64,
         };
-        let label = if procs == 0 { "in-process".to_string() } else { format!("{procs} process{}", if procs == 1 { "" } else { "es" }) };
+        let label = if procs == 0 {
+            "in-process".to_string()
+        } else {
+            format!("{procs} process{}", if procs == 1 { "" } else { "es" })
+        };
         println!(
             "  {label:<14} {:>8.3} s ± {:.3} s   {:>7.1} pages/s   {:>6.2} ms/page{}",
             r.mean_s,
             r.stddev_s,
             r.pages_per_s,
             r.ms_per_page,
-            if failed > 0 { format!("   ({failed} pages failed)") } else { String::new() }
+            if failed > 0 {
+                format!("   ({failed} pages failed)")
+            } else {
+                String::new()
+            }
         );
         results.push(r);
     }
     if let Some(one) = results.iter().find(|r| r.processes == 1) {
         for r in results.iter().filter(|r| r.processes > 1) {
-            println!("  speed-up {} processes vs 1: {:.2}×", r.processes, r.pages_per_s / one.pages_per_s);
+            println!(
+                "  speed-up {} processes vs 1: {:.2}×",
+                r.processes,
+                r.pages_per_s / one.pages_per_s
+            );
         }
     }
     if let Some(path) = &args.json {

@@ -9,7 +9,11 @@ Exit codes:
   0  success
   1  regression found by `compare`
   2  errors: a document, page or stage failed (the run went on and the report lists them),
+     the run was interrupted (Ctrl-C: the report of the pages done is still written),
      or the run could not start
+
+Bad inputs (corrupt, truncated, encrypted, empty or non-PDF files) are reported per document
+on stderr and in the report; the other documents still run.
 
 Examples:
   pipebench run corpora/sample

@@ -55,13 +55,20 @@ pub struct RenderParams {
 
 impl Default for RenderParams {
     fn default() -> Self {
-        Self { dpi: 150.0, max_long_side_px: None, processes: 0 }
+        Self {
+            dpi: 150.0,
+            max_long_side_px: None,
+            processes: 0,
+        }
     }
 }
 
 impl RenderParams {
     pub fn spec(&self) -> RenderSpec {
-        RenderSpec { dpi: self.dpi, max_long_side_px: self.max_long_side_px }
+        RenderSpec {
+            dpi: self.dpi,
+            max_long_side_px: self.max_long_side_px,
+        }
     }
 }
 
@@ -101,30 +108,54 @@ pub struct StageSpec {
 
 impl Default for StageSpec {
     fn default() -> Self {
-        Self { model: "null".into(), batch_size: 1, sleep_ms: 0.0, fail_pages: Vec::new() }
+        Self {
+            model: "null".into(),
+            batch_size: 1,
+            sleep_ms: 0.0,
+            fail_pages: Vec::new(),
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read strategy file: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: invalid strategy file: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}:{line}: `{key}`: {message}")]
-    Invalid { path: PathBuf, line: usize, key: String, message: String },
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
 }
 
 /// Loads and validates a strategy file.
 pub fn load(path: &Path) -> Result<StrategySpec, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse(&text, path)
 }
 
 /// Parses and validates strategy text; `path` is used in messages.
 pub fn parse(text: &str, path: &Path) -> Result<StrategySpec, ConfigError> {
-    let spec: StrategySpec = toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string().trim_end().to_string() })?;
-    validate(&spec).map_err(|(key, message)| ConfigError::Invalid { path: path.to_path_buf(), line: locate(text, &key).unwrap_or(1), key, message })?;
+    let spec: StrategySpec = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    validate(&spec).map_err(|(key, message)| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        line: locate(text, &key).unwrap_or(1),
+        key,
+        message,
+    })?;
     Ok(spec)
 }
 
@@ -139,34 +170,59 @@ fn validate(s: &StrategySpec) -> Result<(), (String, String)> {
         return bad("name", "must not be empty".into());
     }
     if !(s.render.dpi > 0.0 && s.render.dpi <= MAX_DPI) {
-        return bad("render.dpi", format!("must be in (0, {MAX_DPI}], got {}", s.render.dpi));
+        return bad(
+            "render.dpi",
+            format!("must be in (0, {MAX_DPI}], got {}", s.render.dpi),
+        );
     }
     if s.render.max_long_side_px == Some(0) {
         return bad("render.max_long_side_px", "must be at least 1".into());
     }
     if s.render.processes > MAX_RENDER_PROCESSES {
-        return bad("render.processes", format!("at most {MAX_RENDER_PROCESSES}, got {}", s.render.processes));
+        return bad(
+            "render.processes",
+            format!("at most {MAX_RENDER_PROCESSES}, got {}", s.render.processes),
+        );
     }
     if s.kind == StrategyKind::Sequential && s.render.processes != 0 {
-        return bad("render.processes", "the sequential strategy renders in-process, one page at a time: set it to 0".into());
+        return bad(
+            "render.processes",
+            "the sequential strategy renders in-process, one page at a time: set it to 0".into(),
+        );
     }
     for kind in StageKind::MODELS {
         let st = s.stages.get(kind).expect("model stages have specs");
         let key = |k: &str| format!("stages.{kind}.{k}");
         if !AVAILABLE_MODELS.contains(&st.model.as_str()) {
-            return bad(&key("model"), format!("unknown model `{}`; available: {}", st.model, AVAILABLE_MODELS.join(", ")));
+            return bad(
+                &key("model"),
+                format!(
+                    "unknown model `{}`; available: {}",
+                    st.model,
+                    AVAILABLE_MODELS.join(", ")
+                ),
+            );
         }
         if st.batch_size == 0 {
             return bad(&key("batch_size"), "must be at least 1".into());
         }
         if s.kind == StrategyKind::Sequential && st.batch_size != 1 {
-            return bad(&key("batch_size"), "the sequential strategy runs one page at a time: set it to 1".into());
+            return bad(
+                &key("batch_size"),
+                "the sequential strategy runs one page at a time: set it to 1".into(),
+            );
         }
         if !(st.sleep_ms.is_finite() && st.sleep_ms >= 0.0) {
-            return bad(&key("sleep_ms"), format!("must be a finite number ≥ 0, got {}", st.sleep_ms));
+            return bad(
+                &key("sleep_ms"),
+                format!("must be a finite number ≥ 0, got {}", st.sleep_ms),
+            );
         }
         if st.model != "null" && (st.sleep_ms != 0.0 || !st.fail_pages.is_empty()) {
-            return bad(&key("model"), "sleep_ms and fail_pages apply to the `null` test model only".into());
+            return bad(
+                &key("model"),
+                "sleep_ms and fail_pages apply to the `null` test model only".into(),
+            );
         }
     }
     Ok(())
@@ -192,7 +248,11 @@ fn locate(text: &str, key: &str) -> Option<usize> {
         }
         if let Some((k, _)) = line.split_once('=') {
             let k = k.trim().trim_matches('"');
-            let full = if current.is_empty() { k.to_string() } else { format!("{current}.{k}") };
+            let full = if current.is_empty() {
+                k.to_string()
+            } else {
+                format!("{current}.{k}")
+            };
             if full == key || (current == table && k == leaf) {
                 return Some(i + 1);
             }
@@ -234,7 +294,9 @@ mod tests {
 
     #[test]
     fn unknown_strategy_kind_lists_the_known_ones() {
-        let err = parse("name = \"x\"\nkind = \"warp-speed\"\n", p()).expect_err("bad kind").to_string();
+        let err = parse("name = \"x\"\nkind = \"warp-speed\"\n", p())
+            .expect_err("bad kind")
+            .to_string();
         assert!(err.contains("sequential"), "{err}");
     }
 
@@ -250,7 +312,12 @@ mod tests {
         }
         let text = "name = \"x\"\nkind = \"sequential\"\n[stages.layout]\nmodel = \"gpt-9\"\n";
         let err = parse(text, p()).expect_err("unknown model").to_string();
-        assert!(err.contains(":4:") && err.contains("stages.layout.model") && err.contains("available: null"), "{err}");
+        assert!(
+            err.contains(":4:")
+                && err.contains("stages.layout.model")
+                && err.contains("available: null"),
+            "{err}"
+        );
         let text = "name = \"x\"\nkind = \"sequential\"\n[render]\ndpi = -3\n";
         let err = parse(text, p()).expect_err("bad dpi").to_string();
         assert!(err.contains(":4:") && err.contains("render.dpi"), "{err}");

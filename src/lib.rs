@@ -61,7 +61,10 @@ impl From<ExitStatus> for std::process::ExitCode {
 
 /// True if the error is a closed stdout (e.g. piped into `head`): not an error.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
@@ -106,7 +109,13 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
     }
     let (spec, strategy_file) = match &args.strategy {
         Some(p) => (config::load(p)?, p.display().to_string()),
-        None => (config::parse(config::DEFAULT_STRATEGY, Path::new("strategies/sequential.toml"))?, "(built-in) strategies/sequential.toml".to_string()),
+        None => (
+            config::parse(
+                config::DEFAULT_STRATEGY,
+                Path::new("strategies/sequential.toml"),
+            )?,
+            "(built-in) strategies/sequential.toml".to_string(),
+        ),
     };
     let device_spec: DeviceSpec = args.common.device.parse()?;
     let device = models::device::open(device_spec)?;
@@ -118,12 +127,18 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
     let mut corpus = Corpus::discover(&args.corpus)?;
     corpus.probe();
     let corpus_scan_ms = t_scan.elapsed().as_secs_f64() * 1e3;
-    let out_path = args.out.clone().unwrap_or_else(|| report::default_path(Path::new("results"), &corpus.name, &spec.name, &created_at));
+    let out_path = args.out.clone().unwrap_or_else(|| {
+        report::default_path(Path::new("results"), &corpus.name, &spec.name, &created_at)
+    });
     if out_path.exists() && !args.force {
         return Err(report::WriteError::Exists(out_path).into());
     }
     for d in corpus.documents.iter().filter(|d| d.error.is_some()) {
-        eprintln!("error: {}: {}", d.id, d.error.as_ref().expect("filtered on is_some"));
+        eprintln!(
+            "error: {}: {}",
+            d.id,
+            d.error.as_ref().expect("filtered on is_some")
+        );
     }
     let pages = corpus.pages(args.max_pages);
 
@@ -132,27 +147,49 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
     let collector = Collector::start(args.spans != cli::SpansMode::None);
     let clock = Clock::start();
     let child_pids = ChildPids::default();
-    let sampler = MemorySampler::start(clock, Duration::from_millis(args.sample_ms.max(1)), device.clone(), child_pids.clone());
+    let sampler = MemorySampler::start(
+        clock,
+        Duration::from_millis(args.sample_ms.max(1)),
+        device.clone(),
+        child_pids.clone(),
+    );
     let exec = Executor::new(clock, device.clone(), collector.sink());
 
     let t_load = Instant::now();
     let mut stages = Vec::new();
     for kind in StageKind::MODELS {
         let st = spec.stages.get(kind).expect("model stages have specs");
-        stages.push(models::build_stage(kind, st).map_err(|e| anyhow::anyhow!("stage {kind}: {e}"))?);
+        stages
+            .push(models::build_stage(kind, st).map_err(|e| anyhow::anyhow!("stage {kind}: {e}"))?);
     }
     let model_load_ms = t_load.elapsed().as_secs_f64() * 1e3;
-    let mut models_info = vec![models::ModelInfo { stage: StageKind::Render, id: "pdfium".into(), is_test_stage: false, weights_sha256: None }];
+    let mut models_info = vec![models::ModelInfo {
+        stage: StageKind::Render,
+        id: "pdfium".into(),
+        is_test_stage: false,
+        weights_sha256: None,
+    }];
     models_info.extend(stages.iter().map(|s| s.model()));
 
+    pipeline::install_interrupt_handler();
     let progress = progress_bar(pages.len() as u64, args.quiet);
     let on_page = |r: &PageRecord| {
         progress.set_message(r.id.to_string());
         progress.inc(1);
     };
-    let ctx = RunContext { exec: &exec, corpus: &corpus, spec: &spec, stages, child_pids, on_page: &on_page };
+    let ctx = RunContext {
+        exec: &exec,
+        corpus: &corpus,
+        spec: &spec,
+        stages,
+        child_pids,
+        on_page: &on_page,
+    };
     let records = pipeline::run_strategy(ctx, &pages);
     progress.finish_and_clear();
+    if pipeline::interrupted() {
+        say("interrupted: writing the report of the pages done");
+    }
 
     let run_errors = exec.errors();
     drop(exec);
@@ -186,11 +223,19 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
     if !args.quiet {
         print!("{}", report::summary_text(&report, &out_path));
     }
-    Ok(if report.ok { ExitStatus::Ok } else { ExitStatus::Errors })
+    Ok(if report.ok {
+        ExitStatus::Ok
+    } else {
+        ExitStatus::Errors
+    })
 }
 
 fn progress_bar(total: u64, quiet: bool) -> Arc<indicatif::ProgressBar> {
-    let pb = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(total) };
+    let pb = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(total)
+    };
     pb.set_style(
         indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} pages {per_sec} eta {eta} {wide_msg}")
             .expect("valid template"),

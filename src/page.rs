@@ -28,7 +28,17 @@ pub struct PageWork {
 
 impl PageWork {
     pub fn new(page: PageRef, id: Arc<str>, doc_id: Arc<str>, path: Arc<Path>) -> Self {
-        Self { page, id, doc_id, path, image: None, output: PageOutput::default(), admitted_ns: 0, ready_ns: 0, failed: false }
+        Self {
+            page,
+            id,
+            doc_id,
+            path,
+            image: None,
+            output: PageOutput::default(),
+            admitted_ns: 0,
+            ready_ns: 0,
+            failed: false,
+        }
     }
 }
 

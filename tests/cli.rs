@@ -18,15 +18,27 @@ fn schema_validator() -> jsonschema::Validator {
 
 fn assert_schema_valid(report: &serde_json::Value) {
     let v = schema_validator();
-    let errors: Vec<String> = v.iter_errors(report).map(|e| format!("{} at {}", e, e.instance_path)).collect();
-    assert!(errors.is_empty(), "report does not match results/report.schema.json:\n{}", errors.join("\n"));
+    let errors: Vec<String> = v
+        .iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "report does not match results/report.schema.json:\n{}",
+        errors.join("\n")
+    );
 }
 
 #[test]
 fn smoke_run_writes_a_schema_valid_report() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("smoke.json");
-    cmd().args(["run", "-q", "--out"]).arg(&out).arg(smoke()).assert().success();
+    cmd()
+        .args(["run", "-q", "--out"])
+        .arg(&out)
+        .arg(smoke())
+        .assert()
+        .success();
     let r = read_json(&out);
     assert_schema_valid(&r);
     assert_eq!(r["schema_version"], 1);
@@ -35,7 +47,12 @@ fn smoke_run_writes_a_schema_valid_report() {
     assert_eq!(r["corpus"]["pages_total"], 9);
     assert_eq!(r["summary"]["pages_ok"], 9);
     assert_eq!(r["strategy"]["kind"], "sequential");
-    let stages: Vec<&str> = r["stages"].as_array().expect("stages").iter().map(|s| s["stage"].as_str().expect("name")).collect();
+    let stages: Vec<&str> = r["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|s| s["stage"].as_str().expect("name"))
+        .collect();
     assert_eq!(stages, ["render", "layout", "ocr", "table", "figure"]);
     for s in r["stages"].as_array().expect("stages") {
         assert_eq!(s["items"], 9, "{}", s["stage"]);
@@ -44,12 +61,35 @@ fn smoke_run_writes_a_schema_valid_report() {
     // Rendering is real: 150 dpi A4 (595 × 842 pt) is 1240 × 1754.
     let pages = r["pages"].as_array().expect("pages");
     assert_eq!(pages.len(), 9);
-    assert!(pages.iter().any(|p| p["width_px"] == 1240 && p["height_px"] == 1754), "{pages:?}");
-    assert!(r["stages"][0]["service_per_batch"]["p50_ms"].as_f64().expect("p50") > 0.1, "rendering takes time");
-    assert_eq!(r["spans"]["spans"].as_array().expect("inline spans").len(), 45, "5 stages × 9 pages");
-    assert!(r["summary"]["instrumentation_overhead_ns"].as_f64().expect("overhead") > 0.0);
+    assert!(
+        pages
+            .iter()
+            .any(|p| p["width_px"] == 1240 && p["height_px"] == 1754),
+        "{pages:?}"
+    );
+    assert!(
+        r["stages"][0]["service_per_batch"]["p50_ms"]
+            .as_f64()
+            .expect("p50")
+            > 0.1,
+        "rendering takes time"
+    );
+    assert_eq!(
+        r["spans"]["spans"].as_array().expect("inline spans").len(),
+        45,
+        "5 stages × 9 pages"
+    );
+    assert!(
+        r["summary"]["instrumentation_overhead_ns"]
+            .as_f64()
+            .expect("overhead")
+            > 0.0
+    );
     assert!(r["memory"]["peak_rss_bytes"].as_u64().expect("rss") > 1_000_000);
-    assert!(r["environment"]["pdfium"]["build"].is_string() || r["environment"]["pdfium"]["source"] == "system");
+    assert!(
+        r["environment"]["pdfium"]["build"].is_string()
+            || r["environment"]["pdfium"]["source"] == "system"
+    );
 }
 
 #[test]
@@ -57,8 +97,16 @@ fn output_digest_is_reproducible() {
     let dir = tempfile::tempdir().expect("tempdir");
     let digest = |name: &str| {
         let out = dir.path().join(name);
-        cmd().args(["run", "-q", "--spans", "none", "--out"]).arg(&out).arg(smoke()).assert().success();
-        read_json(&out)["output"]["digest"].as_str().expect("digest").to_string()
+        cmd()
+            .args(["run", "-q", "--spans", "none", "--out"])
+            .arg(&out)
+            .arg(smoke())
+            .assert()
+            .success();
+        read_json(&out)["output"]["digest"]
+            .as_str()
+            .expect("digest")
+            .to_string()
     };
     assert_eq!(digest("a.json"), digest("b.json"));
 }
@@ -75,7 +123,9 @@ fn bad_documents_are_reported_and_the_run_goes_on() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("encrypted.pdf: encrypted PDF"))
-        .stderr(predicate::str::contains("corrupt.pdf: corrupt or truncated PDF"));
+        .stderr(predicate::str::contains(
+            "corrupt.pdf: corrupt or truncated PDF",
+        ));
     let r = read_json(&out);
     assert_schema_valid(&r);
     assert_eq!(r["ok"], false);
@@ -84,7 +134,12 @@ fn bad_documents_are_reported_and_the_run_goes_on() {
         .as_array()
         .expect("errors")
         .iter()
-        .map(|e| (e["document"].as_str().expect("doc").to_string(), e["kind"].as_str().expect("kind").to_string()))
+        .map(|e| {
+            (
+                e["document"].as_str().expect("doc").to_string(),
+                e["kind"].as_str().expect("kind").to_string(),
+            )
+        })
         .collect();
     let expected = [
         ("corrupt.pdf", "corrupt"),
@@ -95,7 +150,11 @@ fn bad_documents_are_reported_and_the_run_goes_on() {
         ("zero-pages.pdf", "no_pages"),
     ];
     for (doc, kind) in expected {
-        assert_eq!(kinds.get(doc).map(String::as_str), Some(kind), "{doc}: {kinds:?}");
+        assert_eq!(
+            kinds.get(doc).map(String::as_str),
+            Some(kind),
+            "{doc}: {kinds:?}"
+        );
     }
 }
 
@@ -109,17 +168,41 @@ fn a_failing_stage_fails_its_page_only() {
     )
     .expect("write");
     let out = dir.path().join("r.json");
-    cmd().args(["run", "-q", "--strategy"]).arg(&strategy).arg("--out").arg(&out).arg(smoke()).assert().code(2);
+    cmd()
+        .args(["run", "-q", "--strategy"])
+        .arg(&strategy)
+        .arg("--out")
+        .arg(&out)
+        .arg(smoke())
+        .assert()
+        .code(2);
     let r = read_json(&out);
     assert_eq!(r["summary"]["pages_ok"], 8);
     assert_eq!(r["summary"]["pages_failed"], 1);
     let e = &r["errors"][0];
-    assert_eq!((e["document"].as_str(), e["page"].as_u64(), e["stage"].as_str()), (Some("gofpdf-cellformat-tables.pdf"), Some(2), Some("ocr")));
-    let failed: Vec<_> = r["pages"].as_array().expect("pages").iter().filter(|p| p["ok"] == false).collect();
+    assert_eq!(
+        (
+            e["document"].as_str(),
+            e["page"].as_u64(),
+            e["stage"].as_str()
+        ),
+        (Some("gofpdf-cellformat-tables.pdf"), Some(2), Some("ocr"))
+    );
+    let failed: Vec<_> = r["pages"]
+        .as_array()
+        .expect("pages")
+        .iter()
+        .filter(|p| p["ok"] == false)
+        .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["failed_stage"], "ocr");
     // Later stages never saw the failed page.
-    let table = r["stages"].as_array().expect("stages").iter().find(|s| s["stage"] == "table").expect("table stage");
+    let table = r["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .find(|s| s["stage"] == "table")
+        .expect("table stage");
     assert_eq!(table["items"], 8);
 }
 
@@ -136,7 +219,12 @@ fn existing_report_is_not_overwritten_without_force() {
         .code(2)
         .stderr(predicate::str::contains("--force"));
     assert_eq!(std::fs::read_to_string(&out).expect("read"), "keep me");
-    cmd().args(["run", "-q", "--max-pages", "1", "--force", "--out"]).arg(&out).arg(smoke()).assert().success();
+    cmd()
+        .args(["run", "-q", "--max-pages", "1", "--force", "--out"])
+        .arg(&out)
+        .arg(smoke())
+        .assert()
+        .success();
     assert_eq!(read_json(&out)["summary"]["pages_ok"], 1);
 }
 
@@ -144,7 +232,12 @@ fn existing_report_is_not_overwritten_without_force() {
 fn spans_can_go_to_a_side_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("r.json");
-    cmd().args(["run", "-q", "--max-pages", "2", "--spans", "file", "--out"]).arg(&out).arg(smoke()).assert().success();
+    cmd()
+        .args(["run", "-q", "--max-pages", "2", "--spans", "file", "--out"])
+        .arg(&out)
+        .arg(smoke())
+        .assert()
+        .success();
     let r = read_json(&out);
     assert_eq!(r["spans"]["file"], "r.spans.jsonl");
     let lines = std::fs::read_to_string(dir.path().join("r.spans.jsonl")).expect("side file");
@@ -155,7 +248,11 @@ fn spans_can_go_to_a_side_file() {
 fn bad_strategy_file_names_file_line_and_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let strategy = dir.path().join("bad.toml");
-    std::fs::write(&strategy, "name = \"x\"\nkind = \"sequential\"\n[render]\ndpi = 150\nbatch = 4\n").expect("write");
+    std::fs::write(
+        &strategy,
+        "name = \"x\"\nkind = \"sequential\"\n[render]\ndpi = 150\nbatch = 4\n",
+    )
+    .expect("write");
     cmd()
         .args(["run", "--strategy"])
         .arg(&strategy)
@@ -169,8 +266,19 @@ fn bad_strategy_file_names_file_line_and_key() {
 
 #[test]
 fn missing_corpus_and_unknown_device_are_clear_errors() {
-    cmd().args(["run", "no/such/folder"]).assert().code(2).stderr(predicate::str::contains("no/such/folder: no such file or folder"));
-    cmd().args(["run", "--device", "tpu"]).arg(smoke()).assert().code(2).stderr(predicate::str::contains("unknown device `tpu`"));
+    cmd()
+        .args(["run", "no/such/folder"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "no/such/folder: no such file or folder",
+        ));
+    cmd()
+        .args(["run", "--device", "tpu"])
+        .arg(smoke())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown device `tpu`"));
 }
 
 #[test]
@@ -180,7 +288,9 @@ fn wrong_pdfium_lib_says_how_to_fix_it() {
         .arg(smoke())
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("--pdfium-lib /nonexistent/libpdfium.so"))
+        .stderr(predicate::str::contains(
+            "--pdfium-lib /nonexistent/libpdfium.so",
+        ))
         .stderr(predicate::str::contains("fix:"));
 }
 
@@ -200,12 +310,18 @@ fn offline_with_an_empty_cache_lists_what_was_tried() {
 
 #[test]
 fn help_documents_exit_codes() {
-    cmd().arg("--help").assert().success().stdout(predicate::str::contains("Exit codes:")).stdout(predicate::str::contains("2  errors"));
+    cmd()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Exit codes:"))
+        .stdout(predicate::str::contains("2  errors"));
 }
 
 #[test]
 fn committed_schema_matches_the_code() {
-    let committed = std::fs::read_to_string(root().join("results/report.schema.json")).expect("committed schema");
+    let committed = std::fs::read_to_string(root().join("results/report.schema.json"))
+        .expect("committed schema");
     assert_eq!(
         committed,
         pipebench::report_schema_json(),
@@ -216,11 +332,55 @@ fn committed_schema_matches_the_code() {
 #[test]
 fn bench_render_measures_in_process_and_pool() {
     cmd()
-        .args(["bench-render", "--processes", "0,1,2", "--runs", "1", "--warmup", "0", "--dpi", "72"])
+        .args([
+            "bench-render",
+            "--processes",
+            "0,1,2",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--dpi",
+            "72",
+        ])
         .arg(smoke())
         .assert()
         .success()
         .stdout(predicate::str::contains("in-process"))
         .stdout(predicate::str::contains("2 processes"))
         .stdout(predicate::str::contains("speed-up 2 processes vs 1"));
+}
+
+#[test]
+fn ctrl_c_keeps_what_was_measured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strategy = dir.path().join("slow.toml");
+    std::fs::write(
+        &strategy,
+        "name = \"slow\"\nkind = \"sequential\"\n[stages.ocr]\nmodel = \"null\"\nsleep_ms = 300\n",
+    )
+    .expect("write");
+    let out = dir.path().join("r.json");
+    let mut child = std::process::Command::new(exe())
+        .env("PDFIUM_DYNAMIC_LIB_PATH", pdfium_lib())
+        .args(["run", "-q", "--strategy"])
+        .arg(&strategy)
+        .arg("--out")
+        .arg(&out)
+        .arg(smoke())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // 9 pages × 300 ms: interrupt after about three pages.
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(2));
+    let r = read_json(&out);
+    assert_eq!(r["interrupted"], true);
+    assert_eq!(r["ok"], false);
+    let done = r["summary"]["pages_ok"].as_u64().expect("pages_ok");
+    assert!((1..9).contains(&done), "{done} pages done");
+    assert_eq!(r["pages"].as_array().expect("pages").len() as u64, done);
 }

@@ -8,7 +8,10 @@ use pipebench::corpus::Corpus;
 use pipebench::corpus::render::{RenderError, RenderSpec, Renderer};
 use pipebench::corpus::render_pool::RenderWorker;
 
-const SPEC: RenderSpec = RenderSpec { dpi: 100.0, max_long_side_px: None };
+const SPEC: RenderSpec = RenderSpec {
+    dpi: 100.0,
+    max_long_side_px: None,
+};
 
 #[test]
 fn pool_pixels_equal_in_process_pixels() {
@@ -18,16 +21,33 @@ fn pool_pixels_equal_in_process_pixels() {
     let pages = corpus.pages(None);
     assert_eq!(pages.len(), 9);
     let mut local = Renderer::new();
-    let mut workers: Vec<RenderWorker> = (0..2).map(|i| RenderWorker::spawn_exe(&exe(), i, pdfium_lib()).expect("worker starts")).collect();
+    let mut workers: Vec<RenderWorker> = (0..2)
+        .map(|i| RenderWorker::spawn_exe(&exe(), i, pdfium_lib()).expect("worker starts"))
+        .collect();
     for (i, p) in pages.iter().enumerate() {
         let path = &corpus.documents[p.doc as usize].path;
-        let a = local.render(path, p.page, &SPEC).expect("in-process render");
-        let b = workers[i % 2].render(path, p.page, &SPEC).expect("pool render");
-        assert_eq!((a.width, a.height, a.stride), (b.image.width, b.image.height, b.image.stride));
-        assert!(a.data == b.image.data, "pixels differ on {}", corpus.page_id(p));
+        let a = local
+            .render(path, p.page, &SPEC)
+            .expect("in-process render");
+        let b = workers[i % 2]
+            .render(path, p.page, &SPEC)
+            .expect("pool render");
+        assert_eq!(
+            (a.width, a.height, a.stride),
+            (b.image.width, b.image.height, b.image.stride)
+        );
+        assert!(
+            a.data == b.image.data,
+            "pixels differ on {}",
+            corpus.page_id(p)
+        );
         assert!(b.render_ns > 0);
         // Not a blank page: real content was drawn.
-        assert!(a.data.iter().any(|&v| v < 128), "page {} is blank", corpus.page_id(p));
+        assert!(
+            a.data.iter().any(|&v| v < 128),
+            "page {} is blank",
+            corpus.page_id(p)
+        );
     }
 }
 
@@ -36,15 +56,26 @@ fn large_pages_fall_back_to_the_pipe() {
     bind_in_process();
     let path = smoke().join("census-12s0324-table.pdf");
     // 1200 dpi: ~10200 × 13200 × 3 bytes ≈ 400 MB, beyond the 64 MiB shared buffer.
-    let spec = RenderSpec { dpi: 1200.0, max_long_side_px: None };
+    let spec = RenderSpec {
+        dpi: 1200.0,
+        max_long_side_px: None,
+    };
     let mut w = RenderWorker::spawn_exe(&exe(), 0, pdfium_lib()).expect("worker starts");
     let got = w.render(&path, 0, &spec).expect("render");
     assert!(got.image.data.len() > 64 << 20);
-    assert_eq!(got.image.data.len(), (got.image.stride * got.image.height) as usize);
+    assert_eq!(
+        got.image.data.len(),
+        (got.image.stride * got.image.height) as usize
+    );
     // And the worker is still usable afterwards through shared memory.
     let small = w.render(&path, 0, &SPEC).expect("render");
-    let local = Renderer::new().render(&path, 0, &SPEC).expect("in-process render");
-    assert_eq!((small.image.width, small.image.height), (local.width, local.height));
+    let local = Renderer::new()
+        .render(&path, 0, &SPEC)
+        .expect("in-process render");
+    assert_eq!(
+        (small.image.width, small.image.height),
+        (local.width, local.height)
+    );
     assert!(small.image.data == local.data);
 }
 
@@ -52,13 +83,20 @@ fn large_pages_fall_back_to_the_pipe() {
 fn a_bad_document_fails_only_its_request() {
     bind_in_process();
     let mut w = RenderWorker::spawn_exe(&exe(), 0, pdfium_lib()).expect("worker starts");
-    let err = w.render(&bad_dir().join("encrypted.pdf"), 0, &SPEC).expect_err("encrypted");
+    let err = w
+        .render(&bad_dir().join("encrypted.pdf"), 0, &SPEC)
+        .expect_err("encrypted");
     assert_eq!(err, RenderError::Encrypted);
-    let err = w.render(&bad_dir().join("corrupt.pdf"), 0, &SPEC).expect_err("corrupt");
+    let err = w
+        .render(&bad_dir().join("corrupt.pdf"), 0, &SPEC)
+        .expect_err("corrupt");
     assert_eq!(err, RenderError::Corrupt);
-    let err = w.render(&smoke().join("census-12s0324-table.pdf"), 5, &SPEC).expect_err("no such page");
+    let err = w
+        .render(&smoke().join("census-12s0324-table.pdf"), 5, &SPEC)
+        .expect_err("no such page");
     assert_eq!(err, RenderError::NoSuchPage { page: 5, pages: 1 });
-    w.render(&smoke().join("census-12s0324-table.pdf"), 0, &SPEC).expect("still works");
+    w.render(&smoke().join("census-12s0324-table.pdf"), 0, &SPEC)
+        .expect("still works");
     assert!(w.pid().is_some());
 }
 
@@ -71,9 +109,13 @@ fn a_dead_worker_is_restarted() {
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     std::thread::sleep(std::time::Duration::from_millis(50));
     let path = smoke().join("census-12s0324-table.pdf");
-    let err = w.render(&path, 0, &SPEC).expect_err("the killed worker fails this request");
+    let err = w
+        .render(&path, 0, &SPEC)
+        .expect_err("the killed worker fails this request");
     assert!(matches!(err, RenderError::Worker(_)), "{err:?}");
-    let ok = w.render(&path, 0, &SPEC).expect("a fresh worker serves the next one");
+    let ok = w
+        .render(&path, 0, &SPEC)
+        .expect("a fresh worker serves the next one");
     assert!(ok.image.width > 0);
     assert_ne!(w.pid(), Some(pid));
 }

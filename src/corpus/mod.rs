@@ -21,7 +21,10 @@ pub enum CorpusError {
     #[error("no PDF files found in {0} (searched recursively for *.pdf)")]
     Empty(String),
     #[error("reading {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// One input document.
@@ -62,22 +65,34 @@ impl Corpus {
     pub fn discover(inputs: &[PathBuf]) -> Result<Self, CorpusError> {
         let mut found: Vec<(String, PathBuf)> = Vec::new();
         for input in inputs {
-            let meta = std::fs::metadata(input).map_err(|_| CorpusError::NotFound(input.clone()))?;
+            let meta =
+                std::fs::metadata(input).map_err(|_| CorpusError::NotFound(input.clone()))?;
             if meta.is_dir() {
                 let mut files = Vec::new();
                 walk(input, &mut files)?;
                 for f in files {
                     let rel = f.strip_prefix(input).unwrap_or(&f);
-                    let id = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+                    let id = rel
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join("/");
                     found.push((id, f));
                 }
             } else {
-                let id = input.file_name().map_or_else(|| input.display().to_string(), |n| n.to_string_lossy().into_owned());
+                let id = input.file_name().map_or_else(
+                    || input.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
                 found.push((id, input.clone()));
             }
         }
         if found.is_empty() {
-            let names = inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+            let names = inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
             return Err(CorpusError::Empty(names));
         }
         found.sort();
@@ -85,20 +100,40 @@ impl Corpus {
         let mut documents = Vec::with_capacity(found.len());
         let mut corpus_hash = Sha256::new();
         for (id, path) in found {
-            let bytes = std::fs::metadata(&path).map_err(|source| CorpusError::Io { path: path.clone(), source })?.len();
-            let sha256 = sha256_file(&path).map_err(|e| CorpusError::Io { path: path.clone(), source: std::io::Error::other(e.to_string()) })?;
+            let bytes = std::fs::metadata(&path)
+                .map_err(|source| CorpusError::Io {
+                    path: path.clone(),
+                    source,
+                })?
+                .len();
+            let sha256 = sha256_file(&path).map_err(|e| CorpusError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
             corpus_hash.update(id.as_bytes());
             corpus_hash.update([0]);
             corpus_hash.update(sha256.as_bytes());
             corpus_hash.update([b'\n']);
-            documents.push(Document { id, path, bytes, sha256, pages: 0, error: None });
+            documents.push(Document {
+                id,
+                path,
+                bytes,
+                sha256,
+                pages: 0,
+                error: None,
+            });
         }
         let name = inputs
             .first()
             .and_then(|p| std::fs::canonicalize(p).ok())
             .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "corpus".to_string());
-        Ok(Self { inputs: inputs.to_vec(), name, documents, hash: hex(&corpus_hash.finalize()) })
+        Ok(Self {
+            inputs: inputs.to_vec(),
+            name,
+            documents,
+            hash: hex(&corpus_hash.finalize()),
+        })
     }
 
     /// Opens every document once with pdfium to count pages; failures are kept per document.
@@ -123,7 +158,11 @@ impl Corpus {
                 if max.is_some_and(|m| out.len() >= m) {
                     return out;
                 }
-                out.push(PageRef { global: out.len() as u32, doc: di as u32, page: p });
+                out.push(PageRef {
+                    global: out.len() as u32,
+                    doc: di as u32,
+                    page: p,
+                });
             }
         }
         out
@@ -139,14 +178,26 @@ impl Corpus {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CorpusError> {
-    let rd = std::fs::read_dir(dir).map_err(|source| CorpusError::Io { path: dir.to_path_buf(), source })?;
+    let rd = std::fs::read_dir(dir).map_err(|source| CorpusError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     for entry in rd {
-        let entry = entry.map_err(|source| CorpusError::Io { path: dir.to_path_buf(), source })?;
+        let entry = entry.map_err(|source| CorpusError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let path = entry.path();
-        let ft = entry.file_type().map_err(|source| CorpusError::Io { path: path.clone(), source })?;
+        let ft = entry.file_type().map_err(|source| CorpusError::Io {
+            path: path.clone(),
+            source,
+        })?;
         if ft.is_dir() {
             walk(&path, out)?;
-        } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("pdf")) {
+        } else if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("pdf"))
+        {
             out.push(path);
         }
     }
@@ -189,29 +240,56 @@ mod tests {
     #[test]
     fn empty_and_missing_inputs_are_errors() {
         let dir = tempfile::tempdir().expect("tempdir");
-        assert!(matches!(Corpus::discover(&[dir.path().to_path_buf()]), Err(CorpusError::Empty(_))));
-        assert!(matches!(Corpus::discover(&[dir.path().join("nope")]), Err(CorpusError::NotFound(_))));
+        assert!(matches!(
+            Corpus::discover(&[dir.path().to_path_buf()]),
+            Err(CorpusError::Empty(_))
+        ));
+        assert!(matches!(
+            Corpus::discover(&[dir.path().join("nope")]),
+            Err(CorpusError::NotFound(_))
+        ));
     }
 
     #[test]
     fn duplicate_ids_get_suffixes() {
-        let mut v = vec![("a.pdf".to_string(), PathBuf::from("x")), ("a.pdf".to_string(), PathBuf::from("y"))];
+        let mut v = vec![
+            ("a.pdf".to_string(), PathBuf::from("x")),
+            ("a.pdf".to_string(), PathBuf::from("y")),
+        ];
         dedupe_ids(&mut v);
         assert_eq!(v[1].0, "a.pdf~2");
     }
 
     #[test]
     fn pages_skip_failed_documents_and_respect_max() {
-        let doc = |pages, error| Document { id: "d".into(), path: "d".into(), bytes: 0, sha256: String::new(), pages, error };
+        let doc = |pages, error| Document {
+            id: "d".into(),
+            path: "d".into(),
+            bytes: 0,
+            sha256: String::new(),
+            pages,
+            error,
+        };
         let c = Corpus {
             inputs: vec![],
             name: "t".into(),
-            documents: vec![doc(2, None), doc(0, Some(RenderError::Corrupt)), doc(3, None)],
+            documents: vec![
+                doc(2, None),
+                doc(0, Some(RenderError::Corrupt)),
+                doc(3, None),
+            ],
             hash: String::new(),
         };
         let p = c.pages(None);
         assert_eq!(p.len(), 5);
-        assert_eq!(p[2], PageRef { global: 2, doc: 2, page: 0 });
+        assert_eq!(
+            p[2],
+            PageRef {
+                global: 2,
+                doc: 2,
+                page: 0
+            }
+        );
         assert_eq!(c.pages(Some(3)).len(), 3);
     }
 }

@@ -65,7 +65,14 @@ pub struct PageImage {
 
 impl std::fmt::Debug for PageImage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PageImage({}x{} {:?}, {} bytes)", self.width, self.height, self.format, self.data.len())
+        write!(
+            f,
+            "PageImage({}x{} {:?}, {} bytes)",
+            self.width,
+            self.height,
+            self.format,
+            self.data.len()
+        )
     }
 }
 
@@ -104,7 +111,10 @@ pub struct RenderSpec {
 
 impl Default for RenderSpec {
     fn default() -> Self {
-        Self { dpi: 150.0, max_long_side_px: None }
+        Self {
+            dpi: 150.0,
+            max_long_side_px: None,
+        }
     }
 }
 
@@ -134,9 +144,13 @@ pub enum RenderError {
     EmptyFile,
     #[error("not a PDF (no %PDF header); remove it from the corpus or pass only PDFs")]
     NotPdf,
-    #[error("corrupt or truncated PDF: pdfium could not parse it; re-download it, or try repairing it with `qpdf in.pdf out.pdf`")]
+    #[error(
+        "corrupt or truncated PDF: pdfium could not parse it; re-download it, or try repairing it with `qpdf in.pdf out.pdf`"
+    )]
     Corrupt,
-    #[error("encrypted PDF: a password is required to open it; decrypt it first, e.g. `qpdf --decrypt --password=PASSWORD in.pdf out.pdf`")]
+    #[error(
+        "encrypted PDF: a password is required to open it; decrypt it first, e.g. `qpdf --decrypt --password=PASSWORD in.pdf out.pdf`"
+    )]
     Encrypted,
     #[error("PDF security settings forbid opening it")]
     Security,
@@ -178,8 +192,12 @@ const MAX_PAGE_BYTES: u64 = 1 << 30;
 
 fn open_error(path: &Path, e: PdfiumError) -> RenderError {
     match e {
-        PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::PasswordError) => RenderError::Encrypted,
-        PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::SecurityError) => RenderError::Security,
+        PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::PasswordError) => {
+            RenderError::Encrypted
+        }
+        PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::SecurityError) => {
+            RenderError::Security
+        }
         PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::FileError) => {
             RenderError::Unreadable(format!("pdfium could not read {}", path.display()))
         }
@@ -197,7 +215,9 @@ fn open_error(path: &Path, e: PdfiumError) -> RenderError {
 fn has_pdf_header(path: &Path) -> bool {
     use std::io::Read;
     let mut head = [0u8; 1024];
-    let Ok(mut f) = std::fs::File::open(path) else { return false };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
     let n = f.read(&mut head).unwrap_or(0);
     head[..n].windows(5).any(|w| w == b"%PDF-")
 }
@@ -214,8 +234,13 @@ impl OpenDocument {
         if meta.len() == 0 {
             return Err(RenderError::EmptyFile);
         }
-        let doc = pdfium()?.load_pdf_from_file(path, None).map_err(|e| open_error(path, e))?;
-        Ok(Self { path: path.to_path_buf(), doc })
+        let doc = pdfium()?
+            .load_pdf_from_file(path, None)
+            .map_err(|e| open_error(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            doc,
+        })
     }
 
     pub fn page_count(&self) -> u32 {
@@ -230,7 +255,10 @@ impl OpenDocument {
         self.doc
             .pages()
             .get(page as PdfPageIndex)
-            .map_err(|e| RenderError::Page { page, reason: format!("{e:?}") })
+            .map_err(|e| RenderError::Page {
+                page,
+                reason: format!("{e:?}"),
+            })
     }
 
     /// Renders page `page` (0-based), loading it once: into `shared` when it is large enough,
@@ -247,7 +275,11 @@ impl OpenDocument {
         let stride = PageImage::bgr_stride(w);
         let bytes = stride as u64 * h as u64;
         if bytes > MAX_PAGE_BYTES {
-            return Err(RenderError::TooLarge { page, width: w, height: h });
+            return Err(RenderError::TooLarge {
+                page,
+                width: w,
+                height: h,
+            });
         }
         match shared {
             Some(buf) if buf.len() as u64 >= bytes => {
@@ -265,20 +297,37 @@ impl OpenDocument {
     pub fn render(&self, page: u32, spec: &RenderSpec) -> Result<PageImage, RenderError> {
         let mut data = Vec::new();
         let (width, height, stride, _) = self.render_to(page, spec, None, &mut data)?;
-        Ok(PageImage { width, height, stride, format: PixelFormat::Bgr8, data })
+        Ok(PageImage {
+            width,
+            height,
+            stride,
+            format: PixelFormat::Bgr8,
+            data,
+        })
     }
 }
 
 /// Renders a loaded page at exactly `w`×`h` into `buf` (which must hold `bgr_stride(w) * h`).
-pub(crate) fn render_page_into(p: &PdfPage<'_>, page: u32, w: u32, h: u32, buf: &mut [u8]) -> Result<(), RenderError> {
-    let page_err = |e: PdfiumError| RenderError::Page { page, reason: format!("{e:?}") };
-    let mut bitmap = PdfBitmap::from_bytes(w as Pixels, h as Pixels, PdfBitmapFormat::BGR, buf).map_err(page_err)?;
+pub(crate) fn render_page_into(
+    p: &PdfPage<'_>,
+    page: u32,
+    w: u32,
+    h: u32,
+    buf: &mut [u8],
+) -> Result<(), RenderError> {
+    let page_err = |e: PdfiumError| RenderError::Page {
+        page,
+        reason: format!("{e:?}"),
+    };
+    let mut bitmap = PdfBitmap::from_bytes(w as Pixels, h as Pixels, PdfBitmapFormat::BGR, buf)
+        .map_err(page_err)?;
     let config = PdfRenderConfig::new()
         .set_fixed_size(w as Pixels, h as Pixels)
         .set_format(PdfBitmapFormat::BGR)
         // Keep pdfium's native BGR order: models normalize per channel anyway.
         .set_reverse_byte_order(false);
-    p.render_into_bitmap_with_config(&mut bitmap, &config).map_err(page_err)
+    p.render_into_bitmap_with_config(&mut bitmap, &config)
+        .map_err(page_err)
 }
 
 /// A renderer that keeps the most recently used document open (pages are requested in corpus
@@ -301,7 +350,12 @@ impl Renderer {
         Ok(self.current.as_ref().expect("set just above"))
     }
 
-    pub fn render(&mut self, path: &Path, page: u32, spec: &RenderSpec) -> Result<PageImage, RenderError> {
+    pub fn render(
+        &mut self,
+        path: &Path,
+        page: u32,
+        spec: &RenderSpec,
+    ) -> Result<PageImage, RenderError> {
         self.document(path)?.render(page, spec)
     }
 }
@@ -312,17 +366,29 @@ mod tests {
 
     #[test]
     fn pixel_size_follows_dpi() {
-        let s = RenderSpec { dpi: 150.0, max_long_side_px: None };
+        let s = RenderSpec {
+            dpi: 150.0,
+            max_long_side_px: None,
+        };
         assert_eq!(s.pixel_size(612.0, 792.0), (1275, 1650));
-        let s = RenderSpec { dpi: 72.0, max_long_side_px: None };
+        let s = RenderSpec {
+            dpi: 72.0,
+            max_long_side_px: None,
+        };
         assert_eq!(s.pixel_size(612.0, 792.0), (612, 792));
     }
 
     #[test]
     fn long_side_cap_scales_down_only() {
-        let s = RenderSpec { dpi: 150.0, max_long_side_px: Some(1000) };
+        let s = RenderSpec {
+            dpi: 150.0,
+            max_long_side_px: Some(1000),
+        };
         assert_eq!(s.pixel_size(612.0, 792.0), (773, 1000));
-        let s = RenderSpec { dpi: 72.0, max_long_side_px: Some(1000) };
+        let s = RenderSpec {
+            dpi: 72.0,
+            max_long_side_px: Some(1000),
+        };
         assert_eq!(s.pixel_size(612.0, 792.0), (612, 792));
     }
 

@@ -38,7 +38,14 @@ struct Request {
 #[derive(serde::Serialize, serde::Deserialize)]
 enum Reply {
     /// Rendered; `inline` pixels follow on the pipe, else they are in the shared buffer.
-    Ok { width: u32, height: u32, stride: u32, len: u64, inline: bool, render_ns: u64 },
+    Ok {
+        width: u32,
+        height: u32,
+        stride: u32,
+        len: u64,
+        inline: bool,
+        render_ns: u64,
+    },
     Err(RenderError),
 }
 
@@ -67,20 +74,30 @@ struct Live {
 
 fn shm_dir() -> PathBuf {
     let dev_shm = Path::new("/dev/shm");
-    if dev_shm.is_dir() { dev_shm.to_path_buf() } else { std::env::temp_dir() }
+    if dev_shm.is_dir() {
+        dev_shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
 }
 
 impl RenderWorker {
     /// Starts worker `index` bound to `library`, running this same executable.
     pub fn spawn(index: usize, library: &Path) -> Result<Self, RenderError> {
-        let exe = std::env::current_exe().map_err(|e| RenderError::Worker(format!("locating pipebench: {e}")))?;
+        let exe = std::env::current_exe()
+            .map_err(|e| RenderError::Worker(format!("locating pipebench: {e}")))?;
         Self::spawn_exe(&exe, index, library)
     }
 
     /// Starts worker `index` running the pipebench executable `exe` (tests pass the built
     /// binary, since their own executable is the test harness).
     pub fn spawn_exe(exe: &Path, index: usize, library: &Path) -> Result<Self, RenderError> {
-        let mut w = Self { index, exe: exe.to_path_buf(), library: library.to_path_buf(), proc: None };
+        let mut w = Self {
+            index,
+            exe: exe.to_path_buf(),
+            library: library.to_path_buf(),
+            proc: None,
+        };
         w.start()?;
         Ok(w)
     }
@@ -91,21 +108,38 @@ impl RenderWorker {
     }
 
     fn start(&mut self) -> Result<(), RenderError> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| RenderError::Worker(format!("render worker {}: {what}: {e}", self.index));
-        let shm_path = shm_dir().join(format!("pipebench-render-{}-{}-{}", std::process::id(), self.index, nanos_now()));
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            RenderError::Worker(format!("render worker {}: {what}: {e}", self.index))
+        };
+        let shm_path = shm_dir().join(format!(
+            "pipebench-render-{}-{}-{}",
+            std::process::id(),
+            self.index,
+            nanos_now()
+        ));
         let shm = (|| -> std::io::Result<MmapMut> {
-            let f = OpenOptions::new().read(true).write(true).create_new(true).open(&shm_path)?;
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&shm_path)?;
             f.set_len(SHM_BYTES)?;
             // SAFETY: the file is private to this parent and its one worker; the parent only
             // reads the region the worker reports as written, after the worker's reply.
             unsafe { MmapMut::map_mut(&f) }
         })();
         let mut cmd = Command::new(&self.exe);
-        cmd.arg("__render-worker").arg("--pdfium-lib").arg(&self.library);
+        cmd.arg("__render-worker")
+            .arg("--pdfium-lib")
+            .arg(&self.library);
         if shm.is_ok() {
             cmd.arg("--shm").arg(&shm_path);
         }
-        let spawned = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn();
+        let spawned = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn();
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
@@ -127,37 +161,61 @@ impl RenderWorker {
             }
             Err(e) => return Err(fail("did not start", &e)),
         }
-        self.proc = Some(Live { child, stdin, stdout, shm: shm.ok() });
+        self.proc = Some(Live {
+            child,
+            stdin,
+            stdout,
+            shm: shm.ok(),
+        });
         Ok(())
     }
 
     /// Renders one page. A dead worker is restarted first; a worker that dies during this
     /// request fails this page only.
-    pub fn render(&mut self, path: &Path, page: u32, spec: &RenderSpec) -> Result<WorkerPage, RenderError> {
+    pub fn render(
+        &mut self,
+        path: &Path,
+        page: u32,
+        spec: &RenderSpec,
+    ) -> Result<WorkerPage, RenderError> {
         if self.proc.is_none() {
             self.start()?;
         }
         let result = self.exchange(path, page, spec);
-        if let Err(RenderError::Worker(_)) = &result {
-            if let Some(mut live) = self.proc.take() {
-                let _ = live.child.kill();
-                let status = live.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                return Err(RenderError::Worker(format!(
-                    "render worker {} (pid {}) died rendering {} page {}: {status}",
-                    self.index,
-                    live.child.id(),
-                    path.display(),
-                    page + 1
-                )));
-            }
+        if let Err(RenderError::Worker(_)) = &result
+            && let Some(mut live) = self.proc.take()
+        {
+            let _ = live.child.kill();
+            let status = live
+                .child
+                .wait()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| e.to_string());
+            return Err(RenderError::Worker(format!(
+                "render worker {} (pid {}) died rendering {} page {}: {status}",
+                self.index,
+                live.child.id(),
+                path.display(),
+                page + 1
+            )));
         }
         result
     }
 
-    fn exchange(&mut self, path: &Path, page: u32, spec: &RenderSpec) -> Result<WorkerPage, RenderError> {
+    fn exchange(
+        &mut self,
+        path: &Path,
+        page: u32,
+        spec: &RenderSpec,
+    ) -> Result<WorkerPage, RenderError> {
         let live = self.proc.as_mut().expect("started above");
         let io = |e: std::io::Error| RenderError::Worker(e.to_string());
-        let mut req = serde_json::to_vec(&Request { path: path.to_path_buf(), page, spec: *spec }).map_err(|e| RenderError::Worker(e.to_string()))?;
+        let mut req = serde_json::to_vec(&Request {
+            path: path.to_path_buf(),
+            page,
+            spec: *spec,
+        })
+        .map_err(|e| RenderError::Worker(e.to_string()))?;
         req.push(b'\n');
         live.stdin.write_all(&req).map_err(io)?;
         live.stdin.flush().map_err(io)?;
@@ -165,21 +223,41 @@ impl RenderWorker {
         if live.stdout.read_line(&mut line).map_err(io)? == 0 {
             return Err(RenderError::Worker("unexpected end of output".into()));
         }
-        let reply: Reply = serde_json::from_str(&line).map_err(|e| RenderError::Worker(format!("bad reply {line:?}: {e}")))?;
+        let reply: Reply = serde_json::from_str(&line)
+            .map_err(|e| RenderError::Worker(format!("bad reply {line:?}: {e}")))?;
         match reply {
             Reply::Err(e) => Err(e),
-            Reply::Ok { width, height, stride, len, inline, render_ns } => {
-                let mut data = vec![0u8; len as usize];
-                if inline {
+            Reply::Ok {
+                width,
+                height,
+                stride,
+                len,
+                inline,
+                render_ns,
+            } => {
+                let data = if inline {
+                    let mut data = vec![0u8; len as usize];
                     live.stdout.read_exact(&mut data).map_err(io)?;
+                    data
                 } else {
-                    let shm = live.shm.as_ref().ok_or_else(|| RenderError::Worker("reply used shared memory, but none is mapped".into()))?;
+                    let shm = live.shm.as_ref().ok_or_else(|| {
+                        RenderError::Worker("reply used shared memory, but none is mapped".into())
+                    })?;
                     if len > shm.len() as u64 {
-                        return Err(RenderError::Worker("reply larger than the shared buffer".into()));
+                        return Err(RenderError::Worker(
+                            "reply larger than the shared buffer".into(),
+                        ));
                     }
-                    data.copy_from_slice(&shm[..len as usize]);
-                }
-                let mut image = PageImage { width, height, stride, format: PixelFormat::Bgr8, data };
+                    // One pass: no zero-fill before the copy.
+                    shm[..len as usize].to_vec()
+                };
+                let mut image = PageImage {
+                    width,
+                    height,
+                    stride,
+                    format: PixelFormat::Bgr8,
+                    data,
+                };
                 image.zero_padding();
                 Ok(WorkerPage { image, render_ns })
             }
@@ -196,7 +274,9 @@ impl Drop for RenderWorker {
             loop {
                 match live.child.try_wait() {
                     Ok(Some(_)) => break,
-                    Ok(None) if Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(5)),
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(5))
+                    }
                     _ => {
                         let _ = live.child.kill();
                         let _ = live.child.wait();
@@ -209,13 +289,17 @@ impl Drop for RenderWorker {
 }
 
 fn nanos_now() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 /// The worker process: bind, map, say "ready", then serve requests until stdin closes.
 pub fn worker_main(args: RenderWorkerArgs) -> anyhow::Result<()> {
-    super::render::bind_library(Some(&args.pdfium_lib))
-        .map_err(|e| anyhow::anyhow!("render worker: binding {}: {e}", args.pdfium_lib.display()))?;
+    super::render::bind_library(Some(&args.pdfium_lib)).map_err(|e| {
+        anyhow::anyhow!("render worker: binding {}: {e}", args.pdfium_lib.display())
+    })?;
     let mut shm = match &args.shm {
         Some(p) => {
             let f = OpenOptions::new().read(true).write(true).open(p)?;
@@ -246,13 +330,21 @@ pub fn worker_main(args: RenderWorkerArgs) -> anyhow::Result<()> {
                 current = Some(OpenDocument::open(&req.path)?);
             }
             let doc = current.as_ref().expect("opened above");
-            let (w, h, stride, shared) = doc.render_to(req.page, &req.spec, shm.as_deref_mut(), &mut fallback)?;
+            let (w, h, stride, shared) =
+                doc.render_to(req.page, &req.spec, shm.as_deref_mut(), &mut fallback)?;
             let len = stride as u64 * h as u64;
             Ok((w, h, stride, len, !shared))
         })();
         let render_ns = t0.elapsed().as_nanos() as u64;
         let reply = match rendered {
-            Ok((width, height, stride, len, inline)) => Reply::Ok { width, height, stride, len, inline, render_ns },
+            Ok((width, height, stride, len, inline)) => Reply::Ok {
+                width,
+                height,
+                stride,
+                len,
+                inline,
+                render_ns,
+            },
             Err(e) => Reply::Err(e),
         };
         serde_json::to_writer(&mut out, &reply)?;

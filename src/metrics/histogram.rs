@@ -49,14 +49,21 @@ impl LatencyHistogram {
 
     /// Value at quantile `q` (0..=1), in nanoseconds; 0 when empty.
     pub fn quantile_ns(&self, q: f64) -> u64 {
-        if self.h.is_empty() { 0 } else { self.h.value_at_quantile(q) }
+        if self.h.is_empty() {
+            0
+        } else {
+            self.h.value_at_quantile(q)
+        }
     }
 
     /// HdrHistogram V2 + deflate, base64: mergeable across runs, readable by other HdrHistogram
     /// implementations.
     pub fn to_base64(&self) -> String {
         let mut buf = Vec::new();
-        if V2DeflateSerializer::new().serialize(&self.h, &mut buf).is_err() {
+        if V2DeflateSerializer::new()
+            .serialize(&self.h, &mut buf)
+            .is_err()
+        {
             return String::new();
         }
         base64::engine::general_purpose::STANDARD.encode(buf)
@@ -64,7 +71,9 @@ impl LatencyHistogram {
 
     pub fn from_base64(s: &str) -> Option<Self> {
         let bytes = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
-        let mut h: Histogram<u64> = hdrhistogram::serialization::Deserializer::new().deserialize(&mut &bytes[..]).ok()?;
+        let mut h: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+            .deserialize(&mut &bytes[..])
+            .ok()?;
         h.auto(true);
         Some(Self { h })
     }

@@ -16,7 +16,9 @@ use sysinfo::{MemoryRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, Ref
 use super::Clock;
 
 /// One sample.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct MemorySample {
     /// Milliseconds since the run started.
     pub t_ms: f64,
@@ -69,7 +71,8 @@ impl MemorySampler {
                 trace.samples.push(probe.sample(&clock));
                 trace.system_total_bytes = probe.sys.total_memory();
                 trace.swap_total_bytes = probe.sys.total_swap();
-                trace.accelerator_total_bytes = crate::models::device::accelerator_memory(&probe.device).map(|(_, t)| t);
+                trace.accelerator_total_bytes =
+                    crate::models::device::accelerator_memory(&probe.device).map(|(_, t)| t);
                 trace.peak_rss_bytes = peak_rss_bytes();
                 trace
             })
@@ -94,20 +97,39 @@ impl Probe {
     fn new(device: Device, children: ChildPids) -> Self {
         // sysinfo 0.40 can fail to initialise (no /proc, say); an empty System then reads zeros,
         // which the report shows rather than aborting the run.
-        let sys = System::new_with_specifics(RefreshKind::nothing().with_memory(MemoryRefreshKind::everything()))
-            .or_else(|_| System::new_with_specifics(RefreshKind::nothing()))
-            .expect("sysinfo::System with nothing to refresh cannot fail");
-        Self { sys, pid: Pid::from_u32(std::process::id()), device, children }
+        let sys = System::new_with_specifics(
+            RefreshKind::nothing().with_memory(MemoryRefreshKind::everything()),
+        )
+        .or_else(|_| System::new_with_specifics(RefreshKind::nothing()))
+        .expect("sysinfo::System with nothing to refresh cannot fail");
+        Self {
+            sys,
+            pid: Pid::from_u32(std::process::id()),
+            device,
+            children,
+        }
     }
 
     fn sample(&mut self, clock: &Clock) -> MemorySample {
         self.sys.refresh_memory();
-        let children: Vec<Pid> = self.children.lock().map(|v| v.iter().map(|p| Pid::from_u32(*p)).collect()).unwrap_or_default();
+        let children: Vec<Pid> = self
+            .children
+            .lock()
+            .map(|v| v.iter().map(|p| Pid::from_u32(*p)).collect())
+            .unwrap_or_default();
         let mut pids = vec![self.pid];
         pids.extend(&children);
-        self.sys.refresh_processes_specifics(ProcessesToUpdate::Some(&pids), true, ProcessRefreshKind::nothing().with_memory());
+        self.sys.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&pids),
+            true,
+            ProcessRefreshKind::nothing().with_memory(),
+        );
         let rss = self.sys.process(self.pid).map_or(0, |p| p.memory());
-        let children_rss = children.iter().filter_map(|p| self.sys.process(*p)).map(|p| p.memory()).sum();
+        let children_rss = children
+            .iter()
+            .filter_map(|p| self.sys.process(*p))
+            .map(|p| p.memory())
+            .sum();
         MemorySample {
             t_ms: clock.now_ns() as f64 / 1e6,
             rss_bytes: rss,
@@ -115,7 +137,8 @@ impl Probe {
             system_used_bytes: self.sys.used_memory(),
             system_available_bytes: self.sys.available_memory(),
             swap_used_bytes: self.sys.used_swap(),
-            accelerator_used_bytes: crate::models::device::accelerator_memory(&self.device).map(|(u, _)| u),
+            accelerator_used_bytes: crate::models::device::accelerator_memory(&self.device)
+                .map(|(u, _)| u),
         }
     }
 }
@@ -130,7 +153,11 @@ pub fn peak_rss_bytes() -> u64 {
     }
     let v = ru.ru_maxrss.max(0) as u64;
     // Linux reports KiB, macOS bytes.
-    if cfg!(target_os = "macos") { v } else { v * 1024 }
+    if cfg!(target_os = "macos") {
+        v
+    } else {
+        v * 1024
+    }
 }
 
 /// Reduces a series to at most `max` points, keeping in each bucket the sample with the largest
@@ -142,7 +169,11 @@ pub fn downsample(samples: &[MemorySample], max: usize) -> Vec<MemorySample> {
     let per = samples.len().div_ceil(max);
     samples
         .chunks(per)
-        .filter_map(|c| c.iter().max_by_key(|s| s.rss_bytes + s.children_rss_bytes).copied())
+        .filter_map(|c| {
+            c.iter()
+                .max_by_key(|s| s.rss_bytes + s.children_rss_bytes)
+                .copied()
+        })
         .collect()
 }
 
@@ -151,12 +182,22 @@ mod tests {
     use super::*;
 
     fn s(t: f64, rss: u64) -> MemorySample {
-        MemorySample { t_ms: t, rss_bytes: rss, children_rss_bytes: 0, system_used_bytes: 0, system_available_bytes: 0, swap_used_bytes: 0, accelerator_used_bytes: None }
+        MemorySample {
+            t_ms: t,
+            rss_bytes: rss,
+            children_rss_bytes: 0,
+            system_used_bytes: 0,
+            system_available_bytes: 0,
+            swap_used_bytes: 0,
+            accelerator_used_bytes: None,
+        }
     }
 
     #[test]
     fn downsampling_keeps_the_peak() {
-        let v: Vec<_> = (0..1000).map(|i| s(i as f64, if i == 537 { 999 } else { 1 })).collect();
+        let v: Vec<_> = (0..1000)
+            .map(|i| s(i as f64, if i == 537 { 999 } else { 1 }))
+            .collect();
         let d = downsample(&v, 100);
         assert!(d.len() <= 100);
         assert!(d.iter().any(|x| x.rss_bytes == 999));
@@ -164,7 +205,12 @@ mod tests {
 
     #[test]
     fn sampler_sees_this_process() {
-        let m = MemorySampler::start(Clock::start(), Duration::from_millis(5), Device::Cpu, ChildPids::default());
+        let m = MemorySampler::start(
+            Clock::start(),
+            Duration::from_millis(5),
+            Device::Cpu,
+            ChildPids::default(),
+        );
         std::thread::sleep(Duration::from_millis(30));
         let t = m.finish();
         assert!(t.samples.len() >= 2);

@@ -15,7 +15,9 @@ pub struct Clock {
 
 impl Clock {
     pub fn start() -> Self {
-        Self { origin: Instant::now() }
+        Self {
+            origin: Instant::now(),
+        }
     }
 
     pub fn now_ns(&self) -> u64 {

@@ -15,13 +15,37 @@ use super::histogram::LatencyHistogram;
 use crate::models::StageKind;
 
 /// Who ran a span: a render process or thread, the device thread…
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 pub struct WorkerId {
     pub kind: WorkerKind,
     pub index: u16,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkerKind {
     /// A thread rendering in-process.
@@ -170,7 +194,11 @@ impl Collector {
     /// Starts the collector. `keep_spans` false keeps only the aggregates.
     pub fn start(keep_spans: bool) -> Self {
         let (tx, rx) = crossbeam_channel::bounded(SPAN_CHANNEL_CAPACITY);
-        let sink = SpanSink { tx, dropped: Arc::new(AtomicU64::new(0)), recorded: Arc::new(AtomicU64::new(0)) };
+        let sink = SpanSink {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+            recorded: Arc::new(AtomicU64::new(0)),
+        };
         let handle = std::thread::Builder::new()
             .name("pipebench-collector".into())
             .spawn(move || collect(rx, keep_spans))
@@ -212,7 +240,19 @@ mod tests {
 
     fn span(stage: StageKind, items: Vec<u32>, start: u64, end: u64, ok: bool) -> Span {
         let n = items.len();
-        Span { stage, worker: WorkerId { kind: WorkerKind::Device, index: 0 }, items, start_ns: start, end_ns: end, queue_wait_ns: vec![10; n], ok, retry: false }
+        Span {
+            stage,
+            worker: WorkerId {
+                kind: WorkerKind::Device,
+                index: 0,
+            },
+            items,
+            start_ns: start,
+            end_ns: end,
+            queue_wait_ns: vec![10; n],
+            ok,
+            retry: false,
+        }
     }
 
     #[test]
@@ -227,7 +267,10 @@ mod tests {
         assert_eq!(got.spans_recorded, 3);
         assert_eq!(got.spans_dropped, 0);
         let l = &got.stages[&StageKind::Layout];
-        assert_eq!((l.items, l.items_failed, l.batches, l.busy_ns), (2, 1, 2, 1_500));
+        assert_eq!(
+            (l.items, l.items_failed, l.batches, l.busy_ns),
+            (2, 1, 2, 1_500)
+        );
         assert_eq!(l.batch_sizes.get(&2), Some(&1));
         assert_eq!(l.queue_wait.len(), 3);
         assert_eq!(got.stages[&StageKind::Ocr].busy_ns, 2_000);
@@ -237,7 +280,11 @@ mod tests {
     #[test]
     fn full_channel_drops_and_counts() {
         let (tx, _rx) = crossbeam_channel::bounded(1);
-        let sink = SpanSink { tx, dropped: Arc::new(AtomicU64::new(0)), recorded: Arc::new(AtomicU64::new(0)) };
+        let sink = SpanSink {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+            recorded: Arc::new(AtomicU64::new(0)),
+        };
         sink.record(span(StageKind::Ocr, vec![0], 0, 1, true));
         sink.record(span(StageKind::Ocr, vec![0], 0, 1, true));
         assert_eq!(sink.dropped(), 1);

@@ -16,17 +16,26 @@ pub enum DeviceSpec {
 pub enum DeviceError {
     #[error("unknown device `{0}`: expected cpu, cuda, cuda:N, metal or metal:N")]
     Parse(String),
-    #[error("this pipebench was built without {feature} support\n  fix: rebuild with `cargo build --release --features {feature}`")]
+    #[error(
+        "this pipebench was built without {feature} support\n  fix: rebuild with `cargo build --release --features {feature}`"
+    )]
     NotBuilt { feature: &'static str },
     #[error("could not open {spec}: {source}")]
-    Open { spec: String, source: candle_core::Error },
+    Open {
+        spec: String,
+        source: candle_core::Error,
+    },
 }
 
 impl std::str::FromStr for DeviceSpec {
     type Err = DeviceError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (name, ordinal) = match s.split_once(':') {
-            Some((n, o)) => (n, o.parse::<usize>().map_err(|_| DeviceError::Parse(s.to_string()))?),
+            Some((n, o)) => (
+                n,
+                o.parse::<usize>()
+                    .map_err(|_| DeviceError::Parse(s.to_string()))?,
+            ),
             None => (s, 0),
         };
         match name {
@@ -56,13 +65,19 @@ pub fn open(spec: DeviceSpec) -> Result<Device, DeviceError> {
             if !cfg!(feature = "cuda") {
                 return Err(DeviceError::NotBuilt { feature: "cuda" });
             }
-            Device::new_cuda(n).map_err(|source| DeviceError::Open { spec: spec.to_string(), source })
+            Device::new_cuda(n).map_err(|source| DeviceError::Open {
+                spec: spec.to_string(),
+                source,
+            })
         }
         DeviceSpec::Metal(n) => {
             if !cfg!(feature = "metal") {
                 return Err(DeviceError::NotBuilt { feature: "metal" });
             }
-            Device::new_metal(n).map_err(|source| DeviceError::Open { spec: spec.to_string(), source })
+            Device::new_metal(n).map_err(|source| DeviceError::Open {
+                spec: spec.to_string(),
+                source,
+            })
         }
     }
 }
@@ -127,7 +142,10 @@ pub fn accelerator_memory(device: &Device) -> Option<(u64, u64)> {
         #[cfg(feature = "metal")]
         Device::Metal(_) => {
             let md = device.as_metal_device().ok()?;
-            Some((md.current_allocated_size() as u64, md.recommended_max_working_set_size() as u64))
+            Some((
+                md.current_allocated_size() as u64,
+                md.recommended_max_working_set_size() as u64,
+            ))
         }
         #[allow(unreachable_patterns)]
         _ => None,
@@ -142,8 +160,14 @@ mod tests {
     fn parses_device_names() {
         assert_eq!("cpu".parse::<DeviceSpec>().ok(), Some(DeviceSpec::Cpu));
         assert_eq!("cuda".parse::<DeviceSpec>().ok(), Some(DeviceSpec::Cuda(0)));
-        assert_eq!("cuda:1".parse::<DeviceSpec>().ok(), Some(DeviceSpec::Cuda(1)));
-        assert_eq!("metal".parse::<DeviceSpec>().ok(), Some(DeviceSpec::Metal(0)));
+        assert_eq!(
+            "cuda:1".parse::<DeviceSpec>().ok(),
+            Some(DeviceSpec::Cuda(1))
+        );
+        assert_eq!(
+            "metal".parse::<DeviceSpec>().ok(),
+            Some(DeviceSpec::Metal(0))
+        );
         assert!("tpu".parse::<DeviceSpec>().is_err());
         assert!("cuda:x".parse::<DeviceSpec>().is_err());
     }

@@ -11,7 +11,19 @@ use crate::config::StageSpec;
 use crate::page::PageWork;
 
 /// The pipeline's stages, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StageKind {
     Render,
@@ -22,9 +34,20 @@ pub enum StageKind {
 }
 
 impl StageKind {
-    pub const ALL: [StageKind; 5] = [StageKind::Render, StageKind::Layout, StageKind::Ocr, StageKind::Table, StageKind::Figure];
+    pub const ALL: [StageKind; 5] = [
+        StageKind::Render,
+        StageKind::Layout,
+        StageKind::Ocr,
+        StageKind::Table,
+        StageKind::Figure,
+    ];
     /// The model stages (everything after rendering).
-    pub const MODELS: [StageKind; 4] = [StageKind::Layout, StageKind::Ocr, StageKind::Table, StageKind::Figure];
+    pub const MODELS: [StageKind; 4] = [
+        StageKind::Layout,
+        StageKind::Ocr,
+        StageKind::Table,
+        StageKind::Figure,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -66,7 +89,10 @@ pub struct StageError {
 
 impl StageError {
     pub fn new(kind: &str, message: impl Into<String>) -> Self {
-        Self { kind: kind.to_string(), message: message.into() }
+        Self {
+            kind: kind.to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -83,7 +109,13 @@ pub trait Stage: Send {
 pub fn build_stage(kind: StageKind, spec: &StageSpec) -> Result<Box<dyn Stage>, StageError> {
     match spec.model.as_str() {
         "null" => Ok(Box::new(null::NullStage::new(kind, spec))),
-        other => Err(StageError::new("config", format!("unknown model `{other}` for stage {kind}; available: {}", AVAILABLE_MODELS.join(", ")))),
+        other => Err(StageError::new(
+            "config",
+            format!(
+                "unknown model `{other}` for stage {kind}; available: {}",
+                AVAILABLE_MODELS.join(", ")
+            ),
+        )),
     }
 }
 

@@ -16,7 +16,11 @@ pub struct NullStage {
 
 impl NullStage {
     pub fn new(kind: StageKind, spec: &StageSpec) -> Self {
-        Self { kind, sleep: Duration::from_secs_f64(spec.sleep_ms / 1000.0), fail_pages: spec.fail_pages.clone() }
+        Self {
+            kind,
+            sleep: Duration::from_secs_f64(spec.sleep_ms / 1000.0),
+            fail_pages: spec.fail_pages.clone(),
+        }
     }
 }
 
@@ -26,15 +30,26 @@ impl Stage for NullStage {
     }
 
     fn model(&self) -> ModelInfo {
-        ModelInfo { stage: self.kind, id: "null".into(), is_test_stage: true, weights_sha256: None }
+        ModelInfo {
+            stage: self.kind,
+            id: "null".into(),
+            is_test_stage: true,
+            weights_sha256: None,
+        }
     }
 
     fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
         if !self.sleep.is_zero() {
             std::thread::sleep(self.sleep * batch.len() as u32);
         }
-        if let Some(p) = batch.iter().find(|p| self.fail_pages.iter().any(|f| f == &*p.id)) {
-            return Err(StageError::new("injected", format!("null stage told to fail on {}", p.id)));
+        if let Some(p) = batch
+            .iter()
+            .find(|p| self.fail_pages.iter().any(|f| f == &*p.id))
+        {
+            return Err(StageError::new(
+                "injected",
+                format!("null stage told to fail on {}", p.id),
+            ));
         }
         Ok(())
     }

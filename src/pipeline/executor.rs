@@ -35,7 +35,12 @@ pub struct Executor {
 
 impl Executor {
     pub fn new(clock: Clock, device: Device, sink: SpanSink) -> Self {
-        Self { clock, device, sink, errors: Arc::default() }
+        Self {
+            clock,
+            device,
+            sink,
+            errors: Arc::default(),
+        }
     }
 
     pub fn clock(&self) -> &Clock {
@@ -74,18 +79,35 @@ impl Executor {
     /// Runs `stage` on `batch` (pages already failed are the caller's to leave out) and times
     /// it. Returns true if every page succeeded. A failed batch of several pages is re-run page
     /// by page so only the culprits fail.
-    pub fn run_stage(&self, stage: &mut dyn Stage, worker: WorkerId, batch: &mut [PageWork]) -> bool {
+    pub fn run_stage(
+        &self,
+        stage: &mut dyn Stage,
+        worker: WorkerId,
+        batch: &mut [PageWork],
+    ) -> bool {
         self.run_timed(stage, worker, batch, false)
     }
 
-    fn run_timed(&self, stage: &mut dyn Stage, worker: WorkerId, batch: &mut [PageWork], retry: bool) -> bool {
+    fn run_timed(
+        &self,
+        stage: &mut dyn Stage,
+        worker: WorkerId,
+        batch: &mut [PageWork],
+        retry: bool,
+    ) -> bool {
         if batch.is_empty() {
             return true;
         }
         let sync = |d: &Device| d.synchronize().map_err(|e| classify(&e.to_string()));
         let pre = sync(&self.device);
         let start = self.clock.now_ns();
-        let result = pre.and_then(|()| stage.process(batch)).and_then(|()| sync(&self.device));
+        // A panicking model fails its batch like an error does: the run goes on.
+        let result = pre
+            .and_then(|()| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.process(batch)))
+                    .unwrap_or_else(|panic| Err(StageError::new("panic", panic_message(&*panic))))
+            })
+            .and_then(|()| sync(&self.device));
         let end = self.clock.now_ns();
         self.sink.record(Span {
             stage: stage.kind(),
@@ -93,7 +115,10 @@ impl Executor {
             items: batch.iter().map(|p| p.page.global).collect(),
             start_ns: start,
             end_ns: end,
-            queue_wait_ns: batch.iter().map(|p| start.saturating_sub(p.ready_ns)).collect(),
+            queue_wait_ns: batch
+                .iter()
+                .map(|p| start.saturating_sub(p.ready_ns))
+                .collect(),
             ok: result.is_ok(),
             retry,
         });
@@ -142,11 +167,28 @@ impl Executor {
     }
 }
 
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    let msg = p
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    format!("the stage panicked: {msg} (a bug: please report it with this page)")
+}
+
 /// Maps an error message to a kind; device out-of-memory gets advice.
 pub fn classify(message: &str) -> StageError {
     let lower = message.to_lowercase();
-    if lower.contains("out of memory") || lower.contains("oom") || lower.contains("alloc") && lower.contains("fail") {
-        StageError::new("oom", format!("{message}\n  fix: lower this stage's batch_size, the render dpi, or use a device with more memory"))
+    if lower.contains("out of memory")
+        || lower.contains("oom")
+        || lower.contains("alloc") && lower.contains("fail")
+    {
+        StageError::new(
+            "oom",
+            format!(
+                "{message}\n  fix: lower this stage's batch_size, the render dpi, or use a device with more memory"
+            ),
+        )
     } else {
         StageError::new("device", message.to_string())
     }
@@ -166,7 +208,12 @@ impl Stage for Noop {
         StageKind::Figure
     }
     fn model(&self) -> ModelInfo {
-        ModelInfo { stage: StageKind::Figure, id: "noop".into(), is_test_stage: true, weights_sha256: None }
+        ModelInfo {
+            stage: StageKind::Figure,
+            id: "noop".into(),
+            is_test_stage: true,
+            weights_sha256: None,
+        }
     }
     fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
         std::hint::black_box(batch);
@@ -180,9 +227,21 @@ impl Stage for Noop {
 pub fn measure_overhead(device: &Device, iterations: u32) -> Overhead {
     let collector = Collector::start(false);
     let exec = Executor::new(Clock::start(), device.clone(), collector.sink());
-    let page = crate::corpus::PageRef { global: 0, doc: 0, page: 0 };
-    let mut batch = [PageWork::new(page, Arc::from("calibration#p1"), Arc::from("calibration"), Arc::from(std::path::Path::new("")))];
-    let worker = WorkerId { kind: WorkerKind::Device, index: 0 };
+    let page = crate::corpus::PageRef {
+        global: 0,
+        doc: 0,
+        page: 0,
+    };
+    let mut batch = [PageWork::new(
+        page,
+        Arc::from("calibration#p1"),
+        Arc::from("calibration"),
+        Arc::from(std::path::Path::new("")),
+    )];
+    let worker = WorkerId {
+        kind: WorkerKind::Device,
+        index: 0,
+    };
     let mut stage = Noop;
     let mut best_bare = f64::MAX;
     let mut best_exec = f64::MAX;
@@ -204,7 +263,10 @@ pub fn measure_overhead(device: &Device, iterations: u32) -> Overhead {
     }
     drop(exec);
     let _ = collector.finish();
-    Overhead { per_span_ns: (best_exec - best_bare).max(0.0), iterations: per_round * rounds }
+    Overhead {
+        per_span_ns: (best_exec - best_bare).max(0.0),
+        iterations: per_round * rounds,
+    }
 }
 
 #[cfg(test)]
@@ -216,19 +278,34 @@ mod tests {
     fn pages(n: u32) -> Vec<PageWork> {
         (0..n)
             .map(|i| {
-                let r = crate::corpus::PageRef { global: i, doc: 0, page: i };
-                PageWork::new(r, Arc::from(format!("d.pdf#p{}", i + 1)), Arc::from("d.pdf"), Arc::from(std::path::Path::new("d.pdf")))
+                let r = crate::corpus::PageRef {
+                    global: i,
+                    doc: 0,
+                    page: i,
+                };
+                PageWork::new(
+                    r,
+                    Arc::from(format!("d.pdf#p{}", i + 1)),
+                    Arc::from("d.pdf"),
+                    Arc::from(std::path::Path::new("d.pdf")),
+                )
             })
             .collect()
     }
 
-    const W: WorkerId = WorkerId { kind: WorkerKind::Device, index: 0 };
+    const W: WorkerId = WorkerId {
+        kind: WorkerKind::Device,
+        index: 0,
+    };
 
     #[test]
     fn times_every_call_and_separates_queue_wait() {
         let collector = Collector::start(true);
         let exec = Executor::new(Clock::start(), Device::Cpu, collector.sink());
-        let spec = StageSpec { sleep_ms: 2.0, ..StageSpec::default() };
+        let spec = StageSpec {
+            sleep_ms: 2.0,
+            ..StageSpec::default()
+        };
         let mut stage = NullStage::new(StageKind::Ocr, &spec);
         let mut batch = pages(3);
         for p in &mut batch {
@@ -242,8 +319,15 @@ mod tests {
         let s = &c.spans[0];
         assert_eq!(s.items, vec![0, 1, 2]);
         let service = s.end_ns - s.start_ns;
-        assert!(service >= 6_000_000, "3 pages × 2 ms sleep, got {service} ns");
-        assert!(s.queue_wait_ns.iter().all(|w| *w >= 5_000_000), "waited 5 ms before the call: {:?}", s.queue_wait_ns);
+        assert!(
+            service >= 6_000_000,
+            "3 pages × 2 ms sleep, got {service} ns"
+        );
+        assert!(
+            s.queue_wait_ns.iter().all(|w| *w >= 5_000_000),
+            "waited 5 ms before the call: {:?}",
+            s.queue_wait_ns
+        );
         assert!(batch.iter().all(|p| p.ready_ns == s.end_ns));
         let acc = &c.stages[&StageKind::Ocr];
         assert_eq!((acc.items, acc.batches), (3, 1));
@@ -253,7 +337,10 @@ mod tests {
     fn failed_batch_is_retried_page_by_page() {
         let collector = Collector::start(true);
         let exec = Executor::new(Clock::start(), Device::Cpu, collector.sink());
-        let spec = StageSpec { fail_pages: vec!["d.pdf#p2".into()], ..StageSpec::default() };
+        let spec = StageSpec {
+            fail_pages: vec!["d.pdf#p2".into()],
+            ..StageSpec::default()
+        };
         let mut stage = NullStage::new(StageKind::Table, &spec);
         let mut batch = pages(3);
         assert!(!exec.run_stage(&mut stage, W, &mut batch));
@@ -261,11 +348,54 @@ mod tests {
         assert_eq!(failed, [false, true, false]);
         let errors = exec.errors();
         assert_eq!(errors.len(), 1);
-        assert_eq!((errors[0].document.as_str(), errors[0].page, errors[0].stage.as_str()), ("d.pdf", Some(2), "table"));
+        assert_eq!(
+            (
+                errors[0].document.as_str(),
+                errors[0].page,
+                errors[0].stage.as_str()
+            ),
+            ("d.pdf", Some(2), "table")
+        );
         drop(exec);
         let c = collector.finish();
         assert_eq!(c.spans.len(), 4, "one failed batch + three retries");
         assert_eq!(c.spans.iter().filter(|s| s.retry).count(), 3);
+    }
+
+    struct Panicky;
+    impl Stage for Panicky {
+        fn kind(&self) -> StageKind {
+            StageKind::Layout
+        }
+        fn model(&self) -> ModelInfo {
+            ModelInfo {
+                stage: StageKind::Layout,
+                id: "panicky".into(),
+                is_test_stage: true,
+                weights_sha256: None,
+            }
+        }
+        fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
+            if batch.iter().any(|p| p.page.global == 1) {
+                panic!("shape mismatch");
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panicking_stage_fails_the_page_not_the_run() {
+        let collector = Collector::start(false);
+        let exec = Executor::new(Clock::start(), Device::Cpu, collector.sink());
+        let mut batch = pages(2);
+        assert!(!exec.run_stage(&mut Panicky, W, &mut batch));
+        assert_eq!(
+            batch.iter().map(|p| p.failed).collect::<Vec<_>>(),
+            [false, true]
+        );
+        let e = &exec.errors()[0];
+        assert_eq!(e.kind, "panic");
+        assert!(e.message.contains("shape mismatch"), "{}", e.message);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod render_stage;
 pub mod sequential;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::{StrategyKind, StrategySpec};
 use crate::corpus::{Corpus, PageRef};
@@ -13,6 +14,32 @@ use crate::metrics::memory::ChildPids;
 use crate::models::{Stage, StageKind};
 use crate::page::{PageOutput, PageWork};
 use executor::Executor;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// True once the user pressed Ctrl-C: strategies stop admitting pages, finish the ones in
+/// flight, and the report of what was measured is still written.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
+/// Routes the first SIGINT to [`interrupted`]; a second one ends the process as usual.
+pub fn install_interrupt_handler() {
+    #[cfg(unix)]
+    {
+        extern "C" fn on_sigint(_: libc::c_int) {
+            INTERRUPTED.store(true, Ordering::Relaxed);
+            // SAFETY: signal() with SIG_DFL is async-signal-safe (sigaction underneath).
+            unsafe {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+            }
+        }
+        // SAFETY: installs a handler that only stores an atomic and resets the disposition.
+        unsafe {
+            libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+        }
+    }
+}
 
 /// What a strategy needs.
 pub struct RunContext<'a> {
@@ -30,7 +57,12 @@ pub struct RunContext<'a> {
 impl RunContext<'_> {
     pub fn new_work(&self, p: PageRef) -> PageWork {
         let d = &self.corpus.documents[p.doc as usize];
-        PageWork::new(p, Arc::from(self.corpus.page_id(&p)), Arc::from(d.id.as_str()), Arc::from(d.path.as_path()))
+        PageWork::new(
+            p,
+            Arc::from(self.corpus.page_id(&p)),
+            Arc::from(d.id.as_str()),
+            Arc::from(d.path.as_path()),
+        )
     }
 }
 

@@ -17,7 +17,12 @@ fn attach(p: &mut PageWork, image: PageImage) {
 }
 
 fn pdfium_info() -> ModelInfo {
-    ModelInfo { stage: StageKind::Render, id: "pdfium".into(), is_test_stage: false, weights_sha256: None }
+    ModelInfo {
+        stage: StageKind::Render,
+        id: "pdfium".into(),
+        is_test_stage: false,
+        weights_sha256: None,
+    }
 }
 
 /// Renders on the calling thread.
@@ -28,7 +33,10 @@ pub struct InProcessRender {
 
 impl InProcessRender {
     pub fn new(spec: RenderSpec) -> Self {
-        Self { renderer: Renderer::new(), spec }
+        Self {
+            renderer: Renderer::new(),
+            spec,
+        }
     }
 }
 
@@ -41,7 +49,10 @@ impl Stage for InProcessRender {
     }
     fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
         for p in batch.iter_mut() {
-            let image = self.renderer.render(&p.path, p.page.page, &self.spec).map_err(to_stage_error)?;
+            let image = self
+                .renderer
+                .render(&p.path, p.page.page, &self.spec)
+                .map_err(to_stage_error)?;
             attach(p, image);
         }
         Ok(())
@@ -73,7 +84,10 @@ impl Stage for PoolRender {
     }
     fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
         for p in batch.iter_mut() {
-            let got = self.worker.render(&p.path, p.page.page, &self.spec).map_err(to_stage_error)?;
+            let got = self
+                .worker
+                .render(&p.path, p.page.page, &self.spec)
+                .map_err(to_stage_error)?;
             attach(p, got.image);
         }
         Ok(())

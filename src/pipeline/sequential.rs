@@ -7,12 +7,21 @@ use crate::corpus::PageRef;
 use crate::metrics::span::{WorkerId, WorkerKind};
 
 pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> Vec<PageRecord> {
-    let render_worker = WorkerId { kind: WorkerKind::RenderThread, index: 0 };
-    let device_worker = WorkerId { kind: WorkerKind::Device, index: 0 };
+    let render_worker = WorkerId {
+        kind: WorkerKind::RenderThread,
+        index: 0,
+    };
+    let device_worker = WorkerId {
+        kind: WorkerKind::Device,
+        index: 0,
+    };
     let mut render = InProcessRender::new(ctx.spec.render.spec());
     let mut stages = std::mem::take(&mut ctx.stages);
     let mut records = Vec::with_capacity(pages.len());
     for p in pages {
+        if super::interrupted() {
+            break;
+        }
         let mut work = [ctx.new_work(*p)];
         ctx.exec.admit(&mut work[0]);
         let mut failed_stage = None;

@@ -7,16 +7,24 @@ use crate::assets::pdfium::PdfiumInfo;
 use crate::models::device::{DeviceSpec, candle_features, cpu_threads};
 
 pub fn build_profile() -> &'static str {
-    if cfg!(debug_assertions) { "debug" } else { "release" }
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
 }
 
 /// candle-core's version, as locked in Cargo.lock at build time.
 const CANDLE_VERSION: &str = "0.11";
 
 pub fn collect(device: DeviceSpec, pdfium: PdfiumInfo) -> Environment {
-    let cpu_model = System::new_with_specifics(sysinfo::RefreshKind::nothing().with_cpu(sysinfo::CpuRefreshKind::nothing()))
-        .ok()
-        .and_then(|sys| sys.cpus().first().map(|c| c.brand().trim().to_string())).filter(|s| !s.is_empty()).unwrap_or_else(|| "unknown".into());
+    let cpu_model = System::new_with_specifics(
+        sysinfo::RefreshKind::nothing().with_cpu(sysinfo::CpuRefreshKind::nothing()),
+    )
+    .ok()
+    .and_then(|sys| sys.cpus().first().map(|c| c.brand().trim().to_string()))
+    .filter(|s| !s.is_empty())
+    .unwrap_or_else(|| "unknown".into());
     let kind = match device {
         DeviceSpec::Cpu => "cpu",
         DeviceSpec::Cuda(_) => "cuda",
@@ -39,7 +47,12 @@ pub fn collect(device: DeviceSpec, pdfium: PdfiumInfo) -> Environment {
         cpu_cores_physical: System::physical_core_count().ok(),
         cpu_cores_logical: std::thread::available_parallelism().map_or(1, |n| n.get()),
         threads: cpu_threads(),
-        device: DeviceInfo { spec: device.to_string(), kind: kind.to_string(), name, driver: None },
+        device: DeviceInfo {
+            spec: device.to_string(),
+            kind: kind.to_string(),
+            name,
+            driver: None,
+        },
         candle_version: CANDLE_VERSION.to_string(),
         candle_features: candle_features(),
         pdfium,

@@ -31,12 +31,20 @@ pub fn latency_summary(h: &LatencyHistogram) -> LatencySummary {
     let q = |x| ms(h.quantile_ns(x));
     LatencySummary {
         count: h.len(),
-        mean_ms: if h.is_empty() { 0.0 } else { h.inner().mean() / 1e6 },
+        mean_ms: if h.is_empty() {
+            0.0
+        } else {
+            h.inner().mean() / 1e6
+        },
         p50_ms: q(0.5),
         p90_ms: q(0.9),
         p95_ms: q(0.95),
         p99_ms: q(0.99),
-        max_ms: if h.is_empty() { 0.0 } else { ms(h.inner().max()) },
+        max_ms: if h.is_empty() {
+            0.0
+        } else {
+            ms(h.inner().max())
+        },
         histogram_ns: h.to_base64(),
     }
 }
@@ -70,16 +78,36 @@ pub struct RunData<'a> {
 pub fn build(mut d: RunData<'_>) -> Report {
     let mut warnings = Vec::new();
     if environment::build_profile() == "debug" {
-        warnings.push("DEBUG BUILD: timings are not representative; build with --release".to_string());
+        warnings
+            .push("DEBUG BUILD: timings are not representative; build with --release".to_string());
     }
     if d.collected.spans_dropped > 0 {
-        warnings.push(format!("{} spans were dropped (collector fell behind); stage statistics are incomplete", d.collected.spans_dropped));
+        warnings.push(format!(
+            "{} spans were dropped (collector fell behind); stage statistics are incomplete",
+            d.collected.spans_dropped
+        ));
     }
     if d.models.iter().any(|m| m.is_test_stage) {
-        let stages: Vec<_> = d.models.iter().filter(|m| m.is_test_stage).map(|m| m.stage.name()).collect();
-        warnings.push(format!("stages {} run the `null` test model: their outputs are empty", stages.join(", ")));
+        let stages: Vec<_> = d
+            .models
+            .iter()
+            .filter(|m| m.is_test_stage)
+            .map(|m| m.stage.name())
+            .collect();
+        warnings.push(format!(
+            "stages {} run the `null` test model: their outputs are empty",
+            stages.join(", ")
+        ));
     }
 
+    let interrupted = (d.records.len() as u64) < d.pages_selected;
+    if interrupted {
+        warnings.push(format!(
+            "INTERRUPTED: {} of {} pages were processed; the statistics cover those pages only",
+            d.records.len(),
+            d.pages_selected
+        ));
+    }
     d.records.sort_by_key(|r| r.page.global);
     let first_admit = d.records.iter().map(|r| r.admitted_ns).min().unwrap_or(0);
     let last_done = d.records.iter().map(|r| r.done_ns).max().unwrap_or(0);
@@ -116,20 +144,38 @@ pub fn build(mut d: RunData<'_>) -> Report {
 
     let mut stages = Vec::new();
     for kind in StageKind::ALL {
-        let Some(acc) = d.collected.stages.get(&kind) else { continue };
+        let Some(acc) = d.collected.stages.get(&kind) else {
+            continue;
+        };
         let workers = acc.workers.len().max(1) as f64;
         stages.push(StageReport {
             stage: kind,
-            model: d.models.iter().find(|m| m.stage == kind).map_or_else(|| "?".into(), |m| m.id.clone()),
+            model: d
+                .models
+                .iter()
+                .find(|m| m.stage == kind)
+                .map_or_else(|| "?".into(), |m| m.id.clone()),
             workers: acc.workers.iter().copied().collect(),
             items: acc.items,
             items_failed: acc.items_failed,
             batches: acc.batches,
             retries: acc.retries,
-            batch_sizes: acc.batch_sizes.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
+            batch_sizes: acc
+                .batch_sizes
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect::<BTreeMap<_, _>>(),
             busy_ms: ms(acc.busy_ns),
-            utilization: if wall_ns == 0 { 0.0 } else { acc.busy_ns as f64 / (wall_ns as f64 * workers) },
-            items_per_busy_s: if acc.busy_ns == 0 { 0.0 } else { acc.items as f64 / (acc.busy_ns as f64 / 1e9) },
+            utilization: if wall_ns == 0 {
+                0.0
+            } else {
+                acc.busy_ns as f64 / (wall_ns as f64 * workers)
+            },
+            items_per_busy_s: if acc.busy_ns == 0 {
+                0.0
+            } else {
+                acc.items as f64 / (acc.busy_ns as f64 / 1e9)
+            },
             service_per_batch: latency_summary(&acc.service),
             service_per_item: latency_summary(&acc.service_per_item),
             queue_wait: latency_summary(&acc.queue_wait),
@@ -141,7 +187,13 @@ pub fn build(mut d: RunData<'_>) -> Report {
         .documents
         .iter()
         .filter_map(|doc| {
-            doc.error.as_ref().map(|e| ErrorReport { document: doc.id.clone(), page: None, stage: "open".into(), kind: e.kind().into(), message: e.to_string() })
+            doc.error.as_ref().map(|e| ErrorReport {
+                document: doc.id.clone(),
+                page: None,
+                stage: "open".into(),
+                kind: e.kind().into(),
+                message: e.to_string(),
+            })
         })
         .collect();
     errors.extend(d.run_errors.iter().map(|e| ErrorReport {
@@ -156,10 +208,21 @@ pub fn build(mut d: RunData<'_>) -> Report {
     let memory = MemoryReport {
         sample_interval_ms: d.sample_interval_ms,
         samples_taken: s.len(),
-        peak_rss_bytes: d.memory.peak_rss_bytes.max(s.iter().map(|x| x.rss_bytes).max().unwrap_or(0)),
-        peak_rss_with_children_bytes: s.iter().map(|x| x.rss_bytes + x.children_rss_bytes).max().unwrap_or(0),
+        peak_rss_bytes: d
+            .memory
+            .peak_rss_bytes
+            .max(s.iter().map(|x| x.rss_bytes).max().unwrap_or(0)),
+        peak_rss_with_children_bytes: s
+            .iter()
+            .map(|x| x.rss_bytes + x.children_rss_bytes)
+            .max()
+            .unwrap_or(0),
         system_total_bytes: d.memory.system_total_bytes,
-        min_system_available_bytes: s.iter().map(|x| x.system_available_bytes).min().unwrap_or(0),
+        min_system_available_bytes: s
+            .iter()
+            .map(|x| x.system_available_bytes)
+            .min()
+            .unwrap_or(0),
         swap_total_bytes: d.memory.swap_total_bytes,
         peak_swap_used_bytes: s.iter().map(|x| x.swap_used_bytes).max().unwrap_or(0),
         accelerator_total_bytes: d.memory.accelerator_total_bytes,
@@ -178,16 +241,27 @@ pub fn build(mut d: RunData<'_>) -> Report {
         spans: std::mem::take(&mut d.collected.spans),
     };
 
-    let documents_failed = d.corpus.documents.iter().filter(|x| x.error.is_some()).count();
+    let documents_failed = d
+        .corpus
+        .documents
+        .iter()
+        .filter(|x| x.error.is_some())
+        .count();
     Report {
         schema_version: SCHEMA_VERSION,
         created_at: d.created_at,
         command: d.command,
-        ok: errors.is_empty() && pages_failed == 0,
+        ok: errors.is_empty() && pages_failed == 0 && !interrupted,
+        interrupted,
         warnings,
         environment: d.environment,
         corpus: CorpusInfo {
-            inputs: d.corpus.inputs.iter().map(|p| p.display().to_string()).collect(),
+            inputs: d
+                .corpus
+                .inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
             name: d.corpus.name.clone(),
             hash: d.corpus.hash.clone(),
             documents_total: d.corpus.documents.len(),
@@ -215,8 +289,17 @@ pub fn build(mut d: RunData<'_>) -> Report {
             pages_ok,
             pages_failed,
             wall_ms: ms(wall_ns),
-            pages_per_s: if wall_ns == 0 { 0.0 } else { pages_ok as f64 / (wall_ns as f64 / 1e9) },
-            time_to_first_page_ms: d.records.iter().map(|r| r.done_ns).min().map_or(0.0, |t| ms(t.saturating_sub(first_admit))),
+            pages_per_s: if wall_ns == 0 {
+                0.0
+            } else {
+                pages_ok as f64 / (wall_ns as f64 / 1e9)
+            },
+            time_to_first_page_ms: d
+                .records
+                .iter()
+                .map(|r| r.done_ns)
+                .min()
+                .map_or(0.0, |t| ms(t.saturating_sub(first_admit))),
             model_load_ms: d.model_load_ms,
             page_latency: latency_summary(&latency),
             instrumentation_overhead_ns: d.overhead_ns,
@@ -228,13 +311,20 @@ pub fn build(mut d: RunData<'_>) -> Report {
         pages,
         spans,
         errors,
-        output: OutputDigest { algorithm: "sha256".into(), digest: hex(&digest.finalize()), pages: d.records.len() as u64 },
+        output: OutputDigest {
+            algorithm: "sha256".into(),
+            digest: hex(&digest.finalize()),
+            pages: d.records.len() as u64,
+        },
     }
 }
 
 /// `results/<corpus>-<strategy>-<UTC time>.json`.
 pub fn default_path(results_dir: &Path, corpus: &str, strategy: &str, created_at: &str) -> PathBuf {
-    let stamp: String = created_at.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let stamp: String = created_at
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
     results_dir.join(format!("{corpus}-{strategy}-{stamp}.json"))
 }
 
@@ -243,7 +333,10 @@ pub enum WriteError {
     #[error("{0} exists; pass --force to overwrite it, or choose another --out")]
     Exists(PathBuf),
     #[error("writing {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Writes `report` (and its spans side file, if asked) atomically: temp file + rename.
@@ -278,7 +371,10 @@ pub fn write(report: &mut Report, path: &Path, force: bool) -> Result<(), WriteE
 }
 
 fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -324,10 +420,21 @@ pub fn summary_text(r: &Report, path: &Path) -> String {
         out.push_str(&t);
         out.push('\n');
     };
-    line(format!("  Wall time:      {:>10.3} s    {:.2} pages/s   (first page after {:.1} ms)", s.wall_ms / 1e3, s.pages_per_s, s.time_to_first_page_ms));
+    line(format!(
+        "  Wall time:      {:>10.3} s    {:.2} pages/s   (first page after {:.1} ms)",
+        s.wall_ms / 1e3,
+        s.pages_per_s,
+        s.time_to_first_page_ms
+    ));
     let l = &s.page_latency;
-    line(format!("  Page latency:   p50 {:.1} ms   p90 {:.1} ms   p99 {:.1} ms   max {:.1} ms", l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms));
-    line(format!("  {:<8} {:>7} {:>9} {:>11} {:>11} {:>11} {:>7}", "stage", "items", "batches", "p50 ms", "p99 ms", "busy s", "util"));
+    line(format!(
+        "  Page latency:   p50 {:.1} ms   p90 {:.1} ms   p99 {:.1} ms   max {:.1} ms",
+        l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
+    ));
+    line(format!(
+        "  {:<8} {:>7} {:>9} {:>11} {:>11} {:>11} {:>7}",
+        "stage", "items", "batches", "p50 ms", "p99 ms", "busy s", "util"
+    ));
     for st in &r.stages {
         line(format!(
             "  {:<8} {:>7} {:>9} {:>11.3} {:>11.3} {:>11.3} {:>6.1}%",
@@ -340,13 +447,26 @@ pub fn summary_text(r: &Report, path: &Path) -> String {
             st.utilization * 100.0
         ));
     }
+    let m = &r.memory;
+    let workers = if m.peak_rss_with_children_bytes
+        > m.series.iter().map(|x| x.rss_bytes).max().unwrap_or(0)
+    {
+        format!(
+            ", sampled peak with render workers {}",
+            human_bytes(m.peak_rss_with_children_bytes)
+        )
+    } else {
+        String::new()
+    };
     line(format!(
-        "  Memory:         peak RSS {} (with render workers {}), min system available {}",
-        human_bytes(r.memory.peak_rss_bytes),
-        human_bytes(r.memory.peak_rss_with_children_bytes),
-        human_bytes(r.memory.min_system_available_bytes)
+        "  Memory:         peak RSS {}{workers}, min system available {}",
+        human_bytes(m.peak_rss_bytes),
+        human_bytes(m.min_system_available_bytes)
     ));
-    line(format!("  Overhead:       {:.0} ns per span ({} spans, {} dropped)", s.instrumentation_overhead_ns, s.spans_recorded, s.spans_dropped));
+    line(format!(
+        "  Overhead:       {:.0} ns per span ({} spans, {} dropped)",
+        s.instrumentation_overhead_ns, s.spans_recorded, s.spans_dropped
+    ));
     line(format!("  Output digest:  {}", &r.output.digest[..16]));
     for w in &r.warnings {
         line(format!("  warning: {w}"));
@@ -354,7 +474,10 @@ pub fn summary_text(r: &Report, path: &Path) -> String {
     if r.errors.is_empty() {
         line("  Errors:         none".into());
     } else {
-        line(format!("  Errors:         {} (listed in the report)", r.errors.len()));
+        line(format!(
+            "  Errors:         {} (listed in the report)",
+            r.errors.len()
+        ));
     }
     line(format!("  Report:         {}", path.display()));
     out

@@ -29,22 +29,31 @@ pub struct Report {
     pub command: Vec<String>,
     /// True when every document and page went through every stage without error.
     pub ok: bool,
+    /// True when the run was stopped (Ctrl-C) before every selected page was processed.
+    pub interrupted: bool,
     /// Things that make the numbers less trustworthy (debug build, dropped spans…).
     pub warnings: Vec<String>,
+    /// Machine, build, device and libraries that produced the numbers.
     pub environment: Environment,
+    /// The documents: what was given, what opened, their hashes.
     pub corpus: CorpusInfo,
+    /// The execution strategy and every parameter.
     pub strategy: StrategyInfo,
     /// The model of every stage, render included.
     pub models: Vec<ModelInfo>,
+    /// Whole-run figures: wall time, pages/s, page latency, overhead.
     pub summary: Summary,
     /// Per-stage statistics, in pipeline order.
     pub stages: Vec<StageReport>,
+    /// Memory peaks and a downsampled series.
     pub memory: MemoryReport,
     /// Every page, in corpus order.
     pub pages: Vec<PageReport>,
+    /// Every timed stage call (inline, in a side file, or omitted).
     pub spans: SpansReport,
     /// Every failure: documents that could not be opened, pages that failed a stage.
     pub errors: Vec<ErrorReport>,
+    /// A digest of everything extracted, to check strategies agree.
     pub output: OutputDigest,
 }
 
@@ -52,25 +61,37 @@ pub struct Report {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Environment {
+    /// pipebench's crate version.
     pub pipebench_version: String,
     /// Git commit of the pipebench source, with `-dirty` if it had local changes.
     pub git_sha: String,
     /// `release` or `debug` (debug timings are not representative).
     pub build_profile: String,
+    /// Compiler that built pipebench (`rustc -V`).
     pub rustc: String,
+    /// Operating system family (linux, macos).
     pub os: String,
+    /// Long OS name and version.
     pub os_version: String,
+    /// CPU architecture (x86_64, aarch64).
     pub arch: String,
+    /// Machine name.
     pub hostname: String,
+    /// CPU brand string.
     pub cpu_model: String,
+    /// Physical cores, where the OS says.
     pub cpu_cores_physical: Option<usize>,
+    /// Logical CPUs available to the process.
     pub cpu_cores_logical: usize,
     /// CPU threads used by model kernels (candle / rayon).
     pub threads: usize,
+    /// The device the model stages ran on.
     pub device: DeviceInfo,
+    /// candle-core version series.
     pub candle_version: String,
     /// Compiled-in candle features (cuda, metal, mkl, accelerate, avx).
     pub candle_features: Vec<String>,
+    /// The libpdfium that rendered the pages.
     pub pdfium: PdfiumInfo,
 }
 
@@ -92,10 +113,13 @@ pub struct DeviceInfo {
 pub struct CorpusInfo {
     /// Paths given on the command line.
     pub inputs: Vec<String>,
+    /// Short name (the first input's file or folder name).
     pub name: String,
     /// sha256 over the sorted (document id, file sha256) pairs.
     pub hash: String,
+    /// Documents found.
     pub documents_total: usize,
+    /// Documents that could not be opened (listed in `errors`).
     pub documents_failed: usize,
     /// Pages in the documents that opened.
     pub pages_total: u64,
@@ -103,16 +127,22 @@ pub struct CorpusInfo {
     pub pages_selected: u64,
     /// Time to discover, hash and open every document before the run.
     pub scan_ms: f64,
+    /// Every document, in id order.
     pub documents: Vec<DocumentReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentReport {
+    /// Stable id: the path relative to the corpus folder.
     pub id: String,
+    /// Path as found on disk.
     pub path: String,
+    /// File size.
     pub bytes: u64,
+    /// sha256 of the file.
     pub sha256: String,
+    /// Page count (0 if it could not be opened).
     pub pages: u32,
     /// Why the document could not be processed.
     pub error: Option<String>,
@@ -121,6 +151,7 @@ pub struct DocumentReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StrategyInfo {
+    /// The strategy file's `name`.
     pub name: String,
     /// `sequential`, …
     pub kind: String,
@@ -133,7 +164,9 @@ pub struct StrategyInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Summary {
+    /// Pages that went through every stage.
     pub pages_ok: u64,
+    /// Pages that failed a stage (listed in `errors`).
     pub pages_failed: u64,
     /// From the first page admitted to the last page done.
     pub wall_ms: f64,
@@ -148,6 +181,7 @@ pub struct Summary {
     /// Cost of recording one span (executor overhead with a no-op stage), measured before
     /// the run. Target: ≤ 2000 ns.
     pub instrumentation_overhead_ns: f64,
+    /// Spans handed to the collector.
     pub spans_recorded: u64,
     /// Spans lost because the collector fell behind (the hot path never waits).
     pub spans_dropped: u64,
@@ -157,12 +191,19 @@ pub struct Summary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LatencySummary {
+    /// Values recorded.
     pub count: u64,
+    /// Mean.
     pub mean_ms: f64,
+    /// Median.
     pub p50_ms: f64,
+    /// 90th percentile.
     pub p90_ms: f64,
+    /// 95th percentile.
     pub p95_ms: f64,
+    /// 99th percentile.
     pub p99_ms: f64,
+    /// Largest value.
     pub max_ms: f64,
     /// The full histogram in nanoseconds: HdrHistogram V2 + deflate, base64 (mergeable).
     pub histogram_ns: String,
@@ -171,12 +212,15 @@ pub struct LatencySummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StageReport {
+    /// The stage.
     pub stage: StageKind,
+    /// Model id of the stage.
     pub model: String,
     /// Workers that ran this stage.
     pub workers: Vec<WorkerId>,
     /// Items (pages) processed successfully.
     pub items: u64,
+    /// Items on which the stage failed.
     pub items_failed: u64,
     /// Stage calls, retries included.
     pub batches: u64,
@@ -201,18 +245,25 @@ pub struct StageReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryReport {
+    /// Sampling interval (`--sample-ms`).
     pub sample_interval_ms: u64,
+    /// Samples taken (the series below is downsampled).
     pub samples_taken: usize,
     /// Kernel high-water mark of pipebench's resident set (getrusage).
     pub peak_rss_bytes: u64,
     /// Largest sampled pipebench RSS + render workers' RSS.
     pub peak_rss_with_children_bytes: u64,
+    /// Physical memory of the machine.
     pub system_total_bytes: u64,
+    /// Lowest available system memory seen: how close the run came to memory pressure.
     pub min_system_available_bytes: u64,
+    /// Swap space of the machine.
     pub swap_total_bytes: u64,
+    /// Most swap in use at any sample (swapping distorts timings).
     pub peak_swap_used_bytes: u64,
     /// CUDA: device total; Metal: recommended max working set. Absent on CPU.
     pub accelerator_total_bytes: Option<u64>,
+    /// Most accelerator memory in use at any sample.
     pub peak_accelerator_used_bytes: Option<u64>,
     /// At most 512 samples, each bucket keeping its largest RSS so peaks survive.
     pub series: Vec<MemorySample>,
@@ -225,15 +276,23 @@ pub struct PageReport {
     pub index: u32,
     /// `document#pN`.
     pub id: String,
+    /// Document id.
     pub document: String,
     /// 1-based page number in its document.
     pub page: u32,
+    /// True if the page went through every stage.
     pub ok: bool,
+    /// The stage that failed, if one did.
     pub failed_stage: Option<StageKind>,
+    /// When the page entered the pipeline (its render was requested), since the run started.
     pub admitted_ms: f64,
+    /// When its last stage finished, since the run started.
     pub done_ms: f64,
+    /// done − admitted: end-to-end page latency.
     pub latency_ms: f64,
+    /// Rendered width.
     pub width_px: u32,
+    /// Rendered height.
     pub height_px: u32,
     /// sha256 of this page's canonical output JSON.
     pub output_sha256: String,
@@ -246,12 +305,14 @@ pub struct SpansReport {
     pub mode: String,
     /// With `file`: the JSON-lines file next to the report (one span per line).
     pub file: Option<String>,
+    /// With `inline`: every stage call, sorted by start.
     pub spans: Vec<Span>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorReport {
+    /// Document id.
     pub document: String,
     /// 1-based page, when the error concerns one page.
     pub page: Option<u32>,
@@ -259,15 +320,18 @@ pub struct ErrorReport {
     pub stage: String,
     /// Short kind: corrupt, encrypted, not_pdf, no_pages, oom, …
     pub kind: String,
+    /// What went wrong and how to fix it.
     pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutputDigest {
+    /// Hash algorithm of the digests.
     pub algorithm: String,
     /// sha256 over the per-page output hashes in corpus order: equal digests mean equal
     /// extracted outputs, whatever the strategy.
     pub digest: String,
+    /// Pages covered.
     pub pages: u64,
 }

@@ -26,10 +26,20 @@ pub fn bad_dir() -> PathBuf {
 pub fn pdfium_lib() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
-        let out = std::process::Command::new(exe()).arg("setup").output().expect("running pipebench setup");
-        assert!(out.status.success(), "pipebench setup failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new(exe())
+            .arg("setup")
+            .output()
+            .expect("running pipebench setup");
+        assert!(
+            out.status.success(),
+            "pipebench setup failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let path = stdout.trim().strip_prefix("libpdfium ready: ").expect("setup prints the library path");
+        let path = stdout
+            .trim()
+            .strip_prefix("libpdfium ready: ")
+            .expect("setup prints the library path");
         PathBuf::from(path)
     })
 }
