@@ -29,7 +29,7 @@ pub mod page;
 pub mod pipeline;
 pub mod report;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -242,9 +242,4 @@ fn progress_bar(total: u64, quiet: bool) -> Arc<indicatif::ProgressBar> {
     );
     pb.enable_steady_tick(Duration::from_millis(200));
     Arc::new(pb)
-}
-
-/// The path of the results folder used by default.
-pub fn results_dir() -> PathBuf {
-    PathBuf::from("results")
 }

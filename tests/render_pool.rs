@@ -119,3 +119,68 @@ fn a_dead_worker_is_restarted() {
     assert!(ok.image.width > 0);
     assert_ne!(w.pid(), Some(pid));
 }
+
+#[test]
+fn pool_workers_render_in_parallel_through_the_executor() {
+    use pipebench::metrics::Clock;
+    use pipebench::metrics::span::{Collector, WorkerId, WorkerKind};
+    use pipebench::page::PageWork;
+    use pipebench::pipeline::executor::Executor;
+    use pipebench::pipeline::render_stage::PoolRender;
+    use std::sync::Arc;
+
+    bind_in_process();
+    let mut corpus = Corpus::discover(&[smoke()]).expect("smoke corpus");
+    corpus.probe();
+    let pages = corpus.pages(None);
+    let collector = Collector::start(true);
+    let exec = Executor::new(Clock::start(), candle_core::Device::Cpu, collector.sink());
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for p in &pages {
+        tx.send(*p).expect("queue");
+    }
+    drop(tx);
+    std::thread::scope(|s| {
+        for i in 0..2u16 {
+            let (rx, exec, corpus) = (rx.clone(), &exec, &corpus);
+            s.spawn(move || {
+                let worker = RenderWorker::spawn_exe(&exe(), i as usize, pdfium_lib())
+                    .expect("worker starts");
+                let mut stage = PoolRender::new(worker, SPEC);
+                for p in rx {
+                    let d = &corpus.documents[p.doc as usize];
+                    let mut w = [PageWork::new(
+                        p,
+                        Arc::from(corpus.page_id(&p)),
+                        Arc::from(d.id.as_str()),
+                        Arc::from(d.path.as_path()),
+                    )];
+                    exec.admit(&mut w[0]);
+                    assert!(exec.run_stage(
+                        &mut stage,
+                        WorkerId {
+                            kind: WorkerKind::RenderProcess,
+                            index: i
+                        },
+                        &mut w
+                    ));
+                    assert!(w[0].image.as_ref().is_some_and(|im| im.width > 0));
+                }
+            });
+        }
+    });
+    drop(exec);
+    let c = collector.finish();
+    assert_eq!(c.spans.len(), pages.len());
+    let workers: std::collections::BTreeSet<u16> = c.spans.iter().map(|s| s.worker.index).collect();
+    assert_eq!(workers.len(), 2, "both processes rendered");
+    let overlapping = c.spans.iter().any(|a| {
+        c.spans
+            .iter()
+            .any(|b| a.worker != b.worker && a.start_ns < b.end_ns && b.start_ns < a.end_ns)
+    });
+    assert!(
+        overlapping,
+        "render spans of the two processes overlap in time"
+    );
+}

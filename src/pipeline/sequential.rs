@@ -4,6 +4,7 @@
 use super::render_stage::InProcessRender;
 use super::{PageRecord, RunContext};
 use crate::corpus::PageRef;
+use crate::corpus::render::Renderer;
 use crate::metrics::span::{WorkerId, WorkerKind};
 
 pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> Vec<PageRecord> {
@@ -15,7 +16,7 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> Vec<PageRecord> {
         kind: WorkerKind::Device,
         index: 0,
     };
-    let mut render = InProcessRender::new(ctx.spec.render.spec());
+    let mut render = InProcessRender::new(Renderer::new(), ctx.spec.render.spec());
     let mut stages = std::mem::take(&mut ctx.stages);
     let mut records = Vec::with_capacity(pages.len());
     for p in pages {
