@@ -6,6 +6,8 @@
 
 pub mod device;
 pub mod null;
+pub mod ocr;
+pub mod onnx;
 
 use crate::config::StageSpec;
 use crate::page::PageWork;

@@ -1,0 +1,1 @@
+//! DB (differentiable binarization) post-processing: probability map → text boxes.
