@@ -27,7 +27,7 @@ pub fn pdfium_lib() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
         let out = std::process::Command::new(exe())
-            .arg("setup")
+            .args(["setup", "--models", "none"])
             .output()
             .expect("running pipebench setup");
         assert!(
@@ -37,8 +37,8 @@ pub fn pdfium_lib() -> &'static Path {
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let path = stdout
-            .trim()
-            .strip_prefix("libpdfium ready: ")
+            .lines()
+            .find_map(|l| l.strip_prefix("libpdfium ready: "))
             .expect("setup prints the library path");
         PathBuf::from(path)
     })
