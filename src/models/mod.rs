@@ -8,6 +8,7 @@ pub mod device;
 pub mod null;
 pub mod ocr;
 pub mod onnx;
+pub mod ops;
 pub mod weights;
 
 use crate::config::StageSpec;
