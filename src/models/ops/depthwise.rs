@@ -230,10 +230,7 @@ mod tests {
     /// Straightforward reference: every output pixel, every tap, explicit bounds checks.
     fn naive(
         x: &[f32],
-        n: usize,
-        c: usize,
-        h: usize,
-        w: usize,
+        (n, c, h, w): (usize, usize, usize, usize),
         wt: &[f32],
         b: Option<&[f32]>,
         g: DwGeometry,
@@ -307,7 +304,7 @@ mod tests {
             };
             let wt = rand(c * kernel.0 * kernel.1, 10 + i as u64);
             let b = rand(c, 100 + i as u64);
-            let expected = naive(&x, n, c, h, w, &wt, Some(&b), g);
+            let expected = naive(&x, (n, c, h, w), &wt, Some(&b), g);
             let dev = Device::Cpu;
             let xt = Tensor::from_vec(x.clone(), (n, c, h, w), &dev).expect("x");
             let wt_t = Tensor::from_vec(wt, (c, 1, kernel.0, kernel.1), &dev).expect("w");
