@@ -28,11 +28,22 @@ fn time_ms(mut f: impl FnMut()) -> f64 {
     rounds[2]
 }
 
+/// (name, (N, C, H, W), kernel, stride)
+type Case = (
+    &'static str,
+    (usize, usize, usize, usize),
+    usize,
+    (usize, usize),
+);
+
 fn main() -> candle_core::Result<()> {
     let dev = Device::Cpu;
     println!("threads: {}", candle_core::utils::get_num_threads());
-    println!("{:<40} {:>12} {:>12} {:>8}", "case (N,C,H,W) k stride", "pipebench ms", "candle ms", "speedup");
-    let cases: &[(&str, (usize, usize, usize, usize), usize, (usize, usize))] = &[
+    println!(
+        "{:<40} {:>12} {:>12} {:>8}",
+        "case (N,C,H,W) k stride", "pipebench ms", "candle ms", "speedup"
+    );
+    let cases: &[Case] = &[
         ("det stage1 dw", (1, 48, 240, 168), 3, (1, 1)),
         ("det stem dw", (1, 16, 480, 336), 3, (1, 1)),
         ("det downsample dw", (1, 64, 240, 168), 3, (2, 2)),
@@ -53,7 +64,10 @@ fn main() -> candle_core::Result<()> {
             let _ = layer.forward_generic(&x);
         });
         let label = format!("{name} {:?} k{k} s{:?}", (n, c, h, w), stride);
-        println!("{label:<40} {ours:>12.3} {theirs:>12.3} {:>7.1}x", theirs / ours);
+        println!(
+            "{label:<40} {ours:>12.3} {theirs:>12.3} {:>7.1}x",
+            theirs / ours
+        );
     }
     Ok(())
 }
