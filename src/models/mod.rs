@@ -4,11 +4,15 @@
 //! Stages know nothing of timing: the executor (`pipeline/executor.rs`) times every call at
 //! this boundary. `models` never imports `metrics`.
 
+pub mod db_det;
+pub mod deploy_graph;
 pub mod device;
+pub mod layers;
 pub mod null;
 pub mod ocr;
 pub mod onnx;
 pub mod ops;
+pub mod pplcnet_v3;
 pub mod weights;
 
 use crate::config::StageSpec;

@@ -179,6 +179,10 @@ impl DepthwiseConv2d {
         Ok(Self { op, weight, bias })
     }
 
+    pub fn channels(&self) -> usize {
+        self.op.channels
+    }
+
     pub fn geometry(&self) -> DwGeometry {
         self.op.geo
     }

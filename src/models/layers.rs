@@ -1,0 +1,227 @@
+//! Building blocks shared by the PaddlePaddle-family models, in inference (deploy) form:
+//! convolutions (dense via candle, depthwise via our CPU kernel), folded batch norm, learnable
+//! affine blocks, hard-swish / hard-sigmoid, squeeze-and-excitation.
+
+use candle_core::{D, Module, Result, Tensor, bail};
+
+use super::deploy_graph::{BnParams, ConvParams};
+use super::ops::depthwise::DepthwiseConv2d;
+
+/// A 2-D convolution: depthwise ones go through [`DepthwiseConv2d`] (fast on CPU, any stride
+/// pair); dense ones through candle's `conv2d` (symmetric stride and padding).
+#[derive(Debug, Clone)]
+pub enum Conv {
+    Depthwise(DepthwiseConv2d),
+    Dense {
+        weight: Tensor,
+        bias: Option<Tensor>,
+        stride: usize,
+        pad: usize,
+    },
+}
+
+impl Conv {
+    pub fn new(p: ConvParams) -> Result<Self> {
+        let (out_c, in_per_group, _, _) = p.weight.dims4()?;
+        let [top, left, bottom, right] = p.pads;
+        if p.groups > 1 {
+            if p.groups != out_c || in_per_group != 1 {
+                bail!(
+                    "grouped (non-depthwise) convolutions are not supported: groups {} for {:?}",
+                    p.groups,
+                    p.weight.dims()
+                )
+            }
+            return Ok(Conv::Depthwise(DepthwiseConv2d::new(
+                p.weight,
+                p.bias,
+                p.stride,
+                (top, bottom, left, right),
+            )?));
+        }
+        if p.stride.0 != p.stride.1 || top != bottom || left != right || top != left {
+            bail!(
+                "dense convolution with asymmetric stride {:?} or pads {:?} is not supported",
+                p.stride,
+                p.pads
+            )
+        }
+        Ok(Conv::Dense {
+            weight: p.weight,
+            bias: p.bias,
+            stride: p.stride.0,
+            pad: top,
+        })
+    }
+
+    pub fn out_channels(&self) -> usize {
+        match self {
+            Conv::Depthwise(d) => d.channels(),
+            Conv::Dense { weight, .. } => weight.dim(0).unwrap_or(0),
+        }
+    }
+}
+
+impl Module for Conv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Conv::Depthwise(d) => d.forward(x),
+            Conv::Dense {
+                weight,
+                bias,
+                stride,
+                pad,
+            } => {
+                let y = x.conv2d(weight, *pad, *stride, 1, 1)?;
+                match bias {
+                    Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
+                    None => Ok(y),
+                }
+            }
+        }
+    }
+}
+
+/// A transposed convolution (the DB head's 2×2, stride-2 upsamplers).
+#[derive(Debug, Clone)]
+pub struct ConvTranspose {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: usize,
+}
+
+impl ConvTranspose {
+    pub fn new(p: ConvParams) -> Result<Self> {
+        if p.stride.0 != p.stride.1 || p.pads.iter().any(|x| *x != 0) || p.groups != 1 {
+            bail!(
+                "transposed convolution: only symmetric stride, no padding, one group is supported"
+            )
+        }
+        Ok(Self {
+            weight: p.weight,
+            bias: p.bias,
+            stride: p.stride.0,
+        })
+    }
+}
+
+impl Module for ConvTranspose {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.conv_transpose2d(&self.weight, 0, 0, self.stride, 1)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
+            None => Ok(y),
+        }
+    }
+}
+
+/// Batch norm folded to `x * a + b` per channel.
+#[derive(Debug, Clone)]
+pub struct BatchNorm {
+    a: Tensor,
+    b: Tensor,
+}
+
+impl BatchNorm {
+    pub fn new(p: BnParams) -> Result<Self> {
+        let c = p.scale.elem_count();
+        let a = (p.scale / (p.var + p.eps)?.sqrt()?)?;
+        let b = (p.bias - (&p.mean * &a)?)?;
+        Ok(Self {
+            a: a.reshape((1, c, 1, 1))?,
+            b: b.reshape((1, c, 1, 1))?,
+        })
+    }
+}
+
+impl Module for BatchNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.broadcast_mul(&self.a)?.broadcast_add(&self.b)
+    }
+}
+
+/// PP-LCNetV3's learnable affine block: `x * scale + bias` with two scalars.
+#[derive(Debug, Clone, Copy)]
+pub struct Lab {
+    pub scale: f64,
+    pub bias: f64,
+}
+
+impl Module for Lab {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.affine(self.scale, self.bias)
+    }
+}
+
+/// `clamp(alpha * x + 0.5, 0, 1)`. Paddle uses alpha 1/6 (hard-swish, backbone SE) and 0.2
+/// (the DB neck's SE): the slope differs, so it is a parameter.
+pub fn hard_sigmoid(x: &Tensor, alpha: f64) -> Result<Tensor> {
+    x.affine(alpha, 0.5)?.clamp(0f32, 1f32)
+}
+
+/// `x * hard_sigmoid(x, 1/6)`.
+pub fn hard_swish(x: &Tensor) -> Result<Tensor> {
+    x.mul(&hard_sigmoid(x, 1.0 / 6.0)?)
+}
+
+/// Squeeze-and-excitation: `x * hard_sigmoid(conv2(relu(conv1(mean_hw(x)))))`.
+#[derive(Debug, Clone)]
+pub struct SqueezeExcite {
+    pub conv1: Conv,
+    pub conv2: Conv,
+    pub alpha: f64,
+}
+
+impl Module for SqueezeExcite {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let s = x.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?;
+        let s = self.conv2.forward(&self.conv1.forward(&s)?.relu()?)?;
+        x.broadcast_mul(&hard_sigmoid(&s, self.alpha)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn hard_activations_match_their_definitions() {
+        let x = Tensor::new(&[-4f32, -3.0, 0.0, 1.5, 3.0, 4.0], &Device::Cpu).expect("x");
+        let hs = hard_swish(&x).and_then(|t| t.to_vec1::<f32>()).expect("hs");
+        let expected: Vec<f32> = [-4f32, -3.0, 0.0, 1.5, 3.0, 4.0]
+            .iter()
+            .map(|v| v * (v / 6.0 + 0.5).clamp(0.0, 1.0))
+            .collect();
+        for (a, b) in hs.iter().zip(&expected) {
+            assert!((a - b).abs() < 1e-6);
+        }
+        let s = hard_sigmoid(&x, 0.2)
+            .and_then(|t| t.to_vec1::<f32>())
+            .expect("hsig");
+        assert!((s[3] - 0.8).abs() < 1e-6 && s[0] == 0.0 && s[5] == 1.0);
+    }
+
+    #[test]
+    fn folded_batch_norm_matches_the_formula() {
+        let dev = Device::Cpu;
+        let p = BnParams {
+            scale: Tensor::new(&[2f32, 0.5], &dev).expect("t"),
+            bias: Tensor::new(&[1f32, -1.0], &dev).expect("t"),
+            mean: Tensor::new(&[0.5f32, 2.0], &dev).expect("t"),
+            var: Tensor::new(&[4f32, 0.25], &dev).expect("t"),
+            eps: 0.0,
+        };
+        let bn = BatchNorm::new(p).expect("bn");
+        let x = Tensor::new(&[3f32, 3.0], &dev)
+            .and_then(|t| t.reshape((1, 2, 1, 1)))
+            .expect("x");
+        let y = bn
+            .forward(&x)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>())
+            .expect("y");
+        // (3-0.5)/2*2+1 = 3.5 ; (3-2)/0.5*0.5-1 = 0
+        assert!((y[0] - 3.5).abs() < 1e-6 && y[1].abs() < 1e-6, "{y:?}");
+    }
+}

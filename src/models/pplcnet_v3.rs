@@ -1,0 +1,196 @@
+//! PP-LCNetV3, the backbone of PP-OCRv4/v5 mobile detection and recognition, in deploy form
+//! (re-parameterized branches merged into one convolution, batch norms folded into biases).
+//!
+//! Architecture: PaddleOCR `ppocr/modeling/backbones/rec_lcnetv3.py` (PP-LCNetV3); paper
+//! "PP-LCNet: A Lightweight CPU Convolutional Neural Network" (arXiv:2109.15099), with the
+//! learnable affine blocks of PP-OCRv4. A stem (3×3 stride-2 conv + batch norm), then blocks of
+//! depthwise conv → optional squeeze-excite → pointwise conv; each conv is followed by a
+//! learnable affine block (LAB) and, except after stride-(2,2) depthwise convs, by hard-swish
+//! and a second LAB. In detection mode the outputs of stages 3–6 go through 1×1 convs to the
+//! neck.
+//!
+//! Channel counts are read from the checkpoint (they depend on the width scale: ×0.75 for
+//! det, ×0.95 for rec); the block layout (kernel, stride, SE) is the configuration below.
+
+use candle_core::{Module, Result, Tensor};
+
+use super::deploy_graph::{GraphError, ParamCursor};
+use super::layers::{BatchNorm, Conv, Lab, SqueezeExcite, hard_swish};
+
+/// One block: depthwise kernel, depthwise stride (vertical, horizontal), squeeze-excite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockSpec {
+    pub kernel: usize,
+    pub stride: (usize, usize),
+    pub se: bool,
+}
+
+const fn b(kernel: usize, stride: (usize, usize), se: bool) -> BlockSpec {
+    BlockSpec { kernel, stride, se }
+}
+
+/// PaddleOCR's `NET_CONFIG_det`: stages 2–6.
+pub const DET_STAGES: [&[BlockSpec]; 5] = [
+    &[b(3, (1, 1), false)],
+    &[b(3, (2, 2), false), b(3, (1, 1), false)],
+    &[b(3, (2, 2), false), b(3, (1, 1), false)],
+    &[
+        b(3, (2, 2), false),
+        b(5, (1, 1), false),
+        b(5, (1, 1), false),
+        b(5, (1, 1), false),
+        b(5, (1, 1), false),
+    ],
+    &[
+        b(5, (2, 2), true),
+        b(5, (1, 1), true),
+        b(5, (1, 1), false),
+        b(5, (1, 1), false),
+    ],
+];
+
+/// A conv followed by a LAB and, optionally, hard-swish + a second LAB (PaddleOCR's
+/// `LearnableRepLayer` after re-parameterization).
+#[derive(Debug, Clone)]
+struct RepLayer {
+    conv: Conv,
+    lab: Lab,
+    act_lab: Option<Lab>,
+}
+
+impl RepLayer {
+    fn load(
+        p: &mut ParamCursor,
+        depthwise: bool,
+        kernel: usize,
+        act: bool,
+    ) -> std::result::Result<Self, GraphError> {
+        let conv = Conv::new(p.conv(depthwise, Some(kernel))?)?;
+        let (scale, bias) = p.lab()?;
+        let act_lab = if act {
+            let (scale, bias) = p.lab()?;
+            Some(Lab { scale, bias })
+        } else {
+            None
+        };
+        Ok(Self {
+            conv,
+            lab: Lab { scale, bias },
+            act_lab,
+        })
+    }
+}
+
+impl Module for RepLayer {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.lab.forward(&self.conv.forward(x)?)?;
+        match &self.act_lab {
+            Some(l) => l.forward(&hard_swish(&y)?),
+            None => Ok(y),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    dw: RepLayer,
+    se: Option<SqueezeExcite>,
+    pw: RepLayer,
+}
+
+impl Block {
+    fn load(p: &mut ParamCursor, spec: BlockSpec) -> std::result::Result<Self, GraphError> {
+        // Paddle applies the activation unless the stride is exactly 2 (on both axes).
+        let dw = RepLayer::load(p, true, spec.kernel, spec.stride != (2, 2))?;
+        let got = match &dw.conv {
+            Conv::Depthwise(d) => d.geometry().stride,
+            Conv::Dense { .. } => (0, 0),
+        };
+        if got != spec.stride {
+            return Err(GraphError::Bad {
+                model: "pplcnet_v3".into(),
+                message: format!(
+                    "block stride {:?} in the checkpoint, {:?} in the configuration",
+                    got, spec.stride
+                ),
+            });
+        }
+        let se = if spec.se {
+            let conv1 = Conv::new(p.conv(false, Some(1))?)?;
+            let conv2 = Conv::new(p.conv(false, Some(1))?)?;
+            Some(SqueezeExcite {
+                conv1,
+                conv2,
+                alpha: 1.0 / 6.0,
+            })
+        } else {
+            None
+        };
+        let pw = RepLayer::load(p, false, 1, true)?;
+        Ok(Self { dw, se, pw })
+    }
+}
+
+impl Module for Block {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut y = self.dw.forward(x)?;
+        if let Some(se) = &self.se {
+            y = se.forward(&y)?;
+        }
+        self.pw.forward(&y)
+    }
+}
+
+/// The backbone in detection mode: four feature maps at strides 4, 8, 16, 32.
+#[derive(Debug, Clone)]
+pub struct PPLCNetV3Det {
+    stem: Conv,
+    stem_bn: BatchNorm,
+    stages: Vec<Vec<Block>>,
+    /// 1×1 convs applied to the outputs of stages 3, 4, 5, 6.
+    outs: Vec<Conv>,
+}
+
+impl PPLCNetV3Det {
+    pub fn load(p: &mut ParamCursor) -> std::result::Result<Self, GraphError> {
+        let stem = Conv::new(p.conv(false, Some(3))?)?;
+        let stem_bn = BatchNorm::new(p.batch_norm()?)?;
+        let stages = DET_STAGES
+            .iter()
+            .map(|specs| {
+                specs
+                    .iter()
+                    .map(|s| Block::load(p, *s))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let outs = (0..4)
+            .map(|_| Ok(Conv::new(p.conv(false, Some(1))?)?))
+            .collect::<std::result::Result<Vec<_>, GraphError>>()?;
+        Ok(Self {
+            stem,
+            stem_bn,
+            stages,
+            outs,
+        })
+    }
+
+    /// Returns the four neck inputs (strides 4, 8, 16, 32).
+    pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let mut y = self.stem_bn.forward(&self.stem.forward(x)?)?;
+        let mut feats = Vec::with_capacity(4);
+        for (i, stage) in self.stages.iter().enumerate() {
+            for block in stage {
+                y = block.forward(&y)?;
+            }
+            if i >= 1 {
+                feats.push(y.clone());
+            }
+        }
+        feats
+            .iter()
+            .zip(&self.outs)
+            .map(|(f, c)| c.forward(f))
+            .collect()
+    }
+}
