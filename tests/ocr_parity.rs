@@ -81,3 +81,119 @@ fn ppocrv4_det_loads_through_the_same_architecture() {
         "v4 finds text on the same crop: fraction {on}"
     );
 }
+
+#[test]
+fn ppocrv5_rec_probabilities_match_onnxruntime() {
+    use pipebench::models::svtr_rec::SvtrRecognizer;
+    let files = card("ppocrv5-rec")
+        .expect("card")
+        .ensure(
+            &pipebench::assets::cache_root(None),
+            false,
+            false,
+            &mut |m| eprintln!("{m}"),
+        )
+        .expect("weights");
+    let rec = SvtrRecognizer::from_onnx_file("ppocrv5-rec", &files.onnx, &Device::Cpu)
+        .expect("model loads");
+    let fx = fixtures();
+    let probs = rec.forward(&fx["rec.input"]).expect("forward");
+    assert_eq!(probs.dim(2).expect("classes"), 18385);
+    let idx = fx["rec.class_idx"].to_dtype(DType::U32).expect("u32");
+    let got = probs.index_select(&idx, 2).expect("slice");
+    let diff = max_abs_diff(&got, &fx["rec.probs"]);
+    eprintln!(
+        "ppocrv5-rec: max |candle - onnxruntime| = {diff:e} over {:?}",
+        got.dims()
+    );
+    assert!(
+        diff <= 1e-3,
+        "max |candle - onnxruntime| = {diff} (tolerance 1e-3)"
+    );
+    let argmax = probs
+        .argmax(2)
+        .and_then(|a| a.to_dtype(DType::I64))
+        .and_then(|a| a.to_vec2::<i64>())
+        .expect("argmax");
+    let expected = fx["rec.argmax"].to_vec2::<i64>().expect("argmax");
+    assert_eq!(argmax, expected, "greedy CTC paths differ");
+}
+
+#[test]
+fn ppocrv5_rec_decodes_the_reference_texts() {
+    use pipebench::models::ocr::ctc::{Dictionary, greedy_decode};
+    use pipebench::models::svtr_rec::SvtrRecognizer;
+    let files = card("ppocrv5-rec")
+        .expect("card")
+        .ensure(
+            &pipebench::assets::cache_root(None),
+            false,
+            false,
+            &mut |m| eprintln!("{m}"),
+        )
+        .expect("weights");
+    let dict = Dictionary::from_aligned_lines(
+        &std::fs::read_to_string(&files.files["dictionary"]).expect("dictionary"),
+    );
+    assert_eq!(dict.len(), 18385);
+    let rec = SvtrRecognizer::from_onnx_file("ppocrv5-rec", &files.onnx, &Device::Cpu)
+        .expect("model loads");
+    let probs = rec.forward(&fixtures()["rec.input"]).expect("forward");
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/ocr/ppocrv5.json"),
+        )
+        .expect("json"),
+    )
+    .expect("valid");
+    for row in json["rec"]["decoded"].as_array().expect("decoded rows") {
+        let r = row["row"].as_u64().expect("row") as usize;
+        let p = probs
+            .get(r)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>())
+            .expect("row probs");
+        let d = greedy_decode(&p, 18385, &dict);
+        assert_eq!(d.text, row["text"].as_str().expect("text"), "row {r}");
+        let steps: Vec<usize> = row["kept_timesteps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .map(|v| v.as_u64().expect("step") as usize)
+            .collect();
+        assert_eq!(d.steps, steps, "row {r}");
+        assert!(
+            (d.confidence as f64 - row["confidence"].as_f64().expect("conf")).abs() < 1e-4,
+            "row {r}"
+        );
+    }
+}
+
+#[test]
+fn ppocrv4_rec_loads_and_reads_the_same_line() {
+    use pipebench::models::ocr::ctc::{Dictionary, greedy_decode};
+    use pipebench::models::svtr_rec::SvtrRecognizer;
+    let files = card("ppocrv4-rec")
+        .expect("card")
+        .ensure(
+            &pipebench::assets::cache_root(None),
+            false,
+            false,
+            &mut |m| eprintln!("{m}"),
+        )
+        .expect("weights");
+    let dict = Dictionary::from_character_list(&files.metadata["character"]);
+    let rec = SvtrRecognizer::from_onnx_file("ppocrv4-rec", &files.onnx, &Device::Cpu)
+        .expect("every parameter group is consumed in order");
+    // v4 normalizes the same way as the fixture's rec input ((x/255 - 0.5) / 0.5).
+    let probs = rec.forward(&fixtures()["rec.input"]).expect("forward");
+    assert_eq!(probs.dim(2).expect("classes"), dict.len());
+    let p = probs
+        .get(2)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("row");
+    let d = greedy_decode(&p, dict.len(), &dict);
+    assert!(d.text.contains("Elsevier"), "v4 read {:?}", d.text);
+}

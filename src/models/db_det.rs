@@ -17,9 +17,9 @@ use std::path::Path;
 use candle_core::{Device, Module, Result, Tensor};
 
 use super::deploy_graph::{GraphError, ParamCursor};
-use super::layers::{BatchNorm, Conv, ConvTranspose, SqueezeExcite};
+use super::layers::{BatchNorm, Conv, ConvTranspose, SqueezeExcite, sigmoid};
 use super::onnx;
-use super::pplcnet_v3::PPLCNetV3Det;
+use super::pplcnet_v3::PPLCNetV3;
 
 /// Slope of the hard-sigmoid in the neck's squeeze-excite (PaddleOCR's `SEModule` in db_fpn).
 const NECK_SE_SLOPE: f64 = 0.2;
@@ -125,19 +125,14 @@ impl Module for DbHead {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = self.bn1.forward(&self.conv.forward(x)?)?.relu()?;
         let y = self.bn2.forward(&self.up1.forward(&y)?)?.relu()?;
-        candle_nn_sigmoid(&self.up2.forward(&y)?)
+        sigmoid(&self.up2.forward(&y)?)
     }
-}
-
-fn candle_nn_sigmoid(x: &Tensor) -> Result<Tensor> {
-    // 1 / (1 + exp(-x)), written with core ops to avoid a candle-nn dependency for one op.
-    (x.neg()?.exp()? + 1.0)?.recip()
 }
 
 /// The whole detector.
 #[derive(Debug, Clone)]
 pub struct DbDetector {
-    backbone: PPLCNetV3Det,
+    backbone: PPLCNetV3,
     neck: RseFpn,
     head: DbHead,
 }
@@ -150,7 +145,7 @@ impl DbDetector {
         dev: &Device,
     ) -> std::result::Result<Self, GraphError> {
         let mut p = ParamCursor::new(name, model, dev)?;
-        let backbone = PPLCNetV3Det::load(&mut p)?;
+        let backbone = PPLCNetV3::load_det(&mut p)?;
         let neck = RseFpn::load(&mut p)?;
         let head = DbHead::load(&mut p)?;
         p.finish()?;
@@ -179,7 +174,7 @@ impl DbDetector {
 
     /// `x`: [N, 3, H, W] normalized, H and W multiples of 32 → probability map [N, 1, H, W].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let feats = self.backbone.forward(x)?;
+        let feats = self.backbone.forward_det(x)?;
         let fused = self.neck.forward(&feats)?;
         self.head.forward(&fused)
     }

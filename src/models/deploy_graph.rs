@@ -71,6 +71,18 @@ pub enum Param {
         scale: f64,
         bias: f64,
     },
+    /// `x @ weight + bias`, weight [in, out].
+    Linear {
+        weight: Tensor,
+        bias: Option<Tensor>,
+    },
+    /// Layer norm over the last axis (exported decomposed: mean, sub, pow, mean, add eps,
+    /// sqrt, div, mul gamma, add beta).
+    LayerNorm {
+        gamma: Tensor,
+        beta: Tensor,
+        eps: f64,
+    },
 }
 
 impl Param {
@@ -80,6 +92,8 @@ impl Param {
             Param::ConvTranspose(c) => format!("ConvTranspose{:?}", c.weight.dims()),
             Param::BatchNorm(b) => format!("BatchNorm[{}]", b.scale.elem_count()),
             Param::Lab { .. } => "LearnableAffine".into(),
+            Param::Linear { weight, .. } => format!("Linear{:?}", weight.dims()),
+            Param::LayerNorm { gamma, .. } => format!("LayerNorm[{}]", gamma.elem_count()),
         }
     }
 }
@@ -140,6 +154,24 @@ impl ParamCursor {
                 }
             }
         }
+        // Who consumes each (resolved) value, for patterns that span nodes.
+        let mut consumers: HashMap<String, Vec<&super::onnx::OnnxNode>> = HashMap::new();
+        for n in &onnx.nodes {
+            for i in &n.inputs {
+                consumers.entry(resolve(i)).or_default().push(n);
+            }
+        }
+        // The constant operand of an `op` node consuming `value`, and that node's output.
+        let const_consumer = |value: &str, op: &str| -> Option<(&OnnxTensor, String)> {
+            consumers
+                .get(&resolve(value))?
+                .iter()
+                .filter(|c| c.op_type == op)
+                .find_map(|c| {
+                    let t = c.inputs.iter().find_map(|i| onnx.tensors.get(i.as_str()))?;
+                    Some((t, c.outputs.first()?.clone()))
+                })
+        };
         let tensor = |name: &str| {
             onnx.tensors
                 .get(name)
@@ -219,6 +251,55 @@ impl ParamCursor {
                         params.push(Param::Lab {
                             scale: scalar(s)?,
                             bias: scalar(&b)?,
+                        });
+                    }
+                }
+                "MatMul" => {
+                    let w = n
+                        .inputs
+                        .iter()
+                        .find_map(|i| onnx.tensors.get(i.as_str()).filter(|t| t.dims.len() == 2));
+                    if let Some(w) = w {
+                        let bias = const_consumer(&n.outputs[0], "Add")
+                            .filter(|(t, _)| t.dims.len() == 1)
+                            .map(|(t, _)| to_tensor(t, dev))
+                            .transpose()?;
+                        params.push(Param::Linear {
+                            weight: to_tensor(w, dev)?,
+                            bias,
+                        });
+                    }
+                }
+                "Div" => {
+                    // LayerNorm: Div(x - mean, Sqrt(var + eps)), then Mul gamma, Add beta.
+                    let denom = resolve(n.inputs.get(1).map_or("", String::as_str));
+                    let sqrt = onnx.nodes.iter().find(|m| {
+                        m.op_type == "Sqrt"
+                            && m.outputs.first().is_some_and(|o| resolve(o) == denom)
+                    });
+                    if let Some(sqrt) = sqrt {
+                        let var = resolve(&sqrt.inputs[0]);
+                        let add_eps = onnx.nodes.iter().find(|m| {
+                            m.op_type == "Add"
+                                && m.outputs.first().is_some_and(|o| resolve(o) == var)
+                        });
+                        let eps = add_eps
+                            .and_then(|a| {
+                                a.inputs.iter().find_map(|i| onnx.tensors.get(i.as_str()))
+                            })
+                            .and_then(|t| match &t.data {
+                                TensorData::F32(v) if v.len() == 1 => Some(v[0] as f64),
+                                _ => None,
+                            })
+                            .ok_or_else(|| bad("layer norm without an epsilon".into()))?;
+                        let (gamma, mul_out) = const_consumer(&n.outputs[0], "Mul")
+                            .ok_or_else(|| bad("layer norm without gamma".into()))?;
+                        let (beta, _) = const_consumer(&mul_out, "Add")
+                            .ok_or_else(|| bad("layer norm without beta".into()))?;
+                        params.push(Param::LayerNorm {
+                            gamma: to_tensor(gamma, dev)?,
+                            beta: to_tensor(beta, dev)?,
+                            eps,
                         });
                     }
                 }
@@ -304,9 +385,28 @@ impl ParamCursor {
         }
     }
 
+    pub fn linear(&mut self) -> Result<(Tensor, Option<Tensor>), GraphError> {
+        match self.take("Linear")? {
+            (_, Param::Linear { weight, bias }) => Ok((weight, bias)),
+            (i, other) => Err(self.mismatch(i, "Linear", &other)),
+        }
+    }
+
+    pub fn layer_norm(&mut self) -> Result<(Tensor, Tensor, f64), GraphError> {
+        match self.take("LayerNorm")? {
+            (_, Param::LayerNorm { gamma, beta, eps }) => Ok((gamma, beta, eps)),
+            (i, other) => Err(self.mismatch(i, "LayerNorm", &other)),
+        }
+    }
+
     /// Peeks at whether the next group is a depthwise convolution.
     pub fn next_is_depthwise_conv(&self) -> bool {
         matches!(self.params.get(self.next), Some(Param::Conv(c)) if c.groups > 1 && c.groups == c.weight.dim(0).unwrap_or(0))
+    }
+
+    /// The kinds of every parameter group, in order (for diagnostics).
+    pub fn kinds(&self) -> Vec<String> {
+        self.params.iter().map(Param::kind).collect()
     }
 
     /// Every parameter must have been used.

@@ -12,11 +12,12 @@ use super::ops::depthwise::DepthwiseConv2d;
 #[derive(Debug, Clone)]
 pub enum Conv {
     Depthwise(DepthwiseConv2d),
+    /// `pad` is (vertical, horizontal): the SVTR neck uses 1×3 kernels padded (0, 1).
     Dense {
         weight: Tensor,
         bias: Option<Tensor>,
         stride: usize,
-        pad: usize,
+        pad: (usize, usize),
     },
 }
 
@@ -39,9 +40,9 @@ impl Conv {
                 (top, bottom, left, right),
             )?));
         }
-        if p.stride.0 != p.stride.1 || top != bottom || left != right || top != left {
+        if p.stride.0 != p.stride.1 || top != bottom || left != right {
             bail!(
-                "dense convolution with asymmetric stride {:?} or pads {:?} is not supported",
+                "dense convolution with asymmetric stride {:?} or uneven pads {:?} is not supported",
                 p.stride,
                 p.pads
             )
@@ -50,7 +51,7 @@ impl Conv {
             weight: p.weight,
             bias: p.bias,
             stride: p.stride.0,
-            pad: top,
+            pad: (top, left),
         })
     }
 
@@ -72,7 +73,13 @@ impl Module for Conv {
                 stride,
                 pad,
             } => {
-                let y = x.conv2d(weight, *pad, *stride, 1, 1)?;
+                let y = if pad.0 == pad.1 {
+                    x.conv2d(weight, pad.0, *stride, 1, 1)?
+                } else {
+                    x.pad_with_zeros(2, pad.0, pad.0)?
+                        .pad_with_zeros(3, pad.1, pad.1)?
+                        .conv2d(weight, 0, *stride, 1, 1)?
+                };
                 match bias {
                     Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
                     None => Ok(y),
@@ -162,6 +169,57 @@ pub fn hard_sigmoid(x: &Tensor, alpha: f64) -> Result<Tensor> {
 /// `x * hard_sigmoid(x, 1/6)`.
 pub fn hard_swish(x: &Tensor) -> Result<Tensor> {
     x.mul(&hard_sigmoid(x, 1.0 / 6.0)?)
+}
+
+/// `x * sigmoid(x)` (swish / SiLU).
+pub fn swish(x: &Tensor) -> Result<Tensor> {
+    x.mul(&sigmoid(x)?)
+}
+
+/// `1 / (1 + exp(-x))`.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    (x.neg()?.exp()? + 1.0)?.recip()
+}
+
+/// Softmax over the last axis, shifted by the maximum for stability.
+pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    let e = x.broadcast_sub(&x.max_keepdim(D::Minus1)?)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+}
+
+/// `x @ weight + bias` over the last axis; weight is [in, out] (the ONNX MatMul layout).
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.broadcast_matmul(&self.weight)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// Layer norm over the last axis.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    pub gamma: Tensor,
+    pub beta: Tensor,
+    pub eps: f64,
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let xc = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        xc.broadcast_div(&(var + self.eps)?.sqrt()?)?
+            .broadcast_mul(&self.gamma)?
+            .broadcast_add(&self.beta)
+    }
 }
 
 /// Squeeze-and-excitation: `x * hard_sigmoid(conv2(relu(conv1(mean_hw(x)))))`.

@@ -13,6 +13,7 @@ pub mod ocr;
 pub mod onnx;
 pub mod ops;
 pub mod pplcnet_v3;
+pub mod svtr_rec;
 pub mod weights;
 
 use crate::config::StageSpec;

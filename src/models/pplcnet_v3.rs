@@ -49,6 +49,27 @@ pub const DET_STAGES: [&[BlockSpec]; 5] = [
     ],
 ];
 
+/// PaddleOCR's `NET_CONFIG_rec`: stages 2–6, downsampling height more than width so a text
+/// line keeps its horizontal resolution (48×W in, 3×W/4 out before pooling).
+pub const REC_STAGES: [&[BlockSpec]; 5] = [
+    &[b(3, (1, 1), false)],
+    &[b(3, (1, 1), false), b(3, (1, 1), false)],
+    &[b(3, (2, 1), false), b(3, (1, 1), false)],
+    &[
+        b(3, (1, 2), false),
+        b(5, (1, 1), false),
+        b(5, (1, 1), false),
+        b(5, (1, 1), false),
+        b(5, (1, 1), false),
+    ],
+    &[
+        b(5, (2, 1), true),
+        b(5, (1, 1), true),
+        b(5, (2, 1), false),
+        b(5, (1, 1), false),
+    ],
+];
+
 /// A conv followed by a LAB and, optionally, hard-swish + a second LAB (PaddleOCR's
 /// `LearnableRepLayer` after re-parameterization).
 #[derive(Debug, Clone)]
@@ -141,21 +162,26 @@ impl Module for Block {
     }
 }
 
-/// The backbone in detection mode: four feature maps at strides 4, 8, 16, 32.
+/// The backbone: in detection mode four feature maps at strides 4, 8, 16, 32; in recognition
+/// mode one map pooled to height 1.
 #[derive(Debug, Clone)]
-pub struct PPLCNetV3Det {
+pub struct PPLCNetV3 {
     stem: Conv,
     stem_bn: BatchNorm,
     stages: Vec<Vec<Block>>,
-    /// 1×1 convs applied to the outputs of stages 3, 4, 5, 6.
+    /// Detection mode: 1×1 convs applied to the outputs of stages 3, 4, 5, 6.
     outs: Vec<Conv>,
 }
 
-impl PPLCNetV3Det {
-    pub fn load(p: &mut ParamCursor) -> std::result::Result<Self, GraphError> {
+impl PPLCNetV3 {
+    fn load(
+        p: &mut ParamCursor,
+        config: &[&[BlockSpec]; 5],
+        det_outs: usize,
+    ) -> std::result::Result<Self, GraphError> {
         let stem = Conv::new(p.conv(false, Some(3))?)?;
         let stem_bn = BatchNorm::new(p.batch_norm()?)?;
-        let stages = DET_STAGES
+        let stages = config
             .iter()
             .map(|specs| {
                 specs
@@ -164,7 +190,7 @@ impl PPLCNetV3Det {
                     .collect::<std::result::Result<Vec<_>, _>>()
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        let outs = (0..4)
+        let outs = (0..det_outs)
             .map(|_| Ok(Conv::new(p.conv(false, Some(1))?)?))
             .collect::<std::result::Result<Vec<_>, GraphError>>()?;
         Ok(Self {
@@ -175,22 +201,45 @@ impl PPLCNetV3Det {
         })
     }
 
-    /// Returns the four neck inputs (strides 4, 8, 16, 32).
-    pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+    /// Detection configuration (`NET_CONFIG_det`, four outputs).
+    pub fn load_det(p: &mut ParamCursor) -> std::result::Result<Self, GraphError> {
+        Self::load(p, &DET_STAGES, 4)
+    }
+
+    /// Recognition configuration (`NET_CONFIG_rec`).
+    pub fn load_rec(p: &mut ParamCursor) -> std::result::Result<Self, GraphError> {
+        Self::load(p, &REC_STAGES, 0)
+    }
+
+    fn run(&self, x: &Tensor, mut tap: impl FnMut(usize, &Tensor)) -> Result<Tensor> {
         let mut y = self.stem_bn.forward(&self.stem.forward(x)?)?;
-        let mut feats = Vec::with_capacity(4);
         for (i, stage) in self.stages.iter().enumerate() {
             for block in stage {
                 y = block.forward(&y)?;
             }
+            tap(i, &y);
+        }
+        Ok(y)
+    }
+
+    /// Detection mode: the four neck inputs (strides 4, 8, 16, 32).
+    pub fn forward_det(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let mut feats = Vec::with_capacity(4);
+        self.run(x, |i, y| {
             if i >= 1 {
                 feats.push(y.clone());
             }
-        }
+        })?;
         feats
             .iter()
             .zip(&self.outs)
             .map(|(f, c)| c.forward(f))
             .collect()
+    }
+
+    /// Recognition mode: [N, C, 1, W/8] after PaddleOCR's 3×2 average pooling.
+    pub fn forward_rec(&self, x: &Tensor) -> Result<Tensor> {
+        self.run(x, |_, _| {})?
+            .avg_pool2d_with_stride((3, 2), (3, 2))
     }
 }

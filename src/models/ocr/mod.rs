@@ -2,4 +2,5 @@
 //! Work in progress for issue 3: pieces land here as they are finished and tested; the OCR
 //! stage is not wired into the pipeline until detection and recognition pass their parity tests.
 
+pub mod ctc;
 pub mod db_post;
