@@ -197,3 +197,96 @@ fn ppocrv4_rec_loads_and_reads_the_same_line() {
     let d = greedy_decode(&p, dict.len(), &dict);
     assert!(d.text.contains("Elsevier"), "v4 read {:?}", d.text);
 }
+
+#[test]
+fn preprocessing_reproduces_the_reference_inputs_bit_for_bit() {
+    use pipebench::models::ocr::preprocess::{
+        Bgr, normalize_into, rec_batch_width, rec_crop_width, resize_linear,
+    };
+    let fx = fixtures();
+    // Detection: normalize the raw crop (no resize: 192×256 is already a multiple of 32).
+    let img = fx["det.image_bgr"]
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<u8>())
+        .expect("u8");
+    let (h, w) = (192, 256);
+    let mut det = vec![0f32; 3 * h * w];
+    normalize_into(
+        &Bgr {
+            width: w,
+            height: h,
+            stride: w * 3,
+            data: &img,
+        },
+        [0.485, 0.456, 0.406],
+        [0.229, 0.224, 0.225],
+        false,
+        &mut det,
+        w,
+        h,
+    );
+    let expected = fx["det.input"]
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("f32");
+    assert!(det == expected, "det input differs");
+    // Recognition: resize each crop to height 48 and batch by width.
+    let order = fx["rec.order"].to_vec1::<i64>().expect("order");
+    let crops: Vec<(usize, usize, Vec<u8>)> = (0..3)
+        .map(|i| {
+            let t = &fx[&format!("rec.crop{i}")];
+            let (h, w, _) = t.dims3().expect("hwc");
+            (
+                h,
+                w,
+                t.flatten_all().and_then(|t| t.to_vec1::<u8>()).expect("u8"),
+            )
+        })
+        .collect();
+    let max_ratio = crops
+        .iter()
+        .map(|(h, w, _)| *w as f64 / *h as f64)
+        .fold(0.0, f64::max);
+    let bw = rec_batch_width(48, 320, max_ratio);
+    assert_eq!(bw, 432);
+    let mut batch = vec![0f32; 3 * 3 * 48 * bw];
+    for (row, &ci) in order.iter().enumerate() {
+        let (h, w, data) = &crops[ci as usize];
+        let rw = rec_crop_width(48, *w as f64 / *h as f64, bw);
+        let resized = resize_linear(
+            &Bgr {
+                width: *w,
+                height: *h,
+                stride: w * 3,
+                data,
+            },
+            rw,
+            48,
+        );
+        normalize_into(
+            &Bgr {
+                width: rw,
+                height: 48,
+                stride: rw * 3,
+                data: &resized,
+            },
+            [0.5; 3],
+            [0.5; 3],
+            true,
+            &mut batch[row * 3 * 48 * bw..(row + 1) * 3 * 48 * bw],
+            bw,
+            48,
+        );
+    }
+    let expected = fx["rec.input"]
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("f32");
+    let differing = batch.iter().zip(&expected).filter(|(a, b)| a != b).count();
+    assert_eq!(
+        differing,
+        0,
+        "{differing} of {} rec input values differ",
+        batch.len()
+    );
+}

@@ -17,8 +17,9 @@ use std::path::Path;
 use candle_core::{Device, Module, Result, Tensor};
 
 use super::deploy_graph::{GraphError, ParamCursor};
-use super::layers::{BatchNorm, Conv, ConvTranspose, SqueezeExcite, sigmoid};
+use super::layers::{Conv, ConvTranspose, SqueezeExcite, bn_affine};
 use super::onnx;
+use super::ops::pointwise::{Act, ChannelEpilogue};
 use super::pplcnet_v3::PPLCNetV3;
 
 /// Slope of the hard-sigmoid in the neck's squeeze-excite (PaddleOCR's `SEModule` in db_fpn).
@@ -102,30 +103,55 @@ impl RseFpn {
 
 #[derive(Debug, Clone)]
 struct DbHead {
+    /// 3×3 conv with BN + ReLU fused.
     conv: Conv,
-    bn1: BatchNorm,
     up1: ConvTranspose,
-    bn2: BatchNorm,
+    /// Bias + BN + ReLU after the first upsampler.
+    epi2: ChannelEpilogue,
     up2: ConvTranspose,
+    /// Bias + sigmoid after the second upsampler.
+    epi3: ChannelEpilogue,
 }
 
 impl DbHead {
     fn load(p: &mut ParamCursor) -> std::result::Result<Self, GraphError> {
+        let cp = p.conv(false, Some(3))?;
+        let (a, b) = bn_affine(&p.batch_norm()?)?;
+        let conv = Conv::with_epilogue(cp, |e| e.then_channel_affine(&a, &b).then_act(Act::Relu))?;
+        let up1 = ConvTranspose::new(p.conv_transpose()?)?;
+        let b1 = bias_vec(&up1)?;
+        let (a, b) = bn_affine(&p.batch_norm()?)?;
+        let epi2 = ChannelEpilogue::identity(b1.len())
+            .with_bias(&b1)
+            .then_channel_affine(&a, &b)
+            .then_act(Act::Relu);
+        let up2 = ConvTranspose::new(p.conv_transpose()?)?;
+        let b2 = bias_vec(&up2)?;
+        let epi3 = ChannelEpilogue::identity(b2.len())
+            .with_bias(&b2)
+            .then_act(Act::Sigmoid);
         Ok(Self {
-            conv: Conv::new(p.conv(false, Some(3))?)?,
-            bn1: BatchNorm::new(p.batch_norm()?)?,
-            up1: ConvTranspose::new(p.conv_transpose()?)?,
-            bn2: BatchNorm::new(p.batch_norm()?)?,
-            up2: ConvTranspose::new(p.conv_transpose()?)?,
+            conv,
+            up1,
+            epi2,
+            up2,
+            epi3,
         })
+    }
+}
+
+fn bias_vec(c: &ConvTranspose) -> Result<Vec<f32>> {
+    match c.bias() {
+        Some(b) => b.flatten_all()?.to_vec1::<f32>(),
+        None => Ok(vec![0.0; c.out_channels()?]),
     }
 }
 
 impl Module for DbHead {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.bn1.forward(&self.conv.forward(x)?)?.relu()?;
-        let y = self.bn2.forward(&self.up1.forward(&y)?)?.relu()?;
-        sigmoid(&self.up2.forward(&y)?)
+        let y = self.conv.forward(x)?;
+        let y = self.epi2.apply(&self.up1.forward_unbiased(&y)?)?;
+        self.epi3.apply(&self.up2.forward_unbiased(&y)?)
     }
 }
 
@@ -170,6 +196,19 @@ impl DbDetector {
             message: e.to_string(),
         })?;
         Self::from_onnx(name, &model, dev)
+    }
+
+    /// Milliseconds spent in the backbone, the neck and the head for one forward pass (for
+    /// benchmarks; CPU only, where work is synchronous).
+    pub fn profile(&self, x: &Tensor) -> Result<[f64; 3]> {
+        let t = std::time::Instant::now();
+        let feats = self.backbone.forward_det(x)?;
+        let b = t.elapsed().as_secs_f64() * 1e3;
+        let fused = self.neck.forward(&feats)?;
+        let n = t.elapsed().as_secs_f64() * 1e3;
+        self.head.forward(&fused)?;
+        let h = t.elapsed().as_secs_f64() * 1e3;
+        Ok([b, n - b, h - n])
     }
 
     /// `x`: [N, 3, H, W] normalized, H and W multiples of 32 → probability map [N, 1, H, W].

@@ -2,28 +2,41 @@
 //! convolutions (dense via candle, depthwise via our CPU kernel), folded batch norm, learnable
 //! affine blocks, hard-swish / hard-sigmoid, squeeze-and-excitation.
 
-use candle_core::{D, Module, Result, Tensor, bail};
+use candle_core::{D, DType, Module, Result, Tensor, bail};
 
 use super::deploy_graph::{BnParams, ConvParams};
+use super::ops::dense_conv::DenseConvOp;
 use super::ops::depthwise::DepthwiseConv2d;
+use super::ops::pointwise::ChannelEpilogue;
 
-/// A 2-D convolution: depthwise ones go through [`DepthwiseConv2d`] (fast on CPU, any stride
-/// pair); dense ones through candle's `conv2d` (symmetric stride and padding).
+/// A 2-D convolution with an optional fused per-channel epilogue (bias, batch norm,
+/// activation, affine blocks). Depthwise convolutions go through [`DepthwiseConv2d`] (fast on
+/// CPU, any stride pair); dense stride-1 ones through [`DenseConvOp`] (im2col-free GEMMs) on
+/// CPU; everything else, and every other device, through candle's `conv2d`.
 #[derive(Debug, Clone)]
-pub enum Conv {
+pub struct Conv {
+    kind: ConvKind,
+    /// The epilogue for the paths that do not fuse it into their kernel.
+    epi: Option<ChannelEpilogue>,
+}
+
+#[derive(Debug, Clone)]
+enum ConvKind {
     Depthwise(DepthwiseConv2d),
-    /// `pad` is (vertical, horizontal): the SVTR neck uses 1×3 kernels padded (0, 1).
     Dense {
         weight: Tensor,
         bias: Option<Tensor>,
         stride: usize,
+        /// (vertical, horizontal): the SVTR neck uses 1×3 kernels padded (0, 1).
         pad: (usize, usize),
+        /// The im2col-free CPU kernel, for stride 1.
+        direct: Option<DenseConvOp>,
     },
 }
 
 impl Conv {
     pub fn new(p: ConvParams) -> Result<Self> {
-        let (out_c, in_per_group, _, _) = p.weight.dims4()?;
+        let (out_c, in_per_group, kh, kw) = p.weight.dims4()?;
         let [top, left, bottom, right] = p.pads;
         if p.groups > 1 {
             if p.groups != out_c || in_per_group != 1 {
@@ -33,12 +46,11 @@ impl Conv {
                     p.weight.dims()
                 )
             }
-            return Ok(Conv::Depthwise(DepthwiseConv2d::new(
-                p.weight,
-                p.bias,
-                p.stride,
-                (top, bottom, left, right),
-            )?));
+            let dw = DepthwiseConv2d::new(p.weight, p.bias, p.stride, (top, bottom, left, right))?;
+            return Ok(Self {
+                kind: ConvKind::Depthwise(dw),
+                epi: None,
+            });
         }
         if p.stride.0 != p.stride.1 || top != bottom || left != right {
             bail!(
@@ -47,32 +59,95 @@ impl Conv {
                 p.pads
             )
         }
-        Ok(Conv::Dense {
+        let direct = if p.stride.0 == 1 {
+            let weight = p.weight.flatten_all()?.to_vec1::<f32>()?;
+            Some(DenseConvOp {
+                weight,
+                cout: out_c,
+                cin: in_per_group,
+                kernel: (kh, kw),
+                pad: (top, left),
+                epi: None,
+            })
+        } else {
+            None
+        };
+        let kind = ConvKind::Dense {
             weight: p.weight,
             bias: p.bias,
             stride: p.stride.0,
             pad: (top, left),
-        })
+            direct,
+        };
+        Ok(Self { kind, epi: None })
+    }
+
+    /// Builds the convolution with its bias moved into a fused epilogue that `then` extends
+    /// (it receives the identity-plus-bias epilogue).
+    pub fn with_epilogue(
+        mut p: ConvParams,
+        then: impl FnOnce(ChannelEpilogue) -> ChannelEpilogue,
+    ) -> Result<Self> {
+        let c = p.weight.dim(0)?;
+        let bias = match p.bias.take() {
+            Some(b) => b.flatten_all()?.to_vec1::<f32>()?,
+            None => vec![0.0; c],
+        };
+        let epi = then(ChannelEpilogue::identity(c).with_bias(&bias));
+        let mut conv = Self::new(p)?;
+        match &mut conv.kind {
+            ConvKind::Depthwise(d) => d.set_epilogue(epi),
+            ConvKind::Dense { direct, .. } => {
+                if let Some(op) = direct {
+                    op.epi = Some(epi.clone());
+                }
+                conv.epi = Some(epi);
+            }
+        }
+        Ok(conv)
+    }
+
+    /// The depthwise stride, for depthwise convolutions.
+    pub fn depthwise_stride(&self) -> Option<(usize, usize)> {
+        match &self.kind {
+            ConvKind::Depthwise(d) => Some(d.geometry().stride),
+            ConvKind::Dense { .. } => None,
+        }
     }
 
     pub fn out_channels(&self) -> usize {
-        match self {
-            Conv::Depthwise(d) => d.channels(),
-            Conv::Dense { weight, .. } => weight.dim(0).unwrap_or(0),
+        match &self.kind {
+            ConvKind::Depthwise(d) => d.channels(),
+            ConvKind::Dense { weight, .. } => weight.dim(0).unwrap_or(0),
         }
     }
 }
 
 impl Module for Conv {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Conv::Depthwise(d) => d.forward(x),
-            Conv::Dense {
+        match &self.kind {
+            // The depthwise module applies its epilogue itself, on every path.
+            ConvKind::Depthwise(d) => d.forward(x),
+            ConvKind::Dense {
                 weight,
                 bias,
                 stride,
                 pad,
+                direct,
             } => {
+                if let Some(op) = direct
+                    .as_ref()
+                    .filter(|_| x.device().is_cpu() && x.dtype() == DType::F32)
+                {
+                    let y = x.contiguous()?.apply_op1_no_bwd(op)?;
+                    // With an epilogue the bias is inside it; a plain conv adds its bias here.
+                    return match (bias, &op.epi) {
+                        (Some(b), None) => {
+                            y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)
+                        }
+                        _ => Ok(y),
+                    };
+                }
                 let y = if pad.0 == pad.1 {
                     x.conv2d(weight, pad.0, *stride, 1, 1)?
                 } else {
@@ -80,8 +155,12 @@ impl Module for Conv {
                         .pad_with_zeros(3, pad.1, pad.1)?
                         .conv2d(weight, 0, *stride, 1, 1)?
                 };
-                match bias {
-                    Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
+                let y = match bias {
+                    Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?,
+                    None => y,
+                };
+                match &self.epi {
+                    Some(e) => e.apply(&y),
                     None => Ok(y),
                 }
             }
@@ -112,14 +191,68 @@ impl ConvTranspose {
     }
 }
 
+impl ConvTranspose {
+    pub fn out_channels(&self) -> Result<usize> {
+        self.weight.dim(1)
+    }
+
+    /// The bias, for folding into an epilogue (then [`ConvTranspose::forward_unbiased`]).
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// A k×k transposed convolution with stride k (non-overlapping) is one matrix product
+    /// per input pixel followed by a pixel shuffle: [N·H·W, Cin] × [Cin, Cout·k·k]. candle's
+    /// generic `conv_transpose2d` is far slower on CPU for this case.
+    pub fn forward_unbiased(&self, x: &Tensor) -> Result<Tensor> {
+        let (cin, cout, kh, kw) = self.weight.dims4()?;
+        if kh != self.stride || kw != self.stride {
+            return x.conv_transpose2d(&self.weight, 0, 0, self.stride, 1);
+        }
+        let (n, c, h, w) = x.dims4()?;
+        if c != cin {
+            bail!("transposed convolution: {c} input channels, weight for {cin}")
+        }
+        let rows = x
+            .permute((0, 2, 3, 1))?
+            .contiguous()?
+            .reshape((n * h * w, cin))?;
+        let y = rows.matmul(&self.weight.reshape((cin, cout * kh * kw))?)?;
+        y.reshape((n, h, w, cout, kh, kw))?
+            .permute((0, 3, 1, 4, 2, 5))?
+            .contiguous()?
+            .reshape((n, cout, h * kh, w * kw))
+    }
+}
+
 impl Module for ConvTranspose {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv_transpose2d(&self.weight, 0, 0, self.stride, 1)?;
+        let y = self.forward_unbiased(x)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
             None => Ok(y),
         }
     }
+}
+
+/// A batch norm as per-channel `x * a + b` (for [`ChannelEpilogue::then_channel_affine`]).
+pub fn bn_affine(p: &BnParams) -> Result<(Vec<f32>, Vec<f32>)> {
+    let scale = p.scale.to_vec1::<f32>()?;
+    let bias = p.bias.to_vec1::<f32>()?;
+    let mean = p.mean.to_vec1::<f32>()?;
+    let var = p.var.to_vec1::<f32>()?;
+    let a: Vec<f32> = scale
+        .iter()
+        .zip(&var)
+        .map(|(s, v)| s / (v + p.eps as f32).sqrt())
+        .collect();
+    let b: Vec<f32> = bias
+        .iter()
+        .zip(&mean)
+        .zip(&a)
+        .map(|((b, m), a)| b - m * a)
+        .collect();
+    Ok((a, b))
 }
 
 /// Batch norm folded to `x * a + b` per channel.

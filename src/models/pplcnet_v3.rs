@@ -15,7 +15,8 @@
 use candle_core::{Module, Result, Tensor};
 
 use super::deploy_graph::{GraphError, ParamCursor};
-use super::layers::{BatchNorm, Conv, Lab, SqueezeExcite, hard_swish};
+use super::layers::{Conv, SqueezeExcite, bn_affine};
+use super::ops::pointwise::Act;
 
 /// One block: depthwise kernel, depthwise stride (vertical, horizontal), squeeze-excite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,12 +72,11 @@ pub const REC_STAGES: [&[BlockSpec]; 5] = [
 ];
 
 /// A conv followed by a LAB and, optionally, hard-swish + a second LAB (PaddleOCR's
-/// `LearnableRepLayer` after re-parameterization).
+/// `LearnableRepLayer` after re-parameterization). Bias, LABs and activation run as one fused
+/// epilogue pass.
 #[derive(Debug, Clone)]
 struct RepLayer {
     conv: Conv,
-    lab: Lab,
-    act_lab: Option<Lab>,
 }
 
 impl RepLayer {
@@ -86,29 +86,23 @@ impl RepLayer {
         kernel: usize,
         act: bool,
     ) -> std::result::Result<Self, GraphError> {
-        let conv = Conv::new(p.conv(depthwise, Some(kernel))?)?;
-        let (scale, bias) = p.lab()?;
-        let act_lab = if act {
-            let (scale, bias) = p.lab()?;
-            Some(Lab { scale, bias })
-        } else {
-            None
-        };
-        Ok(Self {
-            conv,
-            lab: Lab { scale, bias },
-            act_lab,
-        })
+        let cp = p.conv(depthwise, Some(kernel))?;
+        let (s1, b1) = p.lab()?;
+        let second = if act { Some(p.lab()?) } else { None };
+        let conv = Conv::with_epilogue(cp, |e| {
+            let e = e.then_affine(s1 as f32, b1 as f32);
+            match second {
+                Some((s2, b2)) => e.then_act(Act::HardSwish).then_affine(s2 as f32, b2 as f32),
+                None => e,
+            }
+        })?;
+        Ok(Self { conv })
     }
 }
 
 impl Module for RepLayer {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.lab.forward(&self.conv.forward(x)?)?;
-        match &self.act_lab {
-            Some(l) => l.forward(&hard_swish(&y)?),
-            None => Ok(y),
-        }
+        self.conv.forward(x)
     }
 }
 
@@ -123,10 +117,7 @@ impl Block {
     fn load(p: &mut ParamCursor, spec: BlockSpec) -> std::result::Result<Self, GraphError> {
         // Paddle applies the activation unless the stride is exactly 2 (on both axes).
         let dw = RepLayer::load(p, true, spec.kernel, spec.stride != (2, 2))?;
-        let got = match &dw.conv {
-            Conv::Depthwise(d) => d.geometry().stride,
-            Conv::Dense { .. } => (0, 0),
-        };
+        let got = dw.conv.depthwise_stride().unwrap_or((0, 0));
         if got != spec.stride {
             return Err(GraphError::Bad {
                 model: "pplcnet_v3".into(),
@@ -166,8 +157,8 @@ impl Module for Block {
 /// mode one map pooled to height 1.
 #[derive(Debug, Clone)]
 pub struct PPLCNetV3 {
+    /// Stem conv with its batch norm fused.
     stem: Conv,
-    stem_bn: BatchNorm,
     stages: Vec<Vec<Block>>,
     /// Detection mode: 1×1 convs applied to the outputs of stages 3, 4, 5, 6.
     outs: Vec<Conv>,
@@ -179,8 +170,9 @@ impl PPLCNetV3 {
         config: &[&[BlockSpec]; 5],
         det_outs: usize,
     ) -> std::result::Result<Self, GraphError> {
-        let stem = Conv::new(p.conv(false, Some(3))?)?;
-        let stem_bn = BatchNorm::new(p.batch_norm()?)?;
+        let cp = p.conv(false, Some(3))?;
+        let (a, b) = bn_affine(&p.batch_norm()?)?;
+        let stem = Conv::with_epilogue(cp, |e| e.then_channel_affine(&a, &b))?;
         let stages = config
             .iter()
             .map(|specs| {
@@ -193,12 +185,7 @@ impl PPLCNetV3 {
         let outs = (0..det_outs)
             .map(|_| Ok(Conv::new(p.conv(false, Some(1))?)?))
             .collect::<std::result::Result<Vec<_>, GraphError>>()?;
-        Ok(Self {
-            stem,
-            stem_bn,
-            stages,
-            outs,
-        })
+        Ok(Self { stem, stages, outs })
     }
 
     /// Detection configuration (`NET_CONFIG_det`, four outputs).
@@ -212,7 +199,7 @@ impl PPLCNetV3 {
     }
 
     fn run(&self, x: &Tensor, mut tap: impl FnMut(usize, &Tensor)) -> Result<Tensor> {
-        let mut y = self.stem_bn.forward(&self.stem.forward(x)?)?;
+        let mut y = self.stem.forward(x)?;
         for (i, stage) in self.stages.iter().enumerate() {
             for block in stage {
                 y = block.forward(&y)?;

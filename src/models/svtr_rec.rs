@@ -15,8 +15,9 @@ use std::path::Path;
 use candle_core::{Device, Module, Result, Tensor};
 
 use super::deploy_graph::{GraphError, ParamCursor};
-use super::layers::{BatchNorm, Conv, LayerNorm, Linear, softmax_last, swish};
+use super::layers::{Conv, LayerNorm, Linear, bn_affine, softmax_last, swish};
 use super::onnx;
+use super::ops::pointwise::Act;
 use super::pplcnet_v3::PPLCNetV3;
 
 /// Attention heads of `EncoderWithSVTR` (PaddleOCR's default; 120 hidden / 8 = 15 per head).
@@ -24,25 +25,24 @@ const SVTR_HEADS: usize = 8;
 /// Transformer blocks in the neck (PaddleOCR's `depth: 2` for PP-OCRv4/v5 mobile).
 const SVTR_DEPTH: usize = 2;
 
-/// Conv + batch norm + swish.
+/// Conv + batch norm + swish (bias, BN and swish as one fused epilogue).
 #[derive(Debug, Clone)]
 struct ConvBnSwish {
     conv: Conv,
-    bn: BatchNorm,
 }
 
 impl ConvBnSwish {
     fn load(p: &mut ParamCursor, kernel: usize) -> std::result::Result<Self, GraphError> {
-        Ok(Self {
-            conv: Conv::new(p.conv(false, Some(kernel))?)?,
-            bn: BatchNorm::new(p.batch_norm()?)?,
-        })
+        let cp = p.conv(false, Some(kernel))?;
+        let (a, b) = bn_affine(&p.batch_norm()?)?;
+        let conv = Conv::with_epilogue(cp, |e| e.then_channel_affine(&a, &b).then_act(Act::Swish))?;
+        Ok(Self { conv })
     }
 }
 
 impl Module for ConvBnSwish {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        swish(&self.bn.forward(&self.conv.forward(x)?)?)
+        self.conv.forward(x)
     }
 }
 

@@ -4,3 +4,4 @@
 
 pub mod ctc;
 pub mod db_post;
+pub mod preprocess;

@@ -19,6 +19,8 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
+use super::pointwise::ChannelEpilogue;
+
 /// Geometry of a depthwise convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DwGeometry {
@@ -50,6 +52,8 @@ struct DwOp {
     channels: usize,
     weight: Vec<f32>,
     bias: Option<Vec<f32>>,
+    /// Fused per-channel epilogue, applied while the plane is still in cache.
+    epi: Option<ChannelEpilogue>,
 }
 
 impl DwOp {
@@ -97,6 +101,9 @@ impl DwOp {
                     }
                 }
             }
+        }
+        if let Some(e) = &self.epi {
+            e.apply_plane(c, dst);
         }
     }
 }
@@ -175,8 +182,14 @@ impl DepthwiseConv2d {
             channels: c,
             weight: wv,
             bias: bv,
+            epi: None,
         };
         Ok(Self { op, weight, bias })
+    }
+
+    /// Fuses `epi` into the CPU kernel (the generic path applies it after the convolution).
+    pub fn set_epilogue(&mut self, epi: ChannelEpilogue) {
+        self.op.epi = Some(epi);
     }
 
     pub fn channels(&self) -> usize {
@@ -212,7 +225,10 @@ impl DepthwiseConv2d {
         if let Some(b) = &self.bias {
             y = y.broadcast_add(&b.reshape((1, c, 1, 1))?)?;
         }
-        Ok(y)
+        match &self.op.epi {
+            Some(e) => e.apply(&y),
+            None => Ok(y),
+        }
     }
 }
 

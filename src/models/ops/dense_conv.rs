@@ -1,0 +1,189 @@
+//! Dense stride-1 convolution as k_h·k_w shifted matrix products, without an im2col buffer.
+//!
+//! Why: candle-core 0.11's CPU `conv2d` materializes an im2col matrix; for the DB neck/head's
+//! 3×3 convs at stride 4 (96 → 24 channels on a 240×168 map) that buffer is 140 MB and the
+//! conv ran at ~27 GFLOP/s. Here each kernel tap is one GEMM `W_tap [Cout×Cin] ×
+//! X_shifted [Cin×L]` accumulated into a "wide" output that spans the padded width: for tap
+//! (ky, kx) the shifted input is a contiguous run of each padded channel starting at
+//! `ky·Wp + kx`, so the GEMM reads the padded input in place. The `kw − 1` extra columns per row
+//! are dropped when the output is compacted. Weights are read in their [Cout, Cin, kh, kw]
+//! layout through strides, no repacking.
+//!
+//! Only stride 1 runs here (the strided stem conv has 3 input channels and stays on candle);
+//! other devices use candle's `conv2d`.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, bail};
+use rayon::prelude::*;
+
+use super::pointwise::ChannelEpilogue;
+
+/// The CPU op. Holds the weights ([Cout, Cin, kh, kw], f32) and the padding.
+#[derive(Debug, Clone)]
+pub struct DenseConvOp {
+    pub weight: Vec<f32>,
+    pub cout: usize,
+    pub cin: usize,
+    pub kernel: (usize, usize),
+    /// (vertical, horizontal), applied on both sides.
+    pub pad: (usize, usize),
+    /// Fused per-channel epilogue, applied while compacting the output.
+    pub epi: Option<ChannelEpilogue>,
+}
+
+impl CustomOp1 for DenseConvOp {
+    fn name(&self) -> &'static str {
+        "dense-conv2d-s1"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, cin, h, w) = layout.shape().dims4()?;
+        if cin != self.cin {
+            bail!("dense conv: {cin} input channels, weights for {}", self.cin)
+        }
+        let src = match (storage, layout.contiguous_offsets()) {
+            (CpuStorage::F32(v), Some((a, b))) => &v[a..b],
+            _ => bail!("dense conv: contiguous f32 input expected"),
+        };
+        let (kh, kw) = self.kernel;
+        let (ph, pw) = self.pad;
+        let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+        if hp < kh || wp < kw {
+            bail!("dense conv: input {h}x{w} smaller than the kernel")
+        }
+        let (ho, wo) = (hp - kh + 1, wp - kw + 1);
+        // Wide output: rows of the padded width; the last kw-1 columns of each row are junk.
+        let l = (ho - 1) * wp + wo;
+        let threads = candle_core::utils::get_num_threads();
+        let par = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        let mut out = vec![0f32; n * self.cout * ho * wo];
+        let mut padded = if ph > 0 || pw > 0 {
+            vec![0f32; cin * hp * wp]
+        } else {
+            Vec::new()
+        };
+        // 1×1 kernels without horizontal padding write the output layout directly.
+        let direct = wo == wp;
+        let mut wide = if direct {
+            Vec::new()
+        } else {
+            vec![0f32; self.cout * ho * wp]
+        };
+        for img in 0..n {
+            let x = &src[img * cin * h * w..(img + 1) * cin * h * w];
+            let xp: &[f32] = if padded.is_empty() {
+                x
+            } else {
+                for c in 0..cin {
+                    for y in 0..h {
+                        let d = (c * hp + y + ph) * wp + pw;
+                        padded[d..d + w].copy_from_slice(&x[(c * h + y) * w..(c * h + y + 1) * w]);
+                    }
+                }
+                &padded
+            };
+            let plane = self.cout * ho * wo;
+            let o = &mut out[img * plane..(img + 1) * plane];
+            let dst = if direct {
+                o.as_mut_ptr()
+            } else {
+                wide.as_mut_ptr()
+            };
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let first = ky == 0 && kx == 0;
+                    // SAFETY: all pointers and strides stay inside `wide` (cout × ho·wp),
+                    // `self.weight` (cout × cin × kh × kw) and `xp` (cin × hp × wp): the largest
+                    // rhs index is (cin-1)·hp·wp + ky·wp + kx + l - 1 < cin·hp·wp because
+                    // ky ≤ kh-1 = hp-ho and kx + l ≤ (ho-1)·wp + wp.
+                    unsafe {
+                        gemm::gemm(
+                            self.cout,
+                            l,
+                            cin,
+                            dst,
+                            1,
+                            (ho * wp) as isize,
+                            !first,
+                            self.weight.as_ptr().add(ky * kw + kx),
+                            (kh * kw) as isize,
+                            (cin * kh * kw) as isize,
+                            xp.as_ptr().add(ky * wp + kx),
+                            1,
+                            (hp * wp) as isize,
+                            1.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            par,
+                        );
+                    }
+                }
+            }
+            let wide = &wide;
+            let epi = self.epi.as_ref();
+            o.par_chunks_mut(ho * wo).enumerate().for_each(|(co, oc)| {
+                if !direct {
+                    for (y, row) in oc.chunks_exact_mut(wo).enumerate() {
+                        let s = co * ho * wp + y * wp;
+                        row.copy_from_slice(&wide[s..s + wo]);
+                    }
+                }
+                if let Some(e) = epi {
+                    e.apply_plane(co, oc);
+                }
+            });
+        }
+        Ok((CpuStorage::F32(out), Shape::from((n, self.cout, ho, wo))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn matches_candle_conv2d() {
+        let dev = Device::Cpu;
+        for (cin, cout, k, pad, h, w, n) in [
+            (5, 7, 3, (1, 1), 9, 11, 2),
+            (4, 3, 1, (0, 0), 6, 5, 1),
+            (6, 2, 3, (0, 1), 1, 8, 3),
+            (3, 4, 5, (2, 2), 7, 7, 1),
+        ] {
+            let x = Tensor::randn(0f32, 1.0, (n, cin, h, w), &dev).expect("x");
+            let kh = if h == 1 { 1 } else { k };
+            let wt = Tensor::randn(0f32, 1.0, (cout, cin, kh, k), &dev).expect("w");
+            let op = DenseConvOp {
+                weight: wt.flatten_all().and_then(|t| t.to_vec1()).expect("vec"),
+                cout,
+                cin,
+                kernel: (kh, k),
+                pad,
+                epi: None,
+            };
+            let got = x.apply_op1_no_bwd(&op).expect("op");
+            let reference = x
+                .pad_with_zeros(2, pad.0, pad.0)
+                .and_then(|t| t.pad_with_zeros(3, pad.1, pad.1))
+                .and_then(|t| t.conv2d(&wt, 0, 1, 1, 1))
+                .expect("candle");
+            assert_eq!(got.dims(), reference.dims());
+            let diff = (got - reference)
+                .and_then(|d| d.abs())
+                .and_then(|d| d.flatten_all())
+                .and_then(|d| d.max(0))
+                .and_then(|d| d.to_scalar::<f32>())
+                .expect("diff");
+            assert!(
+                diff < 1e-4,
+                "cin {cin} cout {cout} k {k} pad {pad:?}: {diff}"
+            );
+        }
+    }
+}
