@@ -51,7 +51,11 @@ fn main() -> anyhow::Result<()> {
         let ms = median_ms(7, || {
             let _ = rec.forward(&x);
         });
-        println!("rec {n}x3x48x{w}: {ms:.1} ms ({:.1} ms per line)", ms / n as f64);
+        let [b, nk, hd, sm] = rec.profile(&x)?;
+        println!(
+            "rec {n}x3x48x{w}: {ms:.1} ms ({:.1} ms per line; backbone {b:.1}, neck {nk:.1}, head {hd:.1}, softmax {sm:.1})",
+            ms / n as f64
+        );
     }
     Ok(())
 }

@@ -107,6 +107,9 @@ pub struct RunArgs {
     /// Where spans go: inline in the report, a side file next to it (.spans.jsonl), or nowhere.
     #[arg(long, value_enum, default_value_t = SpansMode::Inline)]
     pub spans: SpansMode,
+    /// Write every page's extracted outputs here: one JSON and one Markdown file per document.
+    #[arg(long, value_name = "DIR")]
+    pub save_outputs: Option<PathBuf>,
     /// Memory sampling interval in milliseconds.
     #[arg(long, default_value_t = 50, value_name = "MS")]
     pub sample_ms: u64,

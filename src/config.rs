@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::corpus::render::RenderSpec;
-use crate::models::{AVAILABLE_MODELS, StageKind};
+use crate::models::{StageKind, available_models};
 
 /// The built-in default strategy (the same text as strategies/sequential.toml).
 pub const DEFAULT_STRATEGY: &str = include_str!("../strategies/sequential.toml");
@@ -96,7 +96,7 @@ impl StagesSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct StageSpec {
-    /// Model id (see `AVAILABLE_MODELS`).
+    /// Model id (see `models::available_models`: `null` everywhere; `ppocrv5`, `ppocrv4` for ocr).
     pub model: String,
     /// Pages per stage call.
     pub batch_size: usize,
@@ -104,6 +104,9 @@ pub struct StageSpec {
     pub sleep_ms: f64,
     /// `null` model only: page ids (`doc.pdf#p2`) on which the stage fails (for tests).
     pub fail_pages: Vec<String>,
+    /// OCR models only: text lines per recognition call (lines of similar width are batched
+    /// together, across all pages of the stage call).
+    pub rec_batch_size: usize,
 }
 
 impl Default for StageSpec {
@@ -113,6 +116,7 @@ impl Default for StageSpec {
             batch_size: 1,
             sleep_ms: 0.0,
             fail_pages: Vec::new(),
+            rec_batch_size: 6,
         }
     }
 }
@@ -193,13 +197,13 @@ fn validate(s: &StrategySpec) -> Result<(), (String, String)> {
     for kind in StageKind::MODELS {
         let st = s.stages.get(kind).expect("model stages have specs");
         let key = |k: &str| format!("stages.{kind}.{k}");
-        if !AVAILABLE_MODELS.contains(&st.model.as_str()) {
+        if !available_models(kind).contains(&st.model.as_str()) {
             return bad(
                 &key("model"),
                 format!(
                     "unknown model `{}`; available: {}",
                     st.model,
-                    AVAILABLE_MODELS.join(", ")
+                    available_models(kind).join(", ")
                 ),
             );
         }
@@ -211,6 +215,9 @@ fn validate(s: &StrategySpec) -> Result<(), (String, String)> {
                 &key("batch_size"),
                 "the sequential strategy runs one page at a time: set it to 1".into(),
             );
+        }
+        if st.rec_batch_size == 0 {
+            return bad(&key("rec_batch_size"), "must be at least 1".into());
         }
         if !(st.sleep_ms.is_finite() && st.sleep_ms >= 0.0) {
             return bad(

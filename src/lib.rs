@@ -201,12 +201,19 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
     );
     let exec = Executor::new(clock, device.clone(), collector.sink());
 
+    let build_ctx = models::BuildContext {
+        cache_root: assets::cache_root(args.common.pdfium.cache_dir.as_deref()),
+        offline: args.common.pdfium.offline,
+        device: device.clone(),
+    };
     let t_load = Instant::now();
     let mut stages = Vec::new();
     for kind in StageKind::MODELS {
         let st = spec.stages.get(kind).expect("model stages have specs");
-        stages
-            .push(models::build_stage(kind, st).map_err(|e| anyhow::anyhow!("stage {kind}: {e}"))?);
+        stages.push(
+            models::build_stage(kind, st, &build_ctx)
+                .map_err(|e| anyhow::anyhow!("stage {kind}: {e}"))?,
+        );
     }
     let model_load_ms = t_load.elapsed().as_secs_f64() * 1e3;
     let mut models_info = vec![models::ModelInfo {
@@ -237,6 +244,14 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
         say("interrupted: writing the report of the pages done");
     }
 
+    if let Some(dir) = &args.save_outputs {
+        let n = report::save_outputs(dir, &records)
+            .with_context(|| format!("writing outputs to {}", dir.display()))?;
+        say(&format!(
+            "outputs of {n} documents written to {}",
+            dir.display()
+        ));
+    }
     let run_errors = exec.errors();
     drop(exec);
     let collected = collector.finish();

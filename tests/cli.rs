@@ -7,6 +7,11 @@ use std::path::Path;
 use common::*;
 use predicates::prelude::*;
 
+/// The harness tests run every model stage on the null test model (fast, deterministic).
+fn null_strategy() -> std::path::PathBuf {
+    root().join("tests/fixtures/strategies/null.toml")
+}
+
 fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).expect("report written")).expect("valid JSON")
 }
@@ -34,7 +39,10 @@ fn smoke_run_writes_a_schema_valid_report() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("smoke.json");
     cmd()
-        .args(["run", "-q", "--out"])
+        .args(["run", "-q"])
+        .arg("--strategy")
+        .arg(null_strategy())
+        .arg("--out")
         .arg(&out)
         .arg(smoke())
         .assert()
@@ -98,7 +106,10 @@ fn output_digest_is_reproducible() {
     let digest = |name: &str| {
         let out = dir.path().join(name);
         cmd()
-            .args(["run", "-q", "--spans", "none", "--out"])
+            .args(["run", "-q", "--spans", "none"])
+            .arg("--strategy")
+            .arg(null_strategy())
+            .arg("--out")
             .arg(&out)
             .arg(smoke())
             .assert()
@@ -116,7 +127,10 @@ fn bad_documents_are_reported_and_the_run_goes_on() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("bad.json");
     cmd()
-        .args(["run", "-q", "--out"])
+        .args(["run", "-q"])
+        .arg("--strategy")
+        .arg(null_strategy())
+        .arg("--out")
         .arg(&out)
         .arg(bad_dir())
         .arg(smoke().join("census-12s0324-table.pdf"))
@@ -212,7 +226,10 @@ fn existing_report_is_not_overwritten_without_force() {
     let out = dir.path().join("r.json");
     std::fs::write(&out, "keep me").expect("write");
     cmd()
-        .args(["run", "-q", "--max-pages", "1", "--out"])
+        .args(["run", "-q", "--max-pages", "1"])
+        .arg("--strategy")
+        .arg(null_strategy())
+        .arg("--out")
         .arg(&out)
         .arg(smoke())
         .assert()
@@ -220,7 +237,10 @@ fn existing_report_is_not_overwritten_without_force() {
         .stderr(predicate::str::contains("--force"));
     assert_eq!(std::fs::read_to_string(&out).expect("read"), "keep me");
     cmd()
-        .args(["run", "-q", "--max-pages", "1", "--force", "--out"])
+        .args(["run", "-q", "--max-pages", "1", "--force"])
+        .arg("--strategy")
+        .arg(null_strategy())
+        .arg("--out")
         .arg(&out)
         .arg(smoke())
         .assert()
@@ -233,7 +253,10 @@ fn spans_can_go_to_a_side_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("r.json");
     cmd()
-        .args(["run", "-q", "--max-pages", "2", "--spans", "file", "--out"])
+        .args(["run", "-q", "--max-pages", "2", "--spans", "file"])
+        .arg("--strategy")
+        .arg(null_strategy())
+        .arg("--out")
         .arg(&out)
         .arg(smoke())
         .assert()
@@ -383,4 +406,45 @@ fn ctrl_c_keeps_what_was_measured() {
     let done = r["summary"]["pages_ok"].as_u64().expect("pages_ok");
     assert!((1..9).contains(&done), "{done} pages done");
     assert_eq!(r["pages"].as_array().expect("pages").len() as u64, done);
+}
+
+#[test]
+fn default_strategy_runs_real_ocr_and_saves_outputs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("r.json");
+    let outputs = dir.path().join("outputs");
+    cmd()
+        .args(["run", "-q", "--max-pages", "1", "--out"])
+        .arg(&out)
+        .arg("--save-outputs")
+        .arg(&outputs)
+        .arg(smoke().join("elsarticle-elstest-5p.pdf"))
+        .assert()
+        .success();
+    let r = read_json(&out);
+    assert_schema_valid(&r);
+    let ocr = r["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .find(|m| m["stage"] == "ocr")
+        .expect("ocr model");
+    assert_eq!(ocr["id"], "ppocrv5");
+    assert_eq!(ocr["is_test_stage"], false);
+    assert!(
+        ocr["weights_sha256"]
+            .as_str()
+            .is_some_and(|s| s.contains("ppocrv5-det=") && s.contains("ppocrv5-rec="))
+    );
+    let md = std::fs::read_to_string(outputs.join("elsarticle-elstest-5p.md"))
+        .expect("markdown written");
+    for phrase in ["Elsevier B.V., Radarweg 29", "polariton", "Abstract"] {
+        assert!(md.contains(phrase), "OCR text lacks {phrase:?}:\n{md}");
+    }
+    let json = read_json(&outputs.join("elsarticle-elstest-5p.json"));
+    let regions = json["pages"][0]["output"]["regions"]
+        .as_array()
+        .expect("regions");
+    assert!(regions.len() > 40, "{} text lines", regions.len());
+    assert!(regions.iter().all(|g| g["class"] == "text_line" && g["confidence"].as_f64().is_some_and(|c| c > 0.0)));
 }

@@ -19,7 +19,7 @@ use candle_core::{Device, Module, Result, Tensor};
 use super::deploy_graph::{GraphError, ParamCursor};
 use super::layers::{Conv, ConvTranspose, SqueezeExcite, bn_affine};
 use super::onnx;
-use super::ops::pointwise::{Act, ChannelEpilogue};
+use super::ops::pointwise::Act;
 use super::pplcnet_v3::PPLCNetV3;
 
 /// Slope of the hard-sigmoid in the neck's squeeze-excite (PaddleOCR's `SEModule` in db_fpn).
@@ -105,12 +105,10 @@ impl RseFpn {
 struct DbHead {
     /// 3×3 conv with BN + ReLU fused.
     conv: Conv,
+    /// First 2×2 upsampler with bias + BN + ReLU fused.
     up1: ConvTranspose,
-    /// Bias + BN + ReLU after the first upsampler.
-    epi2: ChannelEpilogue,
+    /// Second 2×2 upsampler with bias + sigmoid fused.
     up2: ConvTranspose,
-    /// Bias + sigmoid after the second upsampler.
-    epi3: ChannelEpilogue,
 }
 
 impl DbHead {
@@ -118,40 +116,19 @@ impl DbHead {
         let cp = p.conv(false, Some(3))?;
         let (a, b) = bn_affine(&p.batch_norm()?)?;
         let conv = Conv::with_epilogue(cp, |e| e.then_channel_affine(&a, &b).then_act(Act::Relu))?;
-        let up1 = ConvTranspose::new(p.conv_transpose()?)?;
-        let b1 = bias_vec(&up1)?;
+        let tp = p.conv_transpose()?;
         let (a, b) = bn_affine(&p.batch_norm()?)?;
-        let epi2 = ChannelEpilogue::identity(b1.len())
-            .with_bias(&b1)
-            .then_channel_affine(&a, &b)
-            .then_act(Act::Relu);
-        let up2 = ConvTranspose::new(p.conv_transpose()?)?;
-        let b2 = bias_vec(&up2)?;
-        let epi3 = ChannelEpilogue::identity(b2.len())
-            .with_bias(&b2)
-            .then_act(Act::Sigmoid);
-        Ok(Self {
-            conv,
-            up1,
-            epi2,
-            up2,
-            epi3,
-        })
-    }
-}
-
-fn bias_vec(c: &ConvTranspose) -> Result<Vec<f32>> {
-    match c.bias() {
-        Some(b) => b.flatten_all()?.to_vec1::<f32>(),
-        None => Ok(vec![0.0; c.out_channels()?]),
+        let up1 = ConvTranspose::with_epilogue(tp, |e| {
+            e.then_channel_affine(&a, &b).then_act(Act::Relu)
+        })?;
+        let up2 = ConvTranspose::with_epilogue(p.conv_transpose()?, |e| e.then_act(Act::Sigmoid))?;
+        Ok(Self { conv, up1, up2 })
     }
 }
 
 impl Module for DbHead {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.conv.forward(x)?;
-        let y = self.epi2.apply(&self.up1.forward_unbiased(&y)?)?;
-        self.epi3.apply(&self.up2.forward_unbiased(&y)?)
+        self.up2.forward(&self.up1.forward(&self.conv.forward(x)?)?)
     }
 }
 

@@ -5,6 +5,7 @@
 use candle_core::{D, DType, Module, Result, Tensor, bail};
 
 use super::deploy_graph::{BnParams, ConvParams};
+use super::ops::conv_transpose::ConvTransposeOp;
 use super::ops::dense_conv::DenseConvOp;
 use super::ops::depthwise::DepthwiseConv2d;
 use super::ops::pointwise::ChannelEpilogue;
@@ -168,12 +169,16 @@ impl Module for Conv {
     }
 }
 
-/// A transposed convolution (the DB head's 2×2, stride-2 upsamplers).
+/// A transposed convolution (the DB head's 2×2, stride-2 upsamplers) with an optional fused
+/// epilogue. On CPU, kernel = stride runs [`ConvTransposeOp`] (one GEMM + one scatter pass);
+/// otherwise candle's `conv_transpose2d`.
 #[derive(Debug, Clone)]
 pub struct ConvTranspose {
     weight: Tensor,
     bias: Option<Tensor>,
     stride: usize,
+    epi: Option<ChannelEpilogue>,
+    op: Option<ConvTransposeOp>,
 }
 
 impl ConvTranspose {
@@ -183,53 +188,67 @@ impl ConvTranspose {
                 "transposed convolution: only symmetric stride, no padding, one group is supported"
             )
         }
+        let (cin, cout, kh, kw) = p.weight.dims4()?;
+        let op = (kh == p.stride.0 && kw == p.stride.0)
+            .then(|| -> Result<ConvTransposeOp> {
+                Ok(ConvTransposeOp {
+                    weight: p.weight.flatten_all()?.to_vec1::<f32>()?,
+                    cin,
+                    cout,
+                    k: kh,
+                    epi: None,
+                })
+            })
+            .transpose()?;
         Ok(Self {
             weight: p.weight,
             bias: p.bias,
             stride: p.stride.0,
+            epi: None,
+            op,
         })
     }
-}
 
-impl ConvTranspose {
-    pub fn out_channels(&self) -> Result<usize> {
-        self.weight.dim(1)
-    }
-
-    /// The bias, for folding into an epilogue (then [`ConvTranspose::forward_unbiased`]).
-    pub fn bias(&self) -> Option<&Tensor> {
-        self.bias.as_ref()
-    }
-
-    /// A k×k transposed convolution with stride k (non-overlapping) is one matrix product
-    /// per input pixel followed by a pixel shuffle: [N·H·W, Cin] × [Cin, Cout·k·k]. candle's
-    /// generic `conv_transpose2d` is far slower on CPU for this case.
-    pub fn forward_unbiased(&self, x: &Tensor) -> Result<Tensor> {
-        let (cin, cout, kh, kw) = self.weight.dims4()?;
-        if kh != self.stride || kw != self.stride {
-            return x.conv_transpose2d(&self.weight, 0, 0, self.stride, 1);
+    /// Builds it with its bias moved into a fused epilogue that `then` extends.
+    pub fn with_epilogue(
+        mut p: ConvParams,
+        then: impl FnOnce(ChannelEpilogue) -> ChannelEpilogue,
+    ) -> Result<Self> {
+        let c = p.weight.dim(1)?;
+        let bias = match p.bias.take() {
+            Some(b) => b.flatten_all()?.to_vec1::<f32>()?,
+            None => vec![0.0; c],
+        };
+        let epi = then(ChannelEpilogue::identity(c).with_bias(&bias));
+        let mut t = Self::new(p)?;
+        if let Some(op) = &mut t.op {
+            op.epi = Some(epi.clone());
         }
-        let (n, c, h, w) = x.dims4()?;
-        if c != cin {
-            bail!("transposed convolution: {c} input channels, weight for {cin}")
-        }
-        let rows = x
-            .permute((0, 2, 3, 1))?
-            .contiguous()?
-            .reshape((n * h * w, cin))?;
-        let y = rows.matmul(&self.weight.reshape((cin, cout * kh * kw))?)?;
-        y.reshape((n, h, w, cout, kh, kw))?
-            .permute((0, 3, 1, 4, 2, 5))?
-            .contiguous()?
-            .reshape((n, cout, h * kh, w * kw))
+        t.epi = Some(epi);
+        Ok(t)
     }
 }
 
 impl Module for ConvTranspose {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.forward_unbiased(x)?;
-        match &self.bias {
-            Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
+        if let Some(op) = self
+            .op
+            .as_ref()
+            .filter(|_| x.device().is_cpu() && x.dtype() == DType::F32)
+        {
+            let y = x.contiguous()?.apply_op1_no_bwd(op)?;
+            return match (&self.bias, &op.epi) {
+                (Some(b), None) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
+                _ => Ok(y),
+            };
+        }
+        let y = x.conv_transpose2d(&self.weight, 0, 0, self.stride, 1)?;
+        let y = match (&self.bias, &self.epi) {
+            (Some(b), None) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?,
+            _ => y,
+        };
+        match &self.epi {
+            Some(e) => e.apply(&y),
             None => Ok(y),
         }
     }
@@ -329,7 +348,14 @@ pub struct Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.broadcast_matmul(&self.weight)?;
+        // Flatten leading axes into one 2-D product: `broadcast_matmul` on a 3-D input would
+        // copy the weight once per batch item (the CTC head's is 120 × 18385).
+        let dims = x.dims().to_vec();
+        let (k, out) = self.weight.dims2()?;
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let mut shape = dims.clone();
+        *shape.last_mut().expect("at least one axis") = out;
+        let y = x.reshape((rows, k))?.matmul(&self.weight)?.reshape(shape)?;
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),

@@ -114,19 +114,49 @@ pub trait Stage: Send {
     fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError>;
 }
 
+/// What building a stage needs beyond its spec.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// Cache root for weights (see `assets::cache_root`).
+    pub cache_root: std::path::PathBuf,
+    /// Never fetch weights; fail if they are not cached.
+    pub offline: bool,
+    pub device: candle_core::Device,
+}
+
 /// Builds the model stage `kind` described by `spec`.
-pub fn build_stage(kind: StageKind, spec: &StageSpec) -> Result<Box<dyn Stage>, StageError> {
-    match spec.model.as_str() {
-        "null" => Ok(Box::new(null::NullStage::new(kind, spec))),
-        other => Err(StageError::new(
+pub fn build_stage(
+    kind: StageKind,
+    spec: &StageSpec,
+    ctx: &BuildContext,
+) -> Result<Box<dyn Stage>, StageError> {
+    match (kind, spec.model.as_str()) {
+        (_, "null") => Ok(Box::new(null::NullStage::new(kind, spec))),
+        (StageKind::Ocr, id) if ocr::stage::OcrRelease::from_model_id(id).is_some() => {
+            let release = ocr::stage::OcrRelease::from_model_id(id).expect("checked in the guard");
+            Ok(Box::new(ocr::stage::OcrStage::load(
+                release,
+                id,
+                spec.rec_batch_size,
+                &ctx.cache_root,
+                ctx.offline,
+                &ctx.device,
+            )?))
+        }
+        (_, other) => Err(StageError::new(
             "config",
             format!(
                 "unknown model `{other}` for stage {kind}; available: {}",
-                AVAILABLE_MODELS.join(", ")
+                available_models(kind).join(", ")
             ),
         )),
     }
 }
 
-/// Model ids a strategy file may name.
-pub const AVAILABLE_MODELS: &[&str] = &["null"];
+/// Model ids a strategy file may name for each stage.
+pub fn available_models(kind: StageKind) -> &'static [&'static str] {
+    match kind {
+        StageKind::Ocr => &["ppocrv5", "ppocrv4", "null"],
+        _ => &["null"],
+    }
+}

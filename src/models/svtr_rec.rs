@@ -200,6 +200,28 @@ impl SvtrRecognizer {
         Self::from_onnx(name, &model, dev)
     }
 
+    /// Milliseconds in the backbone, the neck, the head and the softmax for one forward pass
+    /// (benchmarks; CPU only, where work is synchronous).
+    pub fn profile(&self, x: &Tensor) -> Result<[f64; 4]> {
+        let t = std::time::Instant::now();
+        let f = self.backbone.forward_rec(x)?;
+        let b = t.elapsed().as_secs_f64() * 1e3;
+        let n = self.neck.forward(&f)?;
+        let nk = t.elapsed().as_secs_f64() * 1e3;
+        let logits = self.head.forward(&n)?;
+        let h = t.elapsed().as_secs_f64() * 1e3;
+        softmax_last(&logits)?;
+        let s = t.elapsed().as_secs_f64() * 1e3;
+        Ok([b, nk - b, h - nk, s - h])
+    }
+
+    /// `x`: [N, 3, 48, W] normalized → class logits [N, W/8, classes] (before the softmax;
+    /// greedy decoding needs only their argmax and one normalizer per kept step).
+    pub fn forward_logits(&self, x: &Tensor) -> Result<Tensor> {
+        let f = self.backbone.forward_rec(x)?;
+        self.head.forward(&self.neck.forward(&f)?)
+    }
+
     /// `x`: [N, 3, 48, W] normalized → class probabilities [N, W/8, classes].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let f = self.backbone.forward_rec(x)?;

@@ -482,3 +482,43 @@ pub fn summary_text(r: &Report, path: &Path) -> String {
     line(format!("  Report:         {}", path.display()));
     out
 }
+
+/// Writes each document's outputs as `<dir>/<document id>.json` (pages with their regions) and
+/// `.md` (the text of its regions in order, one page per section). Ids with `/` become folders.
+pub fn save_outputs(dir: &Path, records: &[PageRecord]) -> std::io::Result<usize> {
+    let mut by_doc: BTreeMap<&str, Vec<&PageRecord>> = BTreeMap::new();
+    for r in records {
+        by_doc.entry(&r.doc_id).or_default().push(r);
+    }
+    for (doc, mut pages) in by_doc.iter_mut().map(|(d, p)| (*d, std::mem::take(p))) {
+        pages.sort_by_key(|r| r.page.page);
+        let json = serde_json::json!({
+            "document": doc,
+            "pages": pages.iter().map(|r| serde_json::json!({
+                "page": r.page.page + 1,
+                "ok": r.ok,
+                "output": r.output,
+            })).collect::<Vec<_>>(),
+        });
+        let base = dir.join(doc);
+        if let Some(parent) = base.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut md = format!("# {doc}\n");
+        for r in &pages {
+            md.push_str(&format!("\n## Page {}\n\n", r.page.page + 1));
+            for region in &r.output.regions {
+                if let Some(t) = &region.text {
+                    md.push_str(t);
+                    md.push('\n');
+                }
+            }
+        }
+        atomic_write(
+            &base.with_extension("json"),
+            &serde_json::to_vec_pretty(&json).expect("outputs serialize"),
+        )?;
+        atomic_write(&base.with_extension("md"), md.as_bytes())?;
+    }
+    Ok(by_doc.len())
+}

@@ -90,6 +90,43 @@ pub fn greedy_decode(probs: &[f32], classes: usize, dict: &Dictionary) -> Decode
     }
 }
 
+/// Decodes one line from its logits `[steps × classes]`: the same result as
+/// [`greedy_decode`] on the softmax, without computing it. The argmax of the logits is the
+/// argmax of the probabilities, and the probability of a kept step is
+/// `1 / Σ exp(logit - max)`, summed only for the kept steps.
+pub fn greedy_decode_logits(logits: &[f32], classes: usize, dict: &Dictionary) -> Decoded {
+    let mut text = String::new();
+    let mut steps = Vec::new();
+    let mut sum = 0.0f32;
+    let mut prev = usize::MAX;
+    for (t, row) in logits.chunks_exact(classes).enumerate() {
+        let (best, max) =
+            row.iter().enumerate().fold(
+                (0, f32::MIN),
+                |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
+            );
+        if best != 0 && best != prev {
+            if let Some(s) = dict.get(best) {
+                text.push_str(s);
+            }
+            steps.push(t);
+            let z: f32 = row.iter().map(|&v| (v - max).exp()).sum();
+            sum += 1.0 / z;
+        }
+        prev = best;
+    }
+    let confidence = if steps.is_empty() {
+        0.0
+    } else {
+        sum / steps.len() as f32
+    };
+    Decoded {
+        text,
+        confidence,
+        steps,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +164,25 @@ mod tests {
         assert_eq!(d.text, "aab b");
         assert_eq!(d.steps, vec![0, 3, 4, 6, 7]);
         assert!((d.confidence - 0.9).abs() < 1e-6);
+    }
+
+    #[test]
+    fn decoding_logits_equals_decoding_probabilities() {
+        let logits: Vec<f32> = (0..6 * 4)
+            .map(|i| ((i * 37 % 11) as f32) * 0.7 - 3.0)
+            .collect();
+        let probs: Vec<f32> = logits
+            .chunks(4)
+            .flat_map(|r| {
+                let m = r.iter().copied().fold(f32::MIN, f32::max);
+                let z: f32 = r.iter().map(|v| (v - m).exp()).sum();
+                r.iter().map(move |v| (v - m).exp() / z).collect::<Vec<_>>()
+            })
+            .collect();
+        let a = greedy_decode(&probs, 4, &dict());
+        let b = greedy_decode_logits(&logits, 4, &dict());
+        assert_eq!((a.text.as_str(), &a.steps), (b.text.as_str(), &b.steps));
+        assert!((a.confidence - b.confidence).abs() < 1e-6);
     }
 
     #[test]

@@ -30,6 +30,94 @@ pub struct DenseConvOp {
     pub epi: Option<ChannelEpilogue>,
 }
 
+impl DenseConvOp {
+    /// Convolves one image `x` (cin × h × w) into `o` (cout × ho × wo).
+    fn image(&self, x: &[f32], (h, w): (usize, usize), o: &mut [f32], par: gemm::Parallelism) {
+        let cin = self.cin;
+        let (kh, kw) = self.kernel;
+        let (ph, pw) = self.pad;
+        let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+        let (ho, wo) = (hp - kh + 1, wp - kw + 1);
+        // Wide output: rows of the padded width; the last kw-1 columns of each row are junk.
+        let l = (ho - 1) * wp + wo;
+        // 1×1 kernels without horizontal padding write the output layout directly.
+        let direct = wo == wp;
+        let mut wide = if direct {
+            Vec::new()
+        } else {
+            vec![0f32; self.cout * ho * wp]
+        };
+        let padded_buf;
+        let xp: &[f32] = if ph == 0 && pw == 0 {
+            x
+        } else {
+            let mut p = vec![0f32; cin * hp * wp];
+            for c in 0..cin {
+                for y in 0..h {
+                    let d = (c * hp + y + ph) * wp + pw;
+                    p[d..d + w].copy_from_slice(&x[(c * h + y) * w..(c * h + y + 1) * w]);
+                }
+            }
+            padded_buf = p;
+            &padded_buf
+        };
+        let dst = if direct {
+            o.as_mut_ptr()
+        } else {
+            wide.as_mut_ptr()
+        };
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let first = ky == 0 && kx == 0;
+                // SAFETY: all pointers and strides stay inside `dst` (cout × ho·wp, or the
+                // output when ho·wp = ho·wo), `self.weight` (cout × cin × kh × kw) and `xp`
+                // (cin × hp × wp): the largest rhs index is (cin-1)·hp·wp + ky·wp + kx + l - 1
+                // < cin·hp·wp because ky ≤ kh-1 = hp-ho and kx + l ≤ (ho-1)·wp + wp.
+                unsafe {
+                    gemm::gemm(
+                        self.cout,
+                        l,
+                        cin,
+                        dst,
+                        1,
+                        (ho * wp) as isize,
+                        !first,
+                        self.weight.as_ptr().add(ky * kw + kx),
+                        (kh * kw) as isize,
+                        (cin * kh * kw) as isize,
+                        xp.as_ptr().add(ky * wp + kx),
+                        1,
+                        (hp * wp) as isize,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        par,
+                    );
+                }
+            }
+        }
+        let parallel = !matches!(par, gemm::Parallelism::None);
+        let finish = |(co, oc): (usize, &mut [f32])| {
+            if !direct {
+                for (y, row) in oc.chunks_exact_mut(wo).enumerate() {
+                    let s = co * ho * wp + y * wp;
+                    row.copy_from_slice(&wide[s..s + wo]);
+                }
+            }
+            if let Some(e) = &self.epi {
+                e.apply_plane(co, oc);
+            }
+        };
+        if parallel {
+            o.par_chunks_mut(ho * wo).enumerate().for_each(finish);
+        } else {
+            o.chunks_mut(ho * wo).enumerate().for_each(finish);
+        }
+    }
+}
+
 impl CustomOp1 for DenseConvOp {
     fn name(&self) -> &'static str {
         "dense-conv2d-s1"
@@ -51,92 +139,35 @@ impl CustomOp1 for DenseConvOp {
             bail!("dense conv: input {h}x{w} smaller than the kernel")
         }
         let (ho, wo) = (hp - kh + 1, wp - kw + 1);
-        // Wide output: rows of the padded width; the last kw-1 columns of each row are junk.
-        let l = (ho - 1) * wp + wo;
         let threads = candle_core::utils::get_num_threads();
-        let par = if threads > 1 {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
         let mut out = vec![0f32; n * self.cout * ho * wo];
-        let mut padded = if ph > 0 || pw > 0 {
-            vec![0f32; cin * hp * wp]
-        } else {
-            Vec::new()
-        };
-        // 1×1 kernels without horizontal padding write the output layout directly.
-        let direct = wo == wp;
-        let mut wide = if direct {
-            Vec::new()
-        } else {
-            vec![0f32; self.cout * ho * wp]
-        };
-        for img in 0..n {
-            let x = &src[img * cin * h * w..(img + 1) * cin * h * w];
-            let xp: &[f32] = if padded.is_empty() {
-                x
-            } else {
-                for c in 0..cin {
-                    for y in 0..h {
-                        let d = (c * hp + y + ph) * wp + pw;
-                        padded[d..d + w].copy_from_slice(&x[(c * h + y) * w..(c * h + y + 1) * w]);
-                    }
-                }
-                &padded
-            };
-            let plane = self.cout * ho * wo;
-            let o = &mut out[img * plane..(img + 1) * plane];
-            let dst = if direct {
-                o.as_mut_ptr()
-            } else {
-                wide.as_mut_ptr()
-            };
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    let first = ky == 0 && kx == 0;
-                    // SAFETY: all pointers and strides stay inside `wide` (cout × ho·wp),
-                    // `self.weight` (cout × cin × kh × kw) and `xp` (cin × hp × wp): the largest
-                    // rhs index is (cin-1)·hp·wp + ky·wp + kx + l - 1 < cin·hp·wp because
-                    // ky ≤ kh-1 = hp-ho and kx + l ≤ (ho-1)·wp + wp.
-                    unsafe {
-                        gemm::gemm(
-                            self.cout,
-                            l,
-                            cin,
-                            dst,
-                            1,
-                            (ho * wp) as isize,
-                            !first,
-                            self.weight.as_ptr().add(ky * kw + kx),
-                            (kh * kw) as isize,
-                            (cin * kh * kw) as isize,
-                            xp.as_ptr().add(ky * wp + kx),
-                            1,
-                            (hp * wp) as isize,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            par,
-                        );
-                    }
-                }
-            }
-            let wide = &wide;
-            let epi = self.epi.as_ref();
-            o.par_chunks_mut(ho * wo).enumerate().for_each(|(co, oc)| {
-                if !direct {
-                    for (y, row) in oc.chunks_exact_mut(wo).enumerate() {
-                        let s = co * ho * wp + y * wp;
-                        row.copy_from_slice(&wide[s..s + wo]);
-                    }
-                }
-                if let Some(e) = epi {
-                    e.apply_plane(co, oc);
-                }
+        let plane = self.cout * ho * wo;
+        // Several images: one single-threaded GEMM chain per image, images in parallel (the
+        // per-image GEMMs of recognition batches are small, and splitting them across threads
+        // costs more than it gains). One image: let the GEMM use every thread.
+        if n >= threads && threads > 1 {
+            out.par_chunks_mut(plane).enumerate().for_each(|(img, o)| {
+                self.image(
+                    &src[img * cin * h * w..(img + 1) * cin * h * w],
+                    (h, w),
+                    o,
+                    gemm::Parallelism::None,
+                );
             });
+        } else {
+            let par = if threads > 1 {
+                gemm::Parallelism::Rayon(threads)
+            } else {
+                gemm::Parallelism::None
+            };
+            for (img, o) in out.chunks_mut(plane).enumerate() {
+                self.image(
+                    &src[img * cin * h * w..(img + 1) * cin * h * w],
+                    (h, w),
+                    o,
+                    par,
+                );
+            }
         }
         Ok((CpuStorage::F32(out), Shape::from((n, self.cout, ho, wo))))
     }

@@ -1,0 +1,308 @@
+//! The OCR stage: PP-OCR detection on each page, DB post-processing, perspective crops, then
+//! recognition batched by width across every line of every page in the call, CTC decoding.
+//!
+//! Until layout detection exists the stage reads the whole page; each recognized line becomes a
+//! `text_line` region (axis-aligned bounds of the detected quadrilateral, recognition
+//! confidence, text), in reading order.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use super::ctc::{Dictionary, greedy_decode_logits};
+use super::db_post::{self, DbParams, Image};
+use super::preprocess::{
+    Bgr, det_size, normalize_into, rec_batch_width, rec_crop_width, resize_linear,
+};
+use crate::models::db_det::DbDetector;
+use crate::models::svtr_rec::SvtrRecognizer;
+use crate::models::weights::{ModelCard, card};
+use crate::models::{ModelInfo, Stage, StageError, StageKind};
+use crate::page::{PageWork, Region};
+
+/// PaddleOCR's detection input rule: shorter side at least this (it only ever upscales tiny
+/// pages) …
+const DET_LIMIT_SIDE: usize = 64;
+/// … and the longer side capped here (PaddleOCR 3's `max_side_limit`).
+const DET_MAX_SIDE: usize = 4000;
+/// Recognition input height and the minimum batch width (PaddleOCR's `rec_image_shape`
+/// 3×48×320).
+const REC_HEIGHT: usize = 48;
+const REC_MIN_WIDTH: usize = 320;
+
+/// Which PP-OCR release: the det and rec cards and their normalization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OcrRelease {
+    V5,
+    V4,
+}
+
+impl OcrRelease {
+    pub fn from_model_id(id: &str) -> Option<Self> {
+        match id {
+            "ppocrv5" => Some(Self::V5),
+            "ppocrv4" => Some(Self::V4),
+            _ => None,
+        }
+    }
+
+    fn cards(self) -> (&'static str, &'static str) {
+        match self {
+            Self::V5 => ("ppocrv5-det", "ppocrv5-rec"),
+            Self::V4 => ("ppocrv4-det", "ppocrv4-rec"),
+        }
+    }
+}
+
+fn f32_list(card: &ModelCard, key: &str) -> Result<[f32; 3], StageError> {
+    let v = card
+        .preprocess
+        .get(key)
+        .and_then(|v| v.as_array())
+        .ok_or_else(|| {
+            StageError::new(
+                "config",
+                format!("model card {}: preprocess.{key} missing", card.id),
+            )
+        })?;
+    let f: Vec<f32> = v
+        .iter()
+        .filter_map(|x| x.as_float().or_else(|| x.as_integer().map(|i| i as f64)))
+        .map(|x| x as f32)
+        .collect();
+    f.try_into().map_err(|_| {
+        StageError::new(
+            "config",
+            format!(
+                "model card {}: preprocess.{key} must hold 3 numbers",
+                card.id
+            ),
+        )
+    })
+}
+
+pub struct OcrStage {
+    id: String,
+    det: DbDetector,
+    rec: SvtrRecognizer,
+    dict: Dictionary,
+    det_norm: ([f32; 3], [f32; 3]),
+    rec_norm: ([f32; 3], [f32; 3]),
+    db: DbParams,
+    rec_batch: usize,
+    device: Device,
+    weights: String,
+}
+
+impl OcrStage {
+    /// Loads det and rec weights from the cache (fetching them unless `offline`).
+    pub fn load(
+        release: OcrRelease,
+        model_id: &str,
+        rec_batch: usize,
+        cache_root: &Path,
+        offline: bool,
+        device: &Device,
+    ) -> Result<Self, StageError> {
+        let (det_id, rec_id) = release.cards();
+        let load =
+            |id: &str| -> Result<(ModelCard, crate::models::weights::ModelFiles), StageError> {
+                let c = card(id).map_err(|e| StageError::new("weights", e.to_string()))?;
+                let f = c
+                    .ensure(cache_root, offline, false, &mut |m| {
+                        eprintln!("pipebench: {m}")
+                    })
+                    .map_err(|e| StageError::new("weights", e.to_string()))?;
+                Ok((c, f))
+            };
+        let (det_card, det_files) = load(det_id)?;
+        let (rec_card, rec_files) = load(rec_id)?;
+        let err =
+            |e: crate::models::deploy_graph::GraphError| StageError::new("weights", e.to_string());
+        let det = DbDetector::from_onnx_file(det_id, &det_files.onnx, device).map_err(err)?;
+        let rec = SvtrRecognizer::from_onnx_file(rec_id, &rec_files.onnx, device).map_err(err)?;
+        let dict = match rec_files.files.get("dictionary") {
+            Some(p) => Dictionary::from_aligned_lines(
+                &std::fs::read_to_string(p)
+                    .map_err(|e| StageError::new("weights", format!("{}: {e}", p.display())))?,
+            ),
+            None => Dictionary::from_character_list(
+                rec_files.metadata.get("character").ok_or_else(|| {
+                    StageError::new(
+                        "weights",
+                        format!("model {rec_id}: no dictionary file and no `character` metadata"),
+                    )
+                })?,
+            ),
+        };
+        Ok(Self {
+            id: model_id.to_string(),
+            det,
+            rec,
+            dict,
+            det_norm: (f32_list(&det_card, "mean")?, f32_list(&det_card, "std")?),
+            rec_norm: (f32_list(&rec_card, "mean")?, f32_list(&rec_card, "std")?),
+            db: DbParams::default(),
+            rec_batch: rec_batch.max(1),
+            device: device.clone(),
+            weights: format!(
+                "{det_id}={};{rec_id}={}",
+                det_files.onnx_sha256, rec_files.onnx_sha256
+            ),
+        })
+    }
+
+    fn detect(&self, img: &Bgr<'_>) -> candle_core::Result<Vec<db_post::TextBox>> {
+        let (h, w) = det_size(img.height, img.width, DET_LIMIT_SIDE, DET_MAX_SIDE);
+        let resized;
+        let src = if (h, w) == (img.height, img.width) {
+            *img
+        } else {
+            resized = resize_linear(img, w, h);
+            Bgr {
+                width: w,
+                height: h,
+                stride: w * 3,
+                data: &resized,
+            }
+        };
+        let mut input = vec![0f32; 3 * h * w];
+        normalize_into(
+            &src,
+            self.det_norm.0,
+            self.det_norm.1,
+            false,
+            &mut input,
+            w,
+            h,
+        );
+        let x = Tensor::from_vec(input, (1, 3, h, w), &self.device)?;
+        let prob = self.det.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut boxes = db_post::boxes_from_prob_map(&prob, w, h, img.width, img.height, &self.db);
+        db_post::sort_reading_order(&mut boxes);
+        Ok(boxes)
+    }
+
+    /// Recognizes crops (width, height, BGR pixels) in batches of similar aspect ratio.
+    fn recognize(
+        &self,
+        crops: &[(usize, usize, Vec<u8>)],
+    ) -> candle_core::Result<Vec<(String, f32)>> {
+        let mut order: Vec<usize> = (0..crops.len()).collect();
+        let ratio = |i: usize| crops[i].0 as f64 / crops[i].1 as f64;
+        order.sort_by(|a, b| ratio(*a).total_cmp(&ratio(*b)));
+        let mut out = vec![(String::new(), 0.0f32); crops.len()];
+        for chunk in order.chunks(self.rec_batch) {
+            let max_ratio = chunk.iter().map(|&i| ratio(i)).fold(0.0, f64::max);
+            let bw = rec_batch_width(REC_HEIGHT, REC_MIN_WIDTH, max_ratio);
+            let per = 3 * REC_HEIGHT * bw;
+            let mut input = vec![0f32; chunk.len() * per];
+            for (row, &i) in chunk.iter().enumerate() {
+                let (w, h, data) = &crops[i];
+                let rw = rec_crop_width(REC_HEIGHT, ratio(i), bw);
+                let resized = resize_linear(
+                    &Bgr {
+                        width: *w,
+                        height: *h,
+                        stride: w * 3,
+                        data,
+                    },
+                    rw,
+                    REC_HEIGHT,
+                );
+                let img = Bgr {
+                    width: rw,
+                    height: REC_HEIGHT,
+                    stride: rw * 3,
+                    data: &resized,
+                };
+                normalize_into(
+                    &img,
+                    self.rec_norm.0,
+                    self.rec_norm.1,
+                    true,
+                    &mut input[row * per..(row + 1) * per],
+                    bw,
+                    REC_HEIGHT,
+                );
+            }
+            let x = Tensor::from_vec(input, (chunk.len(), 3, REC_HEIGHT, bw), &self.device)?;
+            let logits = self.rec.forward_logits(&x)?;
+            let classes = logits.dim(2)?;
+            let all = logits.flatten_all()?.to_vec1::<f32>()?;
+            let per_row = all.len() / chunk.len().max(1);
+            for (row, &i) in chunk.iter().enumerate() {
+                let d = greedy_decode_logits(
+                    &all[row * per_row..(row + 1) * per_row],
+                    classes,
+                    &self.dict,
+                );
+                out[i] = (d.text, d.confidence);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Stage for OcrStage {
+    fn kind(&self) -> StageKind {
+        StageKind::Ocr
+    }
+
+    fn model(&self) -> ModelInfo {
+        ModelInfo {
+            stage: StageKind::Ocr,
+            id: self.id.clone(),
+            is_test_stage: false,
+            weights_sha256: Some(self.weights.clone()),
+        }
+    }
+
+    fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
+        let model_err = |e: candle_core::Error| crate::pipeline::executor::classify(&e.to_string());
+        // Detection and cropping per page; recognition over all lines of the batch at once.
+        let mut crops = Vec::new();
+        let mut owners = Vec::new();
+        for (pi, page) in batch.iter().enumerate() {
+            let Some(im) = page.image.as_ref() else {
+                return Err(StageError::new(
+                    "input",
+                    format!("{}: no rendered image reached the OCR stage", page.id),
+                ));
+            };
+            let bgr = Bgr {
+                width: im.width as usize,
+                height: im.height as usize,
+                stride: im.stride as usize,
+                data: &im.data,
+            };
+            let boxes = self.detect(&bgr).map_err(model_err)?;
+            let img = Image {
+                width: bgr.width,
+                height: bgr.height,
+                stride: bgr.stride,
+                channels: 3,
+                data: bgr.data,
+            };
+            for b in boxes {
+                crops.push(db_post::crop_text_line(&img, &b.points));
+                owners.push((pi, b));
+            }
+        }
+        let texts = self.recognize(&crops).map_err(model_err)?;
+        for ((pi, b), (text, conf)) in owners.into_iter().zip(texts) {
+            let xs = b.points.map(|p| p[0]);
+            let ys = b.points.map(|p| p[1]);
+            let min = |v: [f32; 4]| v.iter().copied().fold(f32::MAX, f32::min);
+            let max = |v: [f32; 4]| v.iter().copied().fold(f32::MIN, f32::max);
+            batch[pi].output.regions.push(Region {
+                class: "text_line".into(),
+                bbox: [min(xs), min(ys), max(xs), max(ys)],
+                confidence: conf,
+                text: Some(text),
+                html: None,
+            });
+        }
+        Ok(())
+    }
+}
