@@ -164,15 +164,7 @@ impl DbDetector {
         path: &Path,
         dev: &Device,
     ) -> std::result::Result<Self, GraphError> {
-        let bytes = std::fs::read(path).map_err(|e| GraphError::Bad {
-            model: name.into(),
-            message: format!("{}: {e}", path.display()),
-        })?;
-        let model = onnx::parse(&bytes).map_err(|e| GraphError::Bad {
-            model: name.into(),
-            message: e.to_string(),
-        })?;
-        Self::from_onnx(name, &model, dev)
+        Self::from_onnx(name, &super::deploy_graph::read_onnx(name, path)?, dev)
     }
 
     /// Milliseconds spent in the backbone, the neck and the head for one forward pass (for

@@ -40,6 +40,18 @@ pub enum GraphError {
     Candle(#[from] candle_core::Error),
 }
 
+/// Reads and parses an ONNX file for model `name`.
+pub fn read_onnx(name: &str, path: &std::path::Path) -> Result<OnnxModel, GraphError> {
+    let bytes = std::fs::read(path).map_err(|e| GraphError::Bad {
+        model: name.into(),
+        message: format!("{}: {e}", path.display()),
+    })?;
+    super::onnx::parse(&bytes).map_err(|e| GraphError::Bad {
+        model: name.into(),
+        message: e.to_string(),
+    })
+}
+
 /// A convolution (or transposed convolution) with its bias.
 #[derive(Debug, Clone)]
 pub struct ConvParams {

@@ -10,6 +10,15 @@ use super::ops::dense_conv::DenseConvOp;
 use super::ops::depthwise::DepthwiseConv2d;
 use super::ops::pointwise::ChannelEpilogue;
 
+/// Moves a convolution's bias out of `p` into an identity epilogue on `channels` channels.
+fn take_bias_epilogue(p: &mut ConvParams, channels: usize) -> Result<ChannelEpilogue> {
+    let bias = match p.bias.take() {
+        Some(b) => b.flatten_all()?.to_vec1::<f32>()?,
+        None => vec![0.0; channels],
+    };
+    Ok(ChannelEpilogue::identity(channels).with_bias(&bias))
+}
+
 /// A 2-D convolution with an optional fused per-channel epilogue (bias, batch norm,
 /// activation, affine blocks). Depthwise convolutions go through [`DepthwiseConv2d`] (fast on
 /// CPU, any stride pair); dense stride-1 ones through [`DenseConvOp`] (im2col-free GEMMs) on
@@ -89,12 +98,8 @@ impl Conv {
         mut p: ConvParams,
         then: impl FnOnce(ChannelEpilogue) -> ChannelEpilogue,
     ) -> Result<Self> {
-        let c = p.weight.dim(0)?;
-        let bias = match p.bias.take() {
-            Some(b) => b.flatten_all()?.to_vec1::<f32>()?,
-            None => vec![0.0; c],
-        };
-        let epi = then(ChannelEpilogue::identity(c).with_bias(&bias));
+        let channels = p.weight.dim(0)?;
+        let epi = then(take_bias_epilogue(&mut p, channels)?);
         let mut conv = Self::new(p)?;
         match &mut conv.kind {
             ConvKind::Depthwise(d) => d.set_epilogue(epi),
@@ -214,12 +219,8 @@ impl ConvTranspose {
         mut p: ConvParams,
         then: impl FnOnce(ChannelEpilogue) -> ChannelEpilogue,
     ) -> Result<Self> {
-        let c = p.weight.dim(1)?;
-        let bias = match p.bias.take() {
-            Some(b) => b.flatten_all()?.to_vec1::<f32>()?,
-            None => vec![0.0; c],
-        };
-        let epi = then(ChannelEpilogue::identity(c).with_bias(&bias));
+        let channels = p.weight.dim(1)?;
+        let epi = then(take_bias_epilogue(&mut p, channels)?);
         let mut t = Self::new(p)?;
         if let Some(op) = &mut t.op {
             op.epi = Some(epi.clone());

@@ -189,15 +189,7 @@ impl SvtrRecognizer {
         path: &Path,
         dev: &Device,
     ) -> std::result::Result<Self, GraphError> {
-        let bytes = std::fs::read(path).map_err(|e| GraphError::Bad {
-            model: name.into(),
-            message: format!("{}: {e}", path.display()),
-        })?;
-        let model = onnx::parse(&bytes).map_err(|e| GraphError::Bad {
-            model: name.into(),
-            message: e.to_string(),
-        })?;
-        Self::from_onnx(name, &model, dev)
+        Self::from_onnx(name, &super::deploy_graph::read_onnx(name, path)?, dev)
     }
 
     /// Milliseconds in the backbone, the neck, the head and the softmax for one forward pass

@@ -59,47 +59,31 @@ pub struct Decoded {
 
 /// Decodes one line from its probabilities `[steps × classes]` (row-major).
 pub fn greedy_decode(probs: &[f32], classes: usize, dict: &Dictionary) -> Decoded {
-    let mut text = String::new();
-    let mut steps = Vec::new();
-    let mut sum = 0.0f32;
-    let mut prev = usize::MAX;
-    for (t, row) in probs.chunks_exact(classes).enumerate() {
-        let (best, p) =
-            row.iter().enumerate().fold(
-                (0, f32::MIN),
-                |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
-            );
-        if best != 0 && best != prev {
-            if let Some(s) = dict.get(best) {
-                text.push_str(s);
-            }
-            steps.push(t);
-            sum += p;
-        }
-        prev = best;
-    }
-    let confidence = if steps.is_empty() {
-        0.0
-    } else {
-        sum / steps.len() as f32
-    };
-    Decoded {
-        text,
-        confidence,
-        steps,
-    }
+    decode_with(probs, classes, dict, |_, max| max)
 }
 
 /// Decodes one line from its logits `[steps × classes]`: the same result as
 /// [`greedy_decode`] on the softmax, without computing it. The argmax of the logits is the
 /// argmax of the probabilities, and the probability of a kept step is
-/// `1 / Σ exp(logit - max)`, summed only for the kept steps.
+/// `1 / Σ exp(logit - max)`, computed only for the kept steps.
 pub fn greedy_decode_logits(logits: &[f32], classes: usize, dict: &Dictionary) -> Decoded {
+    decode_with(logits, classes, dict, |row, max| {
+        1.0 / row.iter().map(|&v| (v - max).exp()).sum::<f32>()
+    })
+}
+
+/// Best path over `scores`; `confidence(row, max)` gives a kept step's probability.
+fn decode_with(
+    scores: &[f32],
+    classes: usize,
+    dict: &Dictionary,
+    confidence: impl Fn(&[f32], f32) -> f32,
+) -> Decoded {
     let mut text = String::new();
     let mut steps = Vec::new();
     let mut sum = 0.0f32;
     let mut prev = usize::MAX;
-    for (t, row) in logits.chunks_exact(classes).enumerate() {
+    for (t, row) in scores.chunks_exact(classes).enumerate() {
         let (best, max) =
             row.iter().enumerate().fold(
                 (0, f32::MIN),
@@ -110,8 +94,7 @@ pub fn greedy_decode_logits(logits: &[f32], classes: usize, dict: &Dictionary) -
                 text.push_str(s);
             }
             steps.push(t);
-            let z: f32 = row.iter().map(|&v| (v - max).exp()).sum();
-            sum += 1.0 / z;
+            sum += confidence(row, max);
         }
         prev = best;
     }
