@@ -257,6 +257,13 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
     let collected = collector.finish();
     let memory = sampler.finish();
 
+    let ocr_is_real = models_info
+        .iter()
+        .any(|m| m.stage == StageKind::Ocr && !m.is_test_stage);
+    let quality = report::schema::QualityReport {
+        ocr_cer: ocr_is_real
+            .then(|| report::measure_ocr_cer(&corpus, &records, &spec.render.spec())),
+    };
     let mut report = report::build(report::RunData {
         command,
         created_at,
@@ -279,6 +286,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
         sample_interval_ms: args.sample_ms,
         overhead_ns: overhead.per_span_ns,
         spans_mode: args.spans,
+        quality,
     });
     report::write(&mut report, &out_path, args.force)?;
     if !args.quiet {

@@ -49,7 +49,14 @@ fn smoke_run_writes_a_schema_valid_report() {
         .success();
     let r = read_json(&out);
     assert_schema_valid(&r);
-    assert_eq!(r["schema_version"], 1);
+    assert_eq!(
+        r["schema_version"],
+        pipebench::report::schema::SCHEMA_VERSION
+    );
+    assert!(
+        r["quality"]["ocr_cer"].is_null(),
+        "no CER for the null OCR model"
+    );
     assert_eq!(r["ok"], true);
     assert_eq!(r["corpus"]["documents_total"], 4);
     assert_eq!(r["corpus"]["pages_total"], 9);
@@ -441,6 +448,12 @@ fn default_strategy_runs_real_ocr_and_saves_outputs() {
     for phrase in ["Elsevier B.V., Radarweg 29", "polariton", "Abstract"] {
         assert!(md.contains(phrase), "OCR text lacks {phrase:?}:\n{md}");
     }
+    // The page is born-digital: its text layer is the reference for the character error rate.
+    let cer = &r["quality"]["ocr_cer"];
+    assert_eq!(cer["pages_measured"], 1);
+    assert!(cer["reference_chars"].as_u64().expect("chars") > 3000);
+    let v = cer["cer"].as_f64().expect("cer");
+    assert!(v < 0.03, "CER {v} on a clean born-digital page");
     let json = read_json(&outputs.join("elsarticle-elstest-5p.json"));
     let regions = json["pages"][0]["output"]["regions"]
         .as_array()

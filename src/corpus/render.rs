@@ -307,6 +307,53 @@ impl OpenDocument {
     }
 }
 
+/// A character of a page's text layer, with its box in rendered-page pixels (top-left
+/// origin).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TextChar {
+    pub ch: char,
+    /// [x0, y0, x1, y1]
+    pub bbox: [f32; 4],
+}
+
+impl OpenDocument {
+    /// The page's visible text layer in pdfium's order, boxes scaled as `spec` renders the
+    /// page. Skips characters pdfium generates (spaces and line breaks it infers), whitespace,
+    /// and invisible text (render mode 3: hidden OCR layers of scanned PDFs are not ground
+    /// truth).
+    pub fn text_layer(&self, page: u32, spec: &RenderSpec) -> Result<Vec<TextChar>, RenderError> {
+        let p = self.load_page(page)?;
+        let (w_pt, h_pt) = (p.width().value, p.height().value);
+        let (w, h) = spec.pixel_size(w_pt, h_pt);
+        let (sx, sy) = (w as f32 / w_pt, h as f32 / h_pt);
+        let text = p.text().map_err(|e| RenderError::Page {
+            page,
+            reason: format!("text layer: {e:?}"),
+        })?;
+        let mut out = Vec::new();
+        for c in text.chars().iter() {
+            let Some(ch) = c.unicode_char() else { continue };
+            if ch.is_whitespace() || c.is_generated().unwrap_or(false) {
+                continue;
+            }
+            if matches!(c.render_mode(), Ok(PdfPageTextRenderMode::Invisible)) {
+                continue;
+            }
+            let Ok(r) = c.loose_bounds() else { continue };
+            out.push(TextChar {
+                ch,
+                bbox: [
+                    r.left().value * sx,
+                    (h_pt - r.top().value) * sy,
+                    r.right().value * sx,
+                    (h_pt - r.bottom().value) * sy,
+                ],
+            });
+        }
+        Ok(out)
+    }
+}
+
 /// Renders a loaded page at exactly `w`×`h` into `buf` (which must hold `bgr_stride(w) * h`).
 pub(crate) fn render_page_into(
     p: &PdfPage<'_>,

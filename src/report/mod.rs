@@ -2,6 +2,7 @@
 //! written atomically, summarized for the terminal.
 
 pub mod environment;
+pub mod quality;
 pub mod schema;
 
 use std::collections::BTreeMap;
@@ -73,6 +74,7 @@ pub struct RunData<'a> {
     pub sample_interval_ms: u64,
     pub overhead_ns: f64,
     pub spans_mode: crate::cli::SpansMode,
+    pub quality: QualityReport,
 }
 
 pub fn build(mut d: RunData<'_>) -> Report {
@@ -316,6 +318,7 @@ pub fn build(mut d: RunData<'_>) -> Report {
             digest: hex(&digest.finalize()),
             pages: d.records.len() as u64,
         },
+        quality: d.quality,
     }
 }
 
@@ -468,6 +471,15 @@ pub fn summary_text(r: &Report, path: &Path) -> String {
         s.instrumentation_overhead_ns, s.spans_recorded, s.spans_dropped
     ));
     line(format!("  Output digest:  {}", &r.output.digest[..16]));
+    if let Some(c) = &r.quality.ocr_cer {
+        line(format!(
+            "  OCR CER:        {:.2} % over {} pages with a text layer ({} characters; {} pages without one not measured)",
+            c.cer * 100.0,
+            c.pages_measured,
+            c.reference_chars,
+            c.pages_without_text_layer
+        ));
+    }
     for w in &r.warnings {
         line(format!("  warning: {w}"));
     }
@@ -521,4 +533,51 @@ pub fn save_outputs(dir: &Path, records: &[PageRecord]) -> std::io::Result<usize
         atomic_write(&base.with_extension("md"), md.as_bytes())?;
     }
     Ok(by_doc.len())
+}
+
+/// Measures OCR against each processed page's text layer (after the run: not timed). Pages
+/// without a visible text layer are counted but not measured.
+pub fn measure_ocr_cer(
+    corpus: &Corpus,
+    records: &[PageRecord],
+    spec: &crate::corpus::render::RenderSpec,
+) -> CerReport {
+    let mut renderer = crate::corpus::render::Renderer::new();
+    let mut total = quality::CerCounts::default();
+    let (mut measured, mut without) = (0u64, 0u64);
+    let mut pages = Vec::new();
+    let mut sorted: Vec<&PageRecord> = records.iter().filter(|r| r.ok).collect();
+    sorted.sort_by_key(|r| r.page.global);
+    for r in sorted {
+        let path = &corpus.documents[r.page.doc as usize].path;
+        let truth = match renderer
+            .document(path)
+            .and_then(|d| d.text_layer(r.page.page, spec))
+        {
+            Ok(t) if !t.is_empty() => t,
+            _ => {
+                without += 1;
+                continue;
+            }
+        };
+        let c = quality::page_cer(&r.output.regions, &truth);
+        total.add(&c);
+        measured += 1;
+        pages.push(PageCer {
+            id: r.id.to_string(),
+            reference_chars: c.reference_chars as u64,
+            errors: c.errors() as u64,
+            cer: c.cer(),
+        });
+    }
+    CerReport {
+        method: "reference = the PDF's visible text layer (pdfium characters, boxes scaled to the rendered page); each reference character goes to the smallest OCR line containing its centre; edit distance per line plus uncovered reference characters; whitespace ignored".into(),
+        pages_measured: measured,
+        pages_without_text_layer: without,
+        reference_chars: total.reference_chars as u64,
+        edits: total.edits as u64,
+        missed: total.missed as u64,
+        cer: total.cer(),
+        pages,
+    }
 }

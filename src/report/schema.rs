@@ -15,7 +15,7 @@ use crate::metrics::memory::MemorySample;
 use crate::metrics::span::{Span, WorkerId};
 use crate::models::{ModelInfo, StageKind};
 
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A pipebench run report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -55,6 +55,47 @@ pub struct Report {
     pub errors: Vec<ErrorReport>,
     /// A digest of everything extracted, to check strategies agree.
     pub output: OutputDigest,
+    /// How good the outputs are, where the corpus says (measured after the run, untimed).
+    pub quality: QualityReport,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QualityReport {
+    /// OCR character error rate against the PDFs' own text layers; absent when the OCR stage
+    /// ran a test model.
+    pub ocr_cer: Option<CerReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CerReport {
+    /// How the reference was made and matched.
+    pub method: String,
+    /// Pages with a visible text layer that were measured.
+    pub pages_measured: u64,
+    /// Processed pages without a visible text layer (scans): not measured.
+    pub pages_without_text_layer: u64,
+    /// Non-whitespace reference characters.
+    pub reference_chars: u64,
+    /// Edits within OCR lines that cover reference characters.
+    pub edits: u64,
+    /// Reference characters outside every OCR line.
+    pub missed: u64,
+    /// (edits + missed) / reference_chars.
+    pub cer: f64,
+    /// Per measured page, in corpus order.
+    pub pages: Vec<PageCer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PageCer {
+    /// `document#pN`.
+    pub id: String,
+    pub reference_chars: u64,
+    pub errors: u64,
+    pub cer: f64,
 }
 
 /// How the numbers were made.

@@ -1,0 +1,169 @@
+//! Output quality: the character error rate (CER) of OCR against the PDF's own text layer.
+//!
+//! Born-digital pages carry their text with character boxes, which makes them free ground
+//! truth. Each ground-truth character goes to the OCR line whose box contains its centre (the
+//! smallest such box); per line, the edit distance between the OCR text and the line's
+//! ground-truth characters (in pdfium's order) counts as errors; ground-truth characters that no
+//! OCR line covers count as missed (deletions). Whitespace is ignored on both sides: PDF text
+//! layers encode spaces inconsistently (pdfium infers many of them). Pages without a visible
+//! text layer (scans) are not measured. OCR text outside every ground-truth character
+//! (hallucinations on figures) is counted only where it falls in a line that has ground truth.
+
+use crate::corpus::render::TextChar;
+use crate::page::Region;
+
+/// CER counts for one page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CerCounts {
+    /// Non-whitespace ground-truth characters.
+    pub reference_chars: usize,
+    /// Edit operations within matched lines.
+    pub edits: usize,
+    /// Ground-truth characters outside every OCR line.
+    pub missed: usize,
+}
+
+impl CerCounts {
+    pub fn errors(&self) -> usize {
+        self.edits + self.missed
+    }
+
+    pub fn cer(&self) -> f64 {
+        if self.reference_chars == 0 {
+            0.0
+        } else {
+            self.errors() as f64 / self.reference_chars as f64
+        }
+    }
+
+    pub fn add(&mut self, o: &CerCounts) {
+        self.reference_chars += o.reference_chars;
+        self.edits += o.edits;
+        self.missed += o.missed;
+    }
+}
+
+/// Levenshtein distance between two character sequences.
+pub fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// CER counts of a page's OCR lines against its text layer.
+pub fn page_cer(lines: &[Region], truth: &[TextChar]) -> CerCounts {
+    let lines: Vec<&Region> = lines.iter().filter(|r| r.text.is_some()).collect();
+    let mut per_line: Vec<Vec<char>> = vec![Vec::new(); lines.len()];
+    let mut counts = CerCounts {
+        reference_chars: truth.len(),
+        ..Default::default()
+    };
+    for t in truth {
+        let (cx, cy) = ((t.bbox[0] + t.bbox[2]) / 2.0, (t.bbox[1] + t.bbox[3]) / 2.0);
+        let area = |b: &[f32; 4]| (b[2] - b[0]) * (b[3] - b[1]);
+        let owner = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                r.bbox[0] <= cx && cx <= r.bbox[2] && r.bbox[1] <= cy && cy <= r.bbox[3]
+            })
+            .min_by(|a, b| area(&a.1.bbox).total_cmp(&area(&b.1.bbox)))
+            .map(|(i, _)| i);
+        match owner {
+            Some(i) => per_line[i].push(t.ch),
+            None => counts.missed += 1,
+        }
+    }
+    for (r, truth_chars) in lines.iter().zip(&per_line) {
+        if truth_chars.is_empty() {
+            continue;
+        }
+        let ocr: Vec<char> = r
+            .text
+            .as_deref()
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        counts.edits += edit_distance(&ocr, truth_chars);
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(text: &str, bbox: [f32; 4]) -> Region {
+        Region {
+            class: "text_line".into(),
+            bbox,
+            confidence: 1.0,
+            text: Some(text.into()),
+            html: None,
+        }
+    }
+
+    fn chars(s: &str, y: f32) -> Vec<TextChar> {
+        s.chars()
+            .enumerate()
+            .filter(|(_, c)| !c.is_whitespace())
+            .map(|(i, ch)| TextChar {
+                ch,
+                bbox: [i as f32 * 10.0, y, i as f32 * 10.0 + 9.0, y + 10.0],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn edit_distance_basics() {
+        let v = |s: &str| s.chars().collect::<Vec<_>>();
+        assert_eq!(edit_distance(&v("kitten"), &v("sitting")), 3);
+        assert_eq!(edit_distance(&v(""), &v("abc")), 3);
+        assert_eq!(edit_distance(&v("same"), &v("same")), 0);
+    }
+
+    #[test]
+    fn perfect_ocr_has_zero_cer_regardless_of_spaces() {
+        let truth = chars("Hello world", 0.0);
+        let c = page_cer(&[line("Hello  world", [0.0, 0.0, 200.0, 10.0])], &truth);
+        assert_eq!(
+            c,
+            CerCounts {
+                reference_chars: 10,
+                edits: 0,
+                missed: 0
+            }
+        );
+    }
+
+    #[test]
+    fn substitutions_and_missed_lines_count() {
+        let mut truth = chars("abcd", 0.0);
+        truth.extend(chars("efgh", 50.0));
+        // First line read with one error; second line not detected at all.
+        let c = page_cer(&[line("abXd", [0.0, 0.0, 100.0, 10.0])], &truth);
+        assert_eq!((c.edits, c.missed, c.reference_chars), (1, 4, 8));
+        assert!((c.cer() - 5.0 / 8.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn characters_go_to_the_line_that_contains_them() {
+        let mut truth = chars("top", 0.0);
+        truth.extend(chars("low", 20.0));
+        let lines = [
+            line("low", [0.0, 20.0, 100.0, 30.0]),
+            line("top", [0.0, 0.0, 100.0, 10.0]),
+        ];
+        assert_eq!(page_cer(&lines, &truth).errors(), 0);
+    }
+}
