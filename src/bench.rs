@@ -159,3 +159,145 @@ pub fn render(args: BenchRenderArgs) -> anyhow::Result<ExitStatus> {
     }
     Ok(ExitStatus::Ok)
 }
+
+/// `pipebench bench-ocr`: candle OCR on real pages, then onnxruntime on the same workload.
+pub fn ocr(args: crate::cli::BenchOcrArgs) -> anyhow::Result<ExitStatus> {
+    use crate::models::ocr::preprocess::Bgr;
+    use crate::models::ocr::stage::{OcrProfile, OcrRelease, OcrStage};
+    if crate::report::environment::build_profile() == "debug" {
+        eprintln!(
+            "pipebench: warning: this is a DEBUG build; timings are not representative (use --release)"
+        );
+    }
+    crate::assets::pdfium::bind(&args.pdfium, &mut |m| eprintln!("pipebench: {m}"))?;
+    let release = OcrRelease::from_model_id(&args.model)
+        .ok_or_else(|| anyhow::anyhow!("unknown OCR model `{}`: ppocrv5 or ppocrv4", args.model))?;
+    let root = crate::assets::cache_root(args.pdfium.cache_dir.as_deref());
+    let device = candle_core::Device::Cpu;
+    let stage = OcrStage::load(
+        release,
+        &args.model,
+        args.rec_batch_size,
+        &root,
+        args.pdfium.offline,
+        &device,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut corpus = Corpus::discover(&args.corpus)?;
+    corpus.probe();
+    let all = corpus.pages(None);
+    let n = args.pages.clamp(1, all.len().max(1));
+    // Evenly spaced pages, so a long manual at the start of the corpus does not dominate.
+    let picked: Vec<PageRef> = (0..n).map(|i| all[i * all.len() / n]).collect();
+    let spec = RenderSpec {
+        dpi: args.dpi,
+        max_long_side_px: None,
+    };
+    let threads = candle_core::utils::get_num_threads();
+    println!(
+        "bench-ocr: {} pages of {} at {} dpi, {} (rec batch {}), candle on cpu with {threads} threads",
+        picked.len(),
+        corpus.name,
+        args.dpi,
+        args.model,
+        args.rec_batch_size
+    );
+    let mut renderer = Renderer::new();
+    let mut prof = OcrProfile::default();
+    let t = Instant::now();
+    for p in &picked {
+        let doc = &corpus.documents[p.doc as usize];
+        let img = renderer.render(&doc.path, p.page, &spec)?;
+        let bgr = Bgr {
+            width: img.width as usize,
+            height: img.height as usize,
+            stride: img.stride as usize,
+            data: &img.data,
+        };
+        stage.ocr_page(&bgr, &mut prof)?;
+    }
+    let wall = t.elapsed().as_secs_f64();
+    let s = |ns: u64| ns as f64 / 1e9;
+    println!(
+        "  candle det: {} pages   model {:>8.2} s   with pre/post {:>8.2} s",
+        prof.det_shapes.len(),
+        s(prof.det_model_ns),
+        s(prof.det_total_ns)
+    );
+    println!(
+        "  candle rec: {} lines in {} batches   model {:>8.2} s   with pre/post {:>8.2} s",
+        prof.lines,
+        prof.rec_shapes.len(),
+        s(prof.rec_model_ns),
+        s(prof.rec_total_ns)
+    );
+    println!(
+        "  candle OCR wall (render excluded from the model figures): {wall:.2} s, {:.2} s/page",
+        wall / picked.len() as f64
+    );
+    let files = |id: &str| {
+        crate::models::weights::card(id).and_then(|c| c.ensure(&root, true, false, &mut |_| {}))
+    };
+    let (det_id, rec_id) = match release {
+        OcrRelease::V5 => ("ppocrv5-det", "ppocrv5-rec"),
+        OcrRelease::V4 => ("ppocrv4-det", "ppocrv4-rec"),
+    };
+    let workload = serde_json::json!({
+        "threads": threads,
+        "det_onnx": files(det_id)?.onnx,
+        "rec_onnx": files(rec_id)?.onnx,
+        "det_shapes": prof.det_shapes,
+        "rec_shapes": prof.rec_shapes,
+        "candle": { "det_model_s": s(prof.det_model_ns), "rec_model_s": s(prof.rec_model_ns), "det_total_s": s(prof.det_total_ns), "rec_total_s": s(prof.rec_total_ns) },
+    });
+    let path = args.workload.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!(
+            "pipebench-ocr-workload-{}.json",
+            std::process::id()
+        ))
+    });
+    std::fs::write(&path, serde_json::to_vec_pretty(&workload)?)?;
+    println!("  workload: {}", path.display());
+    if args.no_reference {
+        return Ok(ExitStatus::Ok);
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/ocr_reference.py");
+    let py = std::env::var("PIPEBENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(&py)
+        .arg(&script)
+        .arg("--workload")
+        .arg(&path)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let r: serde_json::Value = serde_json::from_slice(&o.stdout)
+                .map_err(|e| anyhow::anyhow!("reading {} output: {e}", script.display()))?;
+            let (od, orr) = (
+                r["det_model_s"].as_f64().unwrap_or(f64::NAN),
+                r["rec_model_s"].as_f64().unwrap_or(f64::NAN),
+            );
+            println!(
+                "  onnxruntime {} ({} threads), same shapes: det {od:.2} s   rec {orr:.2} s",
+                r["version"].as_str().unwrap_or("?"),
+                r["threads"]
+            );
+            let (cd, cr) = (s(prof.det_model_ns), s(prof.rec_model_ns));
+            println!(
+                "  candle / onnxruntime (model time): det {:.2}x   rec {:.2}x   det+rec {:.2}x",
+                cd / od,
+                cr / orr,
+                (cd + cr) / (od + orr)
+            );
+        }
+        Ok(o) => eprintln!(
+            "pipebench: onnxruntime reference skipped: {} failed: {}\n  fix: python3 -m pip install onnxruntime==1.32.0 numpy (or set PIPEBENCH_PYTHON)",
+            script.display(),
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ),
+        Err(e) => eprintln!("pipebench: onnxruntime reference skipped: cannot run {py}: {e}"),
+    }
+    Ok(ExitStatus::Ok)
+}

@@ -51,6 +51,9 @@ pub enum Command {
     Models(ModelsArgs),
     /// Measure PDF rendering alone: in-process vs a pool of render processes.
     BenchRender(BenchRenderArgs),
+    /// Measure OCR (PP-OCR det + rec in candle) on real pages, and onnxruntime on the same
+    /// workload with the same weights when Python has onnxruntime.
+    BenchOcr(BenchOcrArgs),
     /// Print the JSON schema of the report (results/report.schema.json is this output).
     Schema,
     /// Internal: a render worker process of the render pool (speaks a binary protocol on
@@ -166,6 +169,34 @@ pub struct BenchRenderArgs {
     /// Also write the results as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub pdfium: PdfiumArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchOcrArgs {
+    /// PDF files or folders.
+    #[arg(required = true, value_name = "CORPUS")]
+    pub corpus: Vec<PathBuf>,
+    /// Pages to OCR, spread evenly over the corpus.
+    #[arg(long, default_value_t = 20)]
+    pub pages: usize,
+    /// OCR model: ppocrv5 or ppocrv4.
+    #[arg(long, default_value = "ppocrv5")]
+    pub model: String,
+    /// Text lines per recognition call.
+    #[arg(long, default_value_t = 6)]
+    pub rec_batch_size: usize,
+    /// Rendering resolution.
+    #[arg(long, default_value_t = 150.0)]
+    pub dpi: f32,
+    /// Where to write the workload (model input shapes and candle timings) as JSON
+    /// [default: a temporary file].
+    #[arg(long, value_name = "FILE")]
+    pub workload: Option<PathBuf>,
+    /// Skip the onnxruntime side (benches/ocr_reference.py).
+    #[arg(long)]
+    pub no_reference: bool,
     #[command(flatten)]
     pub pdfium: PdfiumArgs,
 }

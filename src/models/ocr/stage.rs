@@ -81,6 +81,21 @@ fn f32_list(card: &ModelCard, key: &str) -> Result<[f32; 3], StageError> {
     })
 }
 
+/// Where OCR time goes, and the model input shapes (for replaying the same workload on
+/// another runtime). Filled by [`OcrStage::ocr_page`] and the stage itself.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct OcrProfile {
+    pub det_model_ns: u64,
+    pub det_total_ns: u64,
+    pub rec_model_ns: u64,
+    pub rec_total_ns: u64,
+    /// Detection inputs, [H, W].
+    pub det_shapes: Vec<[usize; 2]>,
+    /// Recognition batches, [lines, width].
+    pub rec_shapes: Vec<[usize; 2]>,
+    pub lines: usize,
+}
+
 pub struct OcrStage {
     id: String,
     det: DbDetector,
@@ -152,7 +167,12 @@ impl OcrStage {
         })
     }
 
-    fn detect(&self, img: &Bgr<'_>) -> candle_core::Result<Vec<db_post::TextBox>> {
+    fn detect(
+        &self,
+        img: &Bgr<'_>,
+        prof: &mut OcrProfile,
+    ) -> candle_core::Result<Vec<db_post::TextBox>> {
+        let t0 = std::time::Instant::now();
         let (h, w) = det_size(img.height, img.width, DET_LIMIT_SIDE, DET_MAX_SIDE);
         let resized;
         let src = if (h, w) == (img.height, img.width) {
@@ -177,9 +197,13 @@ impl OcrStage {
             h,
         );
         let x = Tensor::from_vec(input, (1, 3, h, w), &self.device)?;
+        let tm = std::time::Instant::now();
         let prob = self.det.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+        prof.det_model_ns += tm.elapsed().as_nanos() as u64;
+        prof.det_shapes.push([h, w]);
         let mut boxes = db_post::boxes_from_prob_map(&prob, w, h, img.width, img.height, &self.db);
         db_post::sort_reading_order(&mut boxes);
+        prof.det_total_ns += t0.elapsed().as_nanos() as u64;
         Ok(boxes)
     }
 
@@ -187,7 +211,10 @@ impl OcrStage {
     fn recognize(
         &self,
         crops: &[(usize, usize, Vec<u8>)],
+        prof: &mut OcrProfile,
     ) -> candle_core::Result<Vec<(String, f32)>> {
+        let t0 = std::time::Instant::now();
+        prof.lines += crops.len();
         let mut order: Vec<usize> = (0..crops.len()).collect();
         let ratio = |i: usize| crops[i].0 as f64 / crops[i].1 as f64;
         order.sort_by(|a, b| ratio(*a).total_cmp(&ratio(*b)));
@@ -227,9 +254,12 @@ impl OcrStage {
                 );
             }
             let x = Tensor::from_vec(input, (chunk.len(), 3, REC_HEIGHT, bw), &self.device)?;
+            let tm = std::time::Instant::now();
             let logits = self.rec.forward_logits(&x)?;
             let classes = logits.dim(2)?;
             let all = logits.flatten_all()?.to_vec1::<f32>()?;
+            prof.rec_model_ns += tm.elapsed().as_nanos() as u64;
+            prof.rec_shapes.push([chunk.len(), bw]);
             let per_row = all.len() / chunk.len().max(1);
             for (row, &i) in chunk.iter().enumerate() {
                 let d = greedy_decode_logits(
@@ -240,7 +270,35 @@ impl OcrStage {
                 out[i] = (d.text, d.confidence);
             }
         }
+        prof.rec_total_ns += t0.elapsed().as_nanos() as u64;
         Ok(out)
+    }
+
+    /// OCR of one page image outside the pipeline (benchmarks): the lines in reading order as
+    /// (box, text, confidence); timings and shapes are added to `prof`.
+    pub fn ocr_page(
+        &self,
+        img: &Bgr<'_>,
+        prof: &mut OcrProfile,
+    ) -> candle_core::Result<Vec<(db_post::TextBox, String, f32)>> {
+        let boxes = self.detect(img, prof)?;
+        let im = Image {
+            width: img.width,
+            height: img.height,
+            stride: img.stride,
+            channels: 3,
+            data: img.data,
+        };
+        let crops: Vec<_> = boxes
+            .iter()
+            .map(|b| db_post::crop_text_line(&im, &b.points))
+            .collect();
+        let texts = self.recognize(&crops, prof)?;
+        Ok(boxes
+            .into_iter()
+            .zip(texts)
+            .map(|(b, (t, c))| (b, t, c))
+            .collect())
     }
 }
 
@@ -263,6 +321,7 @@ impl Stage for OcrStage {
         // Detection and cropping per page; recognition over all lines of the batch at once.
         let mut crops = Vec::new();
         let mut owners = Vec::new();
+        let mut prof = OcrProfile::default();
         for (pi, page) in batch.iter().enumerate() {
             let Some(im) = page.image.as_ref() else {
                 return Err(StageError::new(
@@ -276,7 +335,7 @@ impl Stage for OcrStage {
                 stride: im.stride as usize,
                 data: &im.data,
             };
-            let boxes = self.detect(&bgr).map_err(model_err)?;
+            let boxes = self.detect(&bgr, &mut prof).map_err(model_err)?;
             let img = Image {
                 width: bgr.width,
                 height: bgr.height,
@@ -289,7 +348,7 @@ impl Stage for OcrStage {
                 owners.push((pi, b));
             }
         }
-        let texts = self.recognize(&crops).map_err(model_err)?;
+        let texts = self.recognize(&crops, &mut prof).map_err(model_err)?;
         for ((pi, b), (text, conf)) in owners.into_iter().zip(texts) {
             let xs = b.points.map(|p| p[0]);
             let ys = b.points.map(|p| p[1]);
