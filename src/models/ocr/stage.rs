@@ -20,8 +20,8 @@ use crate::models::weights::{ModelCard, card};
 use crate::models::{ModelInfo, Stage, StageError, StageKind};
 use crate::page::{PageWork, Region};
 
-/// PaddleOCR's detection input rule: shorter side at least this (it only ever upscales tiny
-/// pages) …
+/// PaddleOCR's detection input rule, used when a card does not say: shorter side at least this
+/// (it only ever upscales tiny pages) …
 const DET_LIMIT_SIDE: usize = 64;
 /// … and the longer side capped here (PaddleOCR 3's `max_side_limit`).
 const DET_MAX_SIDE: usize = 4000;
@@ -96,12 +96,18 @@ pub struct OcrProfile {
     pub lines: usize,
 }
 
+fn usize_or(card: &ModelCard, key: &str, default: usize) -> usize {
+    card.preprocess.get(key).and_then(|v| v.as_integer()).map_or(default, |v| v.max(1) as usize)
+}
+
 pub struct OcrStage {
     id: String,
     det: DbDetector,
     rec: SvtrRecognizer,
     dict: Dictionary,
-    det_norm: ([f32; 3], [f32; 3]),
+        det_norm: ([f32; 3], [f32; 3]),
+    /// Detection sizing from the card: (limit_side_len, max_side_limit).
+    det_limits: (usize, usize),
     rec_norm: ([f32; 3], [f32; 3]),
     db: DbParams,
     rec_batch: usize,
@@ -155,7 +161,8 @@ impl OcrStage {
             det,
             rec,
             dict,
-            det_norm: (f32_list(&det_card, "mean")?, f32_list(&det_card, "std")?),
+                        det_norm: (f32_list(&det_card, "mean")?, f32_list(&det_card, "std")?),
+            det_limits: (usize_or(&det_card, "limit_side_len", DET_LIMIT_SIDE), usize_or(&det_card, "max_side_limit", DET_MAX_SIDE)),
             rec_norm: (f32_list(&rec_card, "mean")?, f32_list(&rec_card, "std")?),
             db: DbParams::default(),
             rec_batch: rec_batch.max(1),
@@ -173,7 +180,7 @@ impl OcrStage {
         prof: &mut OcrProfile,
     ) -> candle_core::Result<Vec<db_post::TextBox>> {
         let t0 = std::time::Instant::now();
-        let (h, w) = det_size(img.height, img.width, DET_LIMIT_SIDE, DET_MAX_SIDE);
+        let (h, w) = det_size(img.height, img.width, self.det_limits.0, self.det_limits.1);
         let resized;
         let src = if (h, w) == (img.height, img.width) {
             *img
