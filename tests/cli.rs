@@ -461,3 +461,39 @@ fn default_strategy_runs_real_ocr_and_saves_outputs() {
     assert!(regions.len() > 40, "{} text lines", regions.len());
     assert!(regions.iter().all(|g| g["class"] == "text_line" && g["confidence"].as_f64().is_some_and(|c| c > 0.0)));
 }
+
+#[test]
+fn bench_ocr_measures_model_time_and_writes_the_workload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wl = dir.path().join("wl.json");
+    cmd()
+        .args(["bench-ocr", "--pages", "1", "--no-reference", "--workload"])
+        .arg(&wl)
+        .arg(smoke().join("gofpdf-cellformat-tables.pdf"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("candle det: 1 pages"))
+        .stdout(predicate::str::contains("candle rec:"));
+    let w = read_json(&wl);
+    assert_eq!(w["det_shapes"].as_array().expect("det shapes").len(), 1);
+    assert!(
+        !w["rec_shapes"].as_array().expect("rec shapes").is_empty(),
+        "the page has text lines"
+    );
+    assert!(
+        w["det_onnx"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("model.onnx"))
+    );
+}
+
+#[test]
+fn models_lists_every_card() {
+    cmd()
+        .arg("models")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("ppocrv5-det"))
+        .stdout(predicate::str::contains("ppocrv4-rec"))
+        .stdout(predicate::str::contains("Apache-2.0"));
+}

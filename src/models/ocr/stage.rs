@@ -97,7 +97,10 @@ pub struct OcrProfile {
 }
 
 fn usize_or(card: &ModelCard, key: &str, default: usize) -> usize {
-    card.preprocess.get(key).and_then(|v| v.as_integer()).map_or(default, |v| v.max(1) as usize)
+    card.preprocess
+        .get(key)
+        .and_then(|v| v.as_integer())
+        .map_or(default, |v| v.max(1) as usize)
 }
 
 pub struct OcrStage {
@@ -105,7 +108,7 @@ pub struct OcrStage {
     det: DbDetector,
     rec: SvtrRecognizer,
     dict: Dictionary,
-        det_norm: ([f32; 3], [f32; 3]),
+    det_norm: ([f32; 3], [f32; 3]),
     /// Detection sizing from the card: (limit_side_len, max_side_limit).
     det_limits: (usize, usize),
     rec_norm: ([f32; 3], [f32; 3]),
@@ -161,8 +164,11 @@ impl OcrStage {
             det,
             rec,
             dict,
-                        det_norm: (f32_list(&det_card, "mean")?, f32_list(&det_card, "std")?),
-            det_limits: (usize_or(&det_card, "limit_side_len", DET_LIMIT_SIDE), usize_or(&det_card, "max_side_limit", DET_MAX_SIDE)),
+            det_norm: (f32_list(&det_card, "mean")?, f32_list(&det_card, "std")?),
+            det_limits: (
+                usize_or(&det_card, "limit_side_len", DET_LIMIT_SIDE),
+                usize_or(&det_card, "max_side_limit", DET_MAX_SIDE),
+            ),
             rec_norm: (f32_list(&rec_card, "mean")?, f32_list(&rec_card, "std")?),
             db: DbParams::default(),
             rec_batch: rec_batch.max(1),
