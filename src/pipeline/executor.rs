@@ -179,10 +179,15 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 /// Maps an error message to a kind; device out-of-memory gets advice.
 pub fn classify(message: &str) -> StageError {
     let lower = message.to_lowercase();
-    if lower.contains("out of memory")
-        || lower.contains("oom")
-        || lower.contains("alloc") && lower.contains("fail")
-    {
+    // Phrases CUDA, Metal and allocators use; a bare "oom" would match words like "room".
+    let oom = [
+        "out of memory",
+        "out_of_memory",
+        "failed to allocate",
+        "allocation failed",
+        "cannot allocate memory",
+    ];
+    if oom.iter().any(|p| lower.contains(p)) {
         StageError::new(
             "oom",
             format!(
@@ -400,6 +405,7 @@ mod tests {
 
     #[test]
     fn out_of_memory_is_classified_with_advice() {
+        assert_eq!(classify("no room left in the queue").kind, "device");
         let e = classify("CUDA_ERROR_OUT_OF_MEMORY: out of memory");
         assert_eq!(e.kind, "oom");
         assert!(e.message.contains("batch_size"));
