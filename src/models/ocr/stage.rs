@@ -180,6 +180,28 @@ impl OcrStage {
         })
     }
 
+    /// Detects a page's lines (reading order) and cuts each one out, upright.
+    #[allow(clippy::type_complexity)]
+    fn detect_and_crop(
+        &self,
+        img: &Bgr<'_>,
+        prof: &mut OcrProfile,
+    ) -> candle_core::Result<(Vec<db_post::TextBox>, Vec<(usize, usize, Vec<u8>)>)> {
+        let boxes = self.detect(img, prof)?;
+        let im = Image {
+            width: img.width,
+            height: img.height,
+            stride: img.stride,
+            channels: 3,
+            data: img.data,
+        };
+        let crops = boxes
+            .iter()
+            .map(|b| db_post::crop_text_line(&im, &b.points))
+            .collect();
+        Ok((boxes, crops))
+    }
+
     fn detect(
         &self,
         img: &Bgr<'_>,
@@ -294,18 +316,7 @@ impl OcrStage {
         img: &Bgr<'_>,
         prof: &mut OcrProfile,
     ) -> candle_core::Result<Vec<(db_post::TextBox, String, f32)>> {
-        let boxes = self.detect(img, prof)?;
-        let im = Image {
-            width: img.width,
-            height: img.height,
-            stride: img.stride,
-            channels: 3,
-            data: img.data,
-        };
-        let crops: Vec<_> = boxes
-            .iter()
-            .map(|b| db_post::crop_text_line(&im, &b.points))
-            .collect();
+        let (boxes, crops) = self.detect_and_crop(img, prof)?;
         let texts = self.recognize(&crops, prof)?;
         Ok(boxes
             .into_iter()
@@ -348,18 +359,9 @@ impl Stage for OcrStage {
                 stride: im.stride as usize,
                 data: &im.data,
             };
-            let boxes = self.detect(&bgr, &mut prof).map_err(model_err)?;
-            let img = Image {
-                width: bgr.width,
-                height: bgr.height,
-                stride: bgr.stride,
-                channels: 3,
-                data: bgr.data,
-            };
-            for b in boxes {
-                crops.push(db_post::crop_text_line(&img, &b.points));
-                owners.push((pi, b));
-            }
+            let (boxes, page_crops) = self.detect_and_crop(&bgr, &mut prof).map_err(model_err)?;
+            crops.extend(page_crops);
+            owners.extend(boxes.into_iter().map(|b| (pi, b)));
         }
         let texts = self.recognize(&crops, &mut prof).map_err(model_err)?;
         for ((pi, b), (text, conf)) in owners.into_iter().zip(texts) {
