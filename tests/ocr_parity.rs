@@ -11,6 +11,19 @@ fn fixtures() -> std::collections::HashMap<String, Tensor> {
     candle_core::safetensors::load(path, &Device::Cpu).expect("fixture file")
 }
 
+/// The cached (fetched on first use) weights of a model card.
+fn weights(id: &str) -> pipebench::models::weights::ModelFiles {
+    card(id)
+        .expect("card")
+        .ensure(
+            &pipebench::assets::cache_root(None),
+            false,
+            false,
+            &mut |m| eprintln!("{m}"),
+        )
+        .expect("weights")
+}
+
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
     (a - b)
@@ -23,15 +36,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 
 #[test]
 fn ppocrv5_det_probability_map_matches_onnxruntime() {
-    let files = card("ppocrv5-det")
-        .expect("card")
-        .ensure(
-            &pipebench::assets::cache_root(None),
-            false,
-            false,
-            &mut |m| eprintln!("{m}"),
-        )
-        .expect("weights");
+    let files = weights("ppocrv5-det");
     let det =
         DbDetector::from_onnx_file("ppocrv5-det", &files.onnx, &Device::Cpu).expect("model loads");
     let fx = fixtures();
@@ -56,15 +61,7 @@ fn ppocrv5_det_probability_map_matches_onnxruntime() {
 
 #[test]
 fn ppocrv4_det_loads_through_the_same_architecture() {
-    let files = card("ppocrv4-det")
-        .expect("card")
-        .ensure(
-            &pipebench::assets::cache_root(None),
-            false,
-            false,
-            &mut |m| eprintln!("{m}"),
-        )
-        .expect("weights");
+    let files = weights("ppocrv4-det");
     let det = DbDetector::from_onnx_file("ppocrv4-det", &files.onnx, &Device::Cpu)
         .expect("every parameter group is consumed in order");
     let input = fixtures()["det.input"].clone();
@@ -85,15 +82,7 @@ fn ppocrv4_det_loads_through_the_same_architecture() {
 #[test]
 fn ppocrv5_rec_probabilities_match_onnxruntime() {
     use pipebench::models::svtr_rec::SvtrRecognizer;
-    let files = card("ppocrv5-rec")
-        .expect("card")
-        .ensure(
-            &pipebench::assets::cache_root(None),
-            false,
-            false,
-            &mut |m| eprintln!("{m}"),
-        )
-        .expect("weights");
+    let files = weights("ppocrv5-rec");
     let rec = SvtrRecognizer::from_onnx_file("ppocrv5-rec", &files.onnx, &Device::Cpu)
         .expect("model loads");
     let fx = fixtures();
@@ -123,15 +112,7 @@ fn ppocrv5_rec_probabilities_match_onnxruntime() {
 fn ppocrv5_rec_decodes_the_reference_texts() {
     use pipebench::models::ocr::ctc::{Dictionary, greedy_decode};
     use pipebench::models::svtr_rec::SvtrRecognizer;
-    let files = card("ppocrv5-rec")
-        .expect("card")
-        .ensure(
-            &pipebench::assets::cache_root(None),
-            false,
-            false,
-            &mut |m| eprintln!("{m}"),
-        )
-        .expect("weights");
+    let files = weights("ppocrv5-rec");
     let dict = Dictionary::from_aligned_lines(
         &std::fs::read_to_string(&files.files["dictionary"]).expect("dictionary"),
     );
@@ -174,15 +155,7 @@ fn ppocrv5_rec_decodes_the_reference_texts() {
 fn ppocrv4_rec_loads_and_reads_the_same_line() {
     use pipebench::models::ocr::ctc::{Dictionary, greedy_decode};
     use pipebench::models::svtr_rec::SvtrRecognizer;
-    let files = card("ppocrv4-rec")
-        .expect("card")
-        .ensure(
-            &pipebench::assets::cache_root(None),
-            false,
-            false,
-            &mut |m| eprintln!("{m}"),
-        )
-        .expect("weights");
+    let files = weights("ppocrv4-rec");
     let dict = Dictionary::from_character_list(&files.metadata["character"]);
     let rec = SvtrRecognizer::from_onnx_file("ppocrv4-rec", &files.onnx, &Device::Cpu)
         .expect("every parameter group is consumed in order");
