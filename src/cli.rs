@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 const AFTER_HELP: &str = "\
 Exit codes:
   0  success
-  1  regression found by `compare`
+    1  reserved for `compare` (a regression found); no command of this version returns it
   2  errors: a document, page or stage failed (the run went on and the report lists them),
      the run was interrupted (Ctrl-C: the report of the pages done is still written),
      or the run could not start
@@ -18,7 +18,8 @@ on stderr and in the report; the other documents still run.
 Examples:
   pipebench run corpora/sample
   pipebench run corpora/sample --strategy strategies/sequential.toml --out results/seq.json
-  pipebench bench-render corpora/sample --processes 1,2 --dpi 150
+    pipebench bench-render corpora/sample --processes 1,2 --dpi 150
+  pipebench bench-ocr corpora/sample --pages 12
   pipebench setup
   pipebench models";
 
