@@ -1,6 +1,6 @@
 //! `pipebench` binary: parse the command line, run, map the outcome to an exit code.
 //!
-//! Exit codes (also in `pipebench --help`): 0 ok, 1 regression found by `compare`,
+//! Exit codes (also in `pipebench --help`): 0 ok, 1 reserved for `compare` (a regression),
 //! 2 errors (a document, page or stage failed, or the run could not start).
 
 use clap::Parser;
