@@ -93,12 +93,6 @@ impl PageImage {
             }
         }
     }
-
-    /// The pixel at (x, y) as (b, g, r).
-    pub fn pixel(&self, x: u32, y: u32) -> (u8, u8, u8) {
-        let i = (y * self.stride + x * 3) as usize;
-        (self.data[i], self.data[i + 1], self.data[i + 2])
-    }
 }
 
 /// Render resolution: a DPI, optionally capped by the longer side in pixels.

@@ -411,16 +411,6 @@ impl ParamCursor {
         }
     }
 
-    /// Peeks at whether the next group is a depthwise convolution.
-    pub fn next_is_depthwise_conv(&self) -> bool {
-        matches!(self.params.get(self.next), Some(Param::Conv(c)) if c.groups > 1 && c.groups == c.weight.dim(0).unwrap_or(0))
-    }
-
-    /// The kinds of every parameter group, in order (for diagnostics).
-    pub fn kinds(&self) -> Vec<String> {
-        self.params.iter().map(Param::kind).collect()
-    }
-
     /// Every parameter must have been used.
     pub fn finish(self) -> Result<(), GraphError> {
         let left = self.params.len() - self.next;

@@ -1,7 +1,7 @@
 //! Devices: `cpu`, `cuda[:N]` (feature `cuda`), `metal[:N]` (feature `metal`), and CPU threads.
 //!
 //! candle is lazy on accelerators: work is queued and runs later, so the executor calls
-//! [`synchronize`] before reading the clock on both sides of a stage call. On CPU it is a no-op.
+//! `Device::synchronize` before reading the clock on both sides of a stage call. On CPU it is a no-op.
 
 use candle_core::Device;
 
@@ -80,11 +80,6 @@ pub fn open(spec: DeviceSpec) -> Result<Device, DeviceError> {
             })
         }
     }
-}
-
-/// Waits for queued device work (no-op on CPU).
-pub fn synchronize(device: &Device) -> candle_core::Result<()> {
-    device.synchronize()
 }
 
 /// Sets the CPU thread count for candle/rayon. Call first thing in `main`, before any thread

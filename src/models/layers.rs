@@ -8,7 +8,7 @@ use super::deploy_graph::{BnParams, ConvParams};
 use super::ops::conv_transpose::ConvTransposeOp;
 use super::ops::dense_conv::DenseConvOp;
 use super::ops::depthwise::DepthwiseConv2d;
-use super::ops::pointwise::ChannelEpilogue;
+use super::ops::pointwise::{ChannelEpilogue, hard_sigmoid};
 
 /// Moves a convolution's bias out of `p` into an identity epilogue on `channels` channels.
 fn take_bias_epilogue(p: &mut ConvParams, channels: usize) -> Result<ChannelEpilogue> {
@@ -118,13 +118,6 @@ impl Conv {
         match &self.kind {
             ConvKind::Depthwise(d) => Some(d.geometry().stride),
             ConvKind::Dense { .. } => None,
-        }
-    }
-
-    pub fn out_channels(&self) -> usize {
-        match &self.kind {
-            ConvKind::Depthwise(d) => d.channels(),
-            ConvKind::Dense { weight, .. } => weight.dim(0).unwrap_or(0),
         }
     }
 }
@@ -275,65 +268,6 @@ pub fn bn_affine(p: &BnParams) -> Result<(Vec<f32>, Vec<f32>)> {
     Ok((a, b))
 }
 
-/// Batch norm folded to `x * a + b` per channel.
-#[derive(Debug, Clone)]
-pub struct BatchNorm {
-    a: Tensor,
-    b: Tensor,
-}
-
-impl BatchNorm {
-    pub fn new(p: BnParams) -> Result<Self> {
-        let c = p.scale.elem_count();
-        let a = (p.scale / (p.var + p.eps)?.sqrt()?)?;
-        let b = (p.bias - (&p.mean * &a)?)?;
-        Ok(Self {
-            a: a.reshape((1, c, 1, 1))?,
-            b: b.reshape((1, c, 1, 1))?,
-        })
-    }
-}
-
-impl Module for BatchNorm {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.broadcast_mul(&self.a)?.broadcast_add(&self.b)
-    }
-}
-
-/// PP-LCNetV3's learnable affine block: `x * scale + bias` with two scalars.
-#[derive(Debug, Clone, Copy)]
-pub struct Lab {
-    pub scale: f64,
-    pub bias: f64,
-}
-
-impl Module for Lab {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.affine(self.scale, self.bias)
-    }
-}
-
-/// `clamp(alpha * x + 0.5, 0, 1)`. Paddle uses alpha 1/6 (hard-swish, backbone SE) and 0.2
-/// (the DB neck's SE): the slope differs, so it is a parameter.
-pub fn hard_sigmoid(x: &Tensor, alpha: f64) -> Result<Tensor> {
-    x.affine(alpha, 0.5)?.clamp(0f32, 1f32)
-}
-
-/// `x * hard_sigmoid(x, 1/6)`.
-pub fn hard_swish(x: &Tensor) -> Result<Tensor> {
-    x.mul(&hard_sigmoid(x, 1.0 / 6.0)?)
-}
-
-/// `x * sigmoid(x)` (swish / SiLU).
-pub fn swish(x: &Tensor) -> Result<Tensor> {
-    x.mul(&sigmoid(x)?)
-}
-
-/// `1 / (1 + exp(-x))`.
-pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
-    (x.neg()?.exp()? + 1.0)?.recip()
-}
-
 /// Softmax over the last axis, shifted by the maximum for stability.
 pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
     let e = x.broadcast_sub(&x.max_keepdim(D::Minus1)?)?.exp()?;
@@ -404,23 +338,6 @@ mod tests {
     use candle_core::Device;
 
     #[test]
-    fn hard_activations_match_their_definitions() {
-        let x = Tensor::new(&[-4f32, -3.0, 0.0, 1.5, 3.0, 4.0], &Device::Cpu).expect("x");
-        let hs = hard_swish(&x).and_then(|t| t.to_vec1::<f32>()).expect("hs");
-        let expected: Vec<f32> = [-4f32, -3.0, 0.0, 1.5, 3.0, 4.0]
-            .iter()
-            .map(|v| v * (v / 6.0 + 0.5).clamp(0.0, 1.0))
-            .collect();
-        for (a, b) in hs.iter().zip(&expected) {
-            assert!((a - b).abs() < 1e-6);
-        }
-        let s = hard_sigmoid(&x, 0.2)
-            .and_then(|t| t.to_vec1::<f32>())
-            .expect("hsig");
-        assert!((s[3] - 0.8).abs() < 1e-6 && s[0] == 0.0 && s[5] == 1.0);
-    }
-
-    #[test]
     fn folded_batch_norm_matches_the_formula() {
         let dev = Device::Cpu;
         let p = BnParams {
@@ -430,15 +347,8 @@ mod tests {
             var: Tensor::new(&[4f32, 0.25], &dev).expect("t"),
             eps: 0.0,
         };
-        let bn = BatchNorm::new(p).expect("bn");
-        let x = Tensor::new(&[3f32, 3.0], &dev)
-            .and_then(|t| t.reshape((1, 2, 1, 1)))
-            .expect("x");
-        let y = bn
-            .forward(&x)
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.to_vec1::<f32>())
-            .expect("y");
+        let (a, b) = bn_affine(&p).expect("bn");
+        let y: Vec<f32> = a.iter().zip(&b).map(|(a, b)| 3.0 * a + b).collect();
         // (3-0.5)/2*2+1 = 3.5 ; (3-2)/0.5*0.5-1 = 0
         assert!((y[0] - 3.5).abs() < 1e-6 && y[1].abs() < 1e-6, "{y:?}");
     }

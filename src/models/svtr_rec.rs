@@ -15,9 +15,9 @@ use std::path::Path;
 use candle_core::{Device, Module, Result, Tensor};
 
 use super::deploy_graph::{GraphError, ParamCursor};
-use super::layers::{Conv, LayerNorm, Linear, bn_affine, softmax_last, swish};
+use super::layers::{Conv, LayerNorm, Linear, bn_affine, softmax_last};
 use super::onnx;
-use super::ops::pointwise::Act;
+use super::ops::pointwise::{Act, swish};
 use super::pplcnet_v3::PPLCNetV3;
 
 /// Attention heads of `EncoderWithSVTR` (PaddleOCR's default; 120 hidden / 8 = 15 per head).

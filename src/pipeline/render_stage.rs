@@ -55,10 +55,6 @@ impl<R: PageRenderer> RenderStage<R> {
     pub fn new(renderer: R, spec: RenderSpec) -> Self {
         Self { renderer, spec }
     }
-
-    pub fn renderer(&self) -> &R {
-        &self.renderer
-    }
 }
 
 impl<R: PageRenderer> Stage for RenderStage<R> {

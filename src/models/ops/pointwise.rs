@@ -36,6 +36,27 @@ impl Act {
     }
 }
 
+/// `1 / (1 + exp(-x))`.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    (x.neg()?.exp()? + 1.0)?.recip()
+}
+
+/// `x * sigmoid(x)` (swish / SiLU).
+pub fn swish(x: &Tensor) -> Result<Tensor> {
+    x.mul(&sigmoid(x)?)
+}
+
+/// `clamp(alpha * x + 0.5, 0, 1)`. Paddle uses alpha 1/6 (hard-swish, backbone SE) and 0.2
+/// (the DB neck's SE): the slope differs, so it is a parameter.
+pub fn hard_sigmoid(x: &Tensor, alpha: f64) -> Result<Tensor> {
+    x.affine(alpha, 0.5)?.clamp(0f32, 1f32)
+}
+
+/// `x * hard_sigmoid(x, 1/6)`.
+pub fn hard_swish(x: &Tensor) -> Result<Tensor> {
+    x.mul(&hard_sigmoid(x, 1.0 / 6.0)?)
+}
+
 /// The fused epilogue for a tensor with `scale.len()` channels on axis 1.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChannelEpilogue {
@@ -117,10 +138,6 @@ impl ChannelEpilogue {
         }
     }
 
-    pub fn channels(&self) -> usize {
-        self.scale.len()
-    }
-
     /// Applies the epilogue (fast path on CPU for contiguous f32).
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         if x.device().is_cpu() && x.dtype() == DType::F32 {
@@ -134,9 +151,9 @@ impl ChannelEpilogue {
         let y = match self.act {
             Act::Identity => y,
             Act::Relu => y.relu()?,
-            Act::HardSwish => y.mul(&y.affine(1.0 / 6.0, 0.5)?.clamp(0f32, 1f32)?)?,
-            Act::Swish => y.mul(&(y.neg()?.exp()? + 1.0)?.recip()?)?,
-            Act::Sigmoid => (y.neg()?.exp()? + 1.0)?.recip()?,
+            Act::HardSwish => hard_swish(&y)?,
+            Act::Swish => swish(&y)?,
+            Act::Sigmoid => sigmoid(&y)?,
         };
         y.affine(self.post_scale as f64, self.post_shift as f64)
     }
@@ -228,6 +245,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn hard_activations_match_their_definitions() {
+        let x = Tensor::new(&[-4f32, -3.0, 0.0, 1.5, 3.0, 4.0], &Device::Cpu).expect("x");
+        let hs = hard_swish(&x).and_then(|t| t.to_vec1::<f32>()).expect("hs");
+        let expected: Vec<f32> = [-4f32, -3.0, 0.0, 1.5, 3.0, 4.0]
+            .iter()
+            .map(|v| v * (v / 6.0 + 0.5).clamp(0.0, 1.0))
+            .collect();
+        for (a, b) in hs.iter().zip(&expected) {
+            assert!((a - b).abs() < 1e-6);
+        }
+        let s = hard_sigmoid(&x, 0.2)
+            .and_then(|t| t.to_vec1::<f32>())
+            .expect("hsig");
+        assert!((s[3] - 0.8).abs() < 1e-6 && s[0] == 0.0 && s[5] == 1.0);
     }
 
     #[test]
