@@ -173,9 +173,7 @@ fn ppocrv4_rec_loads_and_reads_the_same_line() {
 
 #[test]
 fn preprocessing_reproduces_the_reference_inputs_bit_for_bit() {
-    use pipebench::models::ocr::preprocess::{
-        Bgr, normalize_into, rec_batch_width, rec_crop_width, resize_linear,
-    };
+    use pipebench::models::ocr::preprocess::{Bgr, normalize_into, rec_batch_width, rec_row};
     let fx = fixtures();
     // Detection: normalize the raw crop (no resize: 192×256 is already a multiple of 32).
     let img = fx["det.image_bgr"]
@@ -225,30 +223,19 @@ fn preprocessing_reproduces_the_reference_inputs_bit_for_bit() {
     let mut batch = vec![0f32; 3 * 3 * 48 * bw];
     for (row, &ci) in order.iter().enumerate() {
         let (h, w, data) = &crops[ci as usize];
-        let rw = rec_crop_width(48, *w as f64 / *h as f64, bw);
-        let resized = resize_linear(
-            &Bgr {
-                width: *w,
-                height: *h,
-                stride: w * 3,
-                data,
-            },
-            rw,
+        let crop = Bgr {
+            width: *w,
+            height: *h,
+            stride: w * 3,
+            data,
+        };
+        rec_row(
+            &crop,
             48,
-        );
-        normalize_into(
-            &Bgr {
-                width: rw,
-                height: 48,
-                stride: rw * 3,
-                data: &resized,
-            },
-            [0.5; 3],
-            [0.5; 3],
-            true,
-            &mut batch[row * 3 * 48 * bw..(row + 1) * 3 * 48 * bw],
             bw,
-            48,
+            [0.5; 3],
+            [0.5; 3],
+            &mut batch[row * 3 * 48 * bw..(row + 1) * 3 * 48 * bw],
         );
     }
     let expected = fx["rec.input"]

@@ -107,6 +107,28 @@ pub fn normalize_into(
     }
 }
 
+/// One recognition batch row: resizes a text-line crop to `height` (its width from the aspect
+/// ratio, capped at `batch_w`) and writes it normalized (`x/255`, then mean/std) into `out`,
+/// a 3 × height × batch_w CHW row whose right part stays as it was (zero padding).
+pub fn rec_row(
+    crop: &Bgr<'_>,
+    height: usize,
+    batch_w: usize,
+    mean: [f32; 3],
+    std: [f32; 3],
+    out: &mut [f32],
+) {
+    let rw = rec_crop_width(height, crop.width as f64 / crop.height as f64, batch_w);
+    let resized = resize_linear(crop, rw, height);
+    let img = Bgr {
+        width: rw,
+        height,
+        stride: rw * 3,
+        data: &resized,
+    };
+    normalize_into(&img, mean, std, true, out, batch_w, height);
+}
+
 /// Detection input size (PaddleOCR `DetResizeForTest`, limit type `min` with a side cap):
 /// scale up so the shorter side is at least `limit_side_len`, cap the longer side at
 /// `max_side_limit`, then round each side to a multiple of 32 (at least 32).

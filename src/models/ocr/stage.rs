@@ -11,9 +11,7 @@ use candle_core::{Device, Tensor};
 
 use super::ctc::{Dictionary, greedy_decode_logits};
 use super::db_post::{self, DbParams, Image};
-use super::preprocess::{
-    Bgr, det_size, normalize_into, rec_batch_width, rec_crop_width, resize_linear,
-};
+use super::preprocess::{Bgr, det_size, normalize_into, rec_batch_width, rec_row, resize_linear};
 use crate::models::db_det::DbDetector;
 use crate::models::svtr_rec::SvtrRecognizer;
 use crate::models::weights::{ModelCard, card};
@@ -261,31 +259,19 @@ impl OcrStage {
             let mut input = vec![0f32; chunk.len() * per];
             for (row, &i) in chunk.iter().enumerate() {
                 let (w, h, data) = &crops[i];
-                let rw = rec_crop_width(REC_HEIGHT, ratio(i), bw);
-                let resized = resize_linear(
-                    &Bgr {
-                        width: *w,
-                        height: *h,
-                        stride: w * 3,
-                        data,
-                    },
-                    rw,
-                    REC_HEIGHT,
-                );
-                let img = Bgr {
-                    width: rw,
-                    height: REC_HEIGHT,
-                    stride: rw * 3,
-                    data: &resized,
+                let crop = Bgr {
+                    width: *w,
+                    height: *h,
+                    stride: w * 3,
+                    data,
                 };
-                normalize_into(
-                    &img,
+                rec_row(
+                    &crop,
+                    REC_HEIGHT,
+                    bw,
                     self.rec_norm.0,
                     self.rec_norm.1,
-                    true,
                     &mut input[row * per..(row + 1) * per],
-                    bw,
-                    REC_HEIGHT,
                 );
             }
             let x = Tensor::from_vec(input, (chunk.len(), 3, REC_HEIGHT, bw), &self.device)?;
