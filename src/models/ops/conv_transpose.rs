@@ -35,10 +35,7 @@ impl CustomOp1 for ConvTransposeOp {
                 self.cin
             )
         }
-        let src = match (storage, layout.contiguous_offsets()) {
-            (CpuStorage::F32(v), Some((a, b))) => &v[a..b],
-            _ => bail!("transposed conv: contiguous f32 input expected"),
-        };
+        let src = super::contiguous_f32("transposed conv", storage, layout)?;
         let (k, cout) = (self.k, self.cout);
         let rows = cout * k * k;
         let hw = h * w;

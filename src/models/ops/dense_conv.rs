@@ -128,10 +128,7 @@ impl CustomOp1 for DenseConvOp {
         if cin != self.cin {
             bail!("dense conv: {cin} input channels, weights for {}", self.cin)
         }
-        let src = match (storage, layout.contiguous_offsets()) {
-            (CpuStorage::F32(v), Some((a, b))) => &v[a..b],
-            _ => bail!("dense conv: contiguous f32 input expected"),
-        };
+        let src = super::contiguous_f32("dense conv", storage, layout)?;
         let (kh, kw) = self.kernel;
         let (ph, pw) = self.pad;
         let (hp, wp) = (h + 2 * ph, w + 2 * pw);

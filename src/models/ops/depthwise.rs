@@ -124,14 +124,7 @@ impl CustomOp1 for DwOp {
         let Some((ho, wo)) = self.geo.output_size(h, w) else {
             bail!("depthwise conv: input {h}x{w} too small for {:?}", self.geo)
         };
-        let src = match storage {
-            CpuStorage::F32(v) => v,
-            _ => bail!("depthwise conv: only f32 is supported on CPU"),
-        };
-        let src = match layout.contiguous_offsets() {
-            Some((a, b)) => &src[a..b],
-            None => bail!("depthwise conv: input must be contiguous"),
-        };
+        let src = super::contiguous_f32("depthwise conv", storage, layout)?;
         let mut dst = vec![0f32; n * c * ho * wo];
         dst.par_chunks_exact_mut(ho * wo)
             .enumerate()

@@ -4,3 +4,19 @@ pub mod conv_transpose;
 pub mod dense_conv;
 pub mod depthwise;
 pub mod pointwise;
+
+use candle_core::{CpuStorage, Layout, Result, bail};
+
+/// The f32 values of a custom op's CPU input, which must be contiguous (callers pass
+/// `x.contiguous()`); `op` names the op in the error.
+pub(crate) fn contiguous_f32<'a>(
+    op: &str,
+    storage: &'a CpuStorage,
+    layout: &Layout,
+) -> Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        (CpuStorage::F32(_), None) => bail!("{op}: input must be contiguous"),
+        _ => bail!("{op}: only f32 is supported on CPU"),
+    }
+}

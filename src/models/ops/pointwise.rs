@@ -174,10 +174,7 @@ impl CustomOp1 for ChannelEpilogue {
         }
         let c = dims[1];
         let plane: usize = dims[2..].iter().product();
-        let src = match (storage, layout.contiguous_offsets()) {
-            (CpuStorage::F32(v), Some((a, b))) => &v[a..b],
-            _ => bail!("channel epilogue: contiguous f32 input expected"),
-        };
+        let src = super::contiguous_f32("channel epilogue", storage, layout)?;
         let mut dst = vec![0f32; src.len()];
         let (ps, pt, act) = (self.post_scale, self.post_shift, self.act);
         dst.par_chunks_mut(plane.max(1))
