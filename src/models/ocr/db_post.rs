@@ -549,15 +549,21 @@ fn convex_hull(sorted: &[[i64; 2]], out: &mut Vec<[i64; 2]>) {
     }
     // The last point pushed is the first one again.
     out.pop();
-    let n = out.len();
-    let area2: i64 = (0..n)
+    make_positive_area(out);
+}
+
+/// Reverses an integer polygon whose signed area (shoelace sum) is negative, so it winds the
+/// positive way.
+fn make_positive_area(poly: &mut [[i64; 2]]) {
+    let n = poly.len();
+    let signed2: i64 = (0..n)
         .map(|i| {
-            let (a, b) = (out[i], out[(i + 1) % n]);
+            let (a, b) = (poly[i], poly[(i + 1) % n]);
             a[0] * b[1] - b[0] * a[1]
         })
         .sum();
-    if area2 < 0 {
-        out.reverse();
+    if signed2 < 0 {
+        poly.reverse();
     }
 }
 
@@ -977,15 +983,7 @@ fn unclip(quad: &[[f32; 2]; 4], ratio: f64, out: &mut Vec<[i64; 2]>) {
         return;
     }
     // FixOrientations: Clipper offsets outward along (dy, -dx) for positive-area paths.
-    let signed2: i64 = (0..len)
-        .map(|i| {
-            let (a, b) = (poly[i], poly[(i + 1) % len]);
-            a[0] * b[1] - b[0] * a[1]
-        })
-        .sum();
-    if signed2 < 0 {
-        poly.reverse();
-    }
+    make_positive_area(poly);
     if delta.abs() < 1e-20 {
         out.extend_from_slice(poly);
         return;
