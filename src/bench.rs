@@ -178,6 +178,7 @@ pub fn ocr(args: crate::cli::BenchOcrArgs) -> anyhow::Result<ExitStatus> {
         release,
         &args.model,
         args.rec_batch_size,
+        crate::config::OcrScope::Page,
         &root,
         args.pdfium.offline,
         &device,

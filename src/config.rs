@@ -107,7 +107,38 @@ pub struct StageSpec {
     /// OCR models only: text lines per recognition call (lines of similar width are batched
     /// together, across all pages of the stage call).
     pub rec_batch_size: usize,
+    /// OCR models only: `page` detects text once per page and assigns the lines to layout
+    /// regions by overlap; `region` runs detection on each text or table region's crop (one
+    /// detection call per region, the prototype's way).
+    pub scope: OcrScope,
+    /// Table models only: the decoder's step limit per table (SLANet's `max_text_length`).
+    pub max_decoder_steps: usize,
 }
+
+/// Where OCR text detection runs.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum OcrScope {
+    /// Once per page; lines are assigned to layout regions by overlap.
+    #[default]
+    Page,
+    /// Once per text-like or table region, on its crop.
+    Region,
+}
+
+impl OcrScope {
+    pub fn name(self) -> &'static str {
+        match self {
+            OcrScope::Page => "page",
+            OcrScope::Region => "region",
+        }
+    }
+}
+
+/// SLANet's `max_text_length`: 500 structure tokens.
+pub const DEFAULT_MAX_DECODER_STEPS: usize = 500;
 
 impl Default for StageSpec {
     fn default() -> Self {
@@ -117,6 +148,8 @@ impl Default for StageSpec {
             sleep_ms: 0.0,
             fail_pages: Vec::new(),
             rec_batch_size: 6,
+            scope: OcrScope::Page,
+            max_decoder_steps: DEFAULT_MAX_DECODER_STEPS,
         }
     }
 }
@@ -218,6 +251,12 @@ fn validate(s: &StrategySpec) -> Result<(), (String, String)> {
         }
         if st.rec_batch_size == 0 {
             return bad(&key("rec_batch_size"), "must be at least 1".into());
+        }
+        if kind != StageKind::Ocr && st.scope != OcrScope::Page {
+            return bad(&key("scope"), "applies to the ocr stage only".into());
+        }
+        if st.max_decoder_steps == 0 {
+            return bad(&key("max_decoder_steps"), "must be at least 1".into());
         }
         if !(st.sleep_ms.is_finite() && st.sleep_ms >= 0.0) {
             return bad(

@@ -24,6 +24,20 @@ pub struct PageWork {
     pub ready_ns: u64,
     /// Set once a stage failed on this page; later stages skip it.
     pub failed: bool,
+    /// Recognized text lines (page pixels), kept for the stages after OCR (tables match them
+    /// to cells); not part of the output.
+    pub lines: Vec<TextLine>,
+}
+
+/// A recognized line of text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextLine {
+    /// [x0, y0, x1, y1] in page pixels.
+    pub bbox: [f32; 4],
+    pub text: String,
+    pub confidence: f32,
+    /// Index of the region it was assigned to, if any.
+    pub region: Option<usize>,
 }
 
 impl PageWork {
@@ -38,6 +52,7 @@ impl PageWork {
             admitted_ns: 0,
             ready_ns: 0,
             failed: false,
+            lines: Vec::new(),
         }
     }
 }
@@ -63,4 +78,21 @@ pub struct Region {
     pub text: Option<String>,
     /// Table structure as HTML, for tables.
     pub html: Option<String>,
+    /// Tables: decoder steps the structure model ran (a data-dependent cost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoder_steps: Option<u32>,
+}
+
+impl Region {
+    /// A region found by layout detection, before any content is attached.
+    pub fn detected(class: &str, bbox: [f32; 4], confidence: f32) -> Self {
+        Self {
+            class: class.to_string(),
+            bbox,
+            confidence,
+            text: None,
+            html: None,
+            decoder_steps: None,
+        }
+    }
 }

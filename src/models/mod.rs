@@ -4,16 +4,24 @@
 //! Stages know nothing of timing: the executor (`pipeline/executor.rs`) times every call at
 //! this boundary. `models` never imports `metrics`.
 
+pub mod csp_pan;
 pub mod db_det;
 pub mod deploy_graph;
 pub mod device;
+pub mod figure;
 pub mod layers;
+pub mod layout;
 pub mod null;
 pub mod ocr;
 pub mod onnx;
 pub mod ops;
+pub mod picodet;
+pub mod pplcnet;
 pub mod pplcnet_v3;
+pub mod routing;
+pub mod slanet;
 pub mod svtr_rec;
+pub mod table;
 pub mod weights;
 
 use crate::config::StageSpec;
@@ -138,11 +146,24 @@ pub fn build_stage(
                 release,
                 id,
                 spec.rec_batch_size,
+                spec.scope,
                 &ctx.cache_root,
                 ctx.offline,
                 &ctx.device,
             )?))
         }
+        (StageKind::Layout, id @ "picodet-layout-cdla") => Ok(Box::new(
+            layout::stage::LayoutStage::load(id, &ctx.cache_root, ctx.offline, &ctx.device)?,
+        )),
+        (StageKind::Table, id @ "slanet-plus") => Ok(Box::new(table::stage::TableStage::load(
+            id,
+            spec.max_decoder_steps,
+            spec.batch_size.max(TABLES_PER_CALL),
+            &ctx.cache_root,
+            ctx.offline,
+            &ctx.device,
+        )?)),
+        (StageKind::Figure, "crop") => Ok(Box::new(figure::FigureCropStage::default())),
         (_, other) => Err(StageError::new(
             "config",
             format!(
@@ -153,10 +174,17 @@ pub fn build_stage(
     }
 }
 
+/// Tables per SLANet call at least (a page's tables are batched together; more when the
+/// stage's batch size asks for it). Eight bound the encoder input to 23 MB.
+const TABLES_PER_CALL: usize = 8;
+
 /// Model ids a strategy file may name for each stage.
 pub fn available_models(kind: StageKind) -> &'static [&'static str] {
     match kind {
+        StageKind::Layout => &["picodet-layout-cdla", "null"],
         StageKind::Ocr => &["ppocrv5", "ppocrv4", "null"],
-        _ => &["null"],
+        StageKind::Table => &["slanet-plus", "null"],
+        StageKind::Figure => &["crop", "null"],
+        StageKind::Render => &["null"],
     }
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::StageError;
 use super::onnx::{self, TensorData};
 use crate::assets::{AssetError, PinnedWheel, WheelAsset, sha256_file};
 
@@ -69,7 +70,62 @@ const EMBEDDED_CARDS: &[(&str, &str)] = &[
         "models/ppocrv4-rec.toml",
         include_str!("../../models/ppocrv4-rec.toml"),
     ),
+    (
+        "models/picodet-layout-cdla.toml",
+        include_str!("../../models/picodet-layout-cdla.toml"),
+    ),
+    (
+        "models/slanet-plus.toml",
+        include_str!("../../models/slanet-plus.toml"),
+    ),
 ];
+
+impl ModelCard {
+    /// A 3-number preprocessing constant (`mean`, `std`).
+    pub fn preprocess_f32x3(&self, key: &str) -> Result<[f32; 3], StageError> {
+        let bad = |m: &str| {
+            StageError::new(
+                "config",
+                format!("model card {}: preprocess.{key} {m}", self.id),
+            )
+        };
+        let v = self
+            .preprocess
+            .get(key)
+            .and_then(|v| v.as_array())
+            .ok_or_else(|| bad("missing"))?;
+        let f: Vec<f32> = v
+            .iter()
+            .filter_map(|x| x.as_float().or_else(|| x.as_integer().map(|i| i as f64)))
+            .map(|x| x as f32)
+            .collect();
+        f.try_into().map_err(|_| bad("must hold 3 numbers"))
+    }
+
+    /// A positive integer preprocessing constant, `default` when the card does not set it.
+    pub fn preprocess_usize(&self, key: &str, default: usize) -> usize {
+        self.preprocess
+            .get(key)
+            .and_then(|v| v.as_integer())
+            .map_or(default, |v| v.max(1) as usize)
+    }
+}
+
+/// A card and its cached files, fetching them unless `offline`; errors are stage errors of
+/// kind `weights` whose message says how to fix them.
+pub fn load_card(
+    id: &str,
+    cache_root: &Path,
+    offline: bool,
+) -> Result<(ModelCard, ModelFiles), StageError> {
+    let c = card(id).map_err(|e| StageError::new("weights", e.to_string()))?;
+    let f = c
+        .ensure(cache_root, offline, false, &mut |m| {
+            eprintln!("pipebench: {m}")
+        })
+        .map_err(|e| StageError::new("weights", e.to_string()))?;
+    Ok((c, f))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {

@@ -104,13 +104,9 @@ mod tests {
     use super::*;
 
     fn line(text: &str, bbox: [f32; 4]) -> Region {
-        Region {
-            class: "text_line".into(),
-            bbox,
-            confidence: 1.0,
-            text: Some(text.into()),
-            html: None,
-        }
+        let mut r = Region::detected("text_line", bbox, 1.0);
+        r.text = Some(text.into());
+        r
     }
 
     fn chars(s: &str, y: f32) -> Vec<TextChar> {

@@ -88,13 +88,30 @@ pub fn normalize_into(
     out_w: usize,
     out_h: usize,
 ) {
+    normalize_channels_into(img, [0, 1, 2], mean, std, divide, out, out_w, out_h);
+}
+
+/// [`normalize_into`] with output plane `c` read from input channel `order[c]`: `[2, 1, 0]`
+/// feeds a BGR image to a model that expects RGB (RapidLayout converts before normalizing).
+#[allow(clippy::too_many_arguments)]
+pub fn normalize_channels_into(
+    img: &Bgr<'_>,
+    order: [usize; 3],
+    mean: [f32; 3],
+    std: [f32; 3],
+    divide: bool,
+    out: &mut [f32],
+    out_w: usize,
+    out_h: usize,
+) {
     for c in 0..3 {
+        let src = order[c];
         let plane = &mut out[c * out_h * out_w..(c + 1) * out_h * out_w];
         for y in 0..img.height.min(out_h) {
             let row = &img.data[y * img.stride..];
             let o = &mut plane[y * out_w..y * out_w + img.width.min(out_w)];
             for (x, v) in o.iter_mut().enumerate() {
-                let p = row[x * 3 + c] as f32;
+                let p = row[x * 3 + src] as f32;
                 // PaddleOCR's det multiplies by f32(1/255); its rec divides by 255.
                 let p = if divide {
                     p / 255.0

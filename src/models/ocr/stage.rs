@@ -12,11 +12,12 @@ use candle_core::{Device, Tensor};
 use super::ctc::{Dictionary, greedy_decode_logits};
 use super::db_post::{self, DbParams, Image};
 use super::preprocess::{Bgr, det_size, normalize_into, rec_batch_width, rec_row, resize_linear};
+use crate::config::OcrScope;
 use crate::models::db_det::DbDetector;
+use crate::models::routing;
 use crate::models::svtr_rec::SvtrRecognizer;
-use crate::models::weights::{ModelCard, card};
 use crate::models::{ModelInfo, Stage, StageError, StageKind};
-use crate::page::{PageWork, Region};
+use crate::page::{PageWork, TextLine};
 
 /// PaddleOCR's detection input rule, used when a card does not say: shorter side at least this
 /// (it only ever upscales tiny pages) …
@@ -52,33 +53,6 @@ impl OcrRelease {
     }
 }
 
-fn f32_list(card: &ModelCard, key: &str) -> Result<[f32; 3], StageError> {
-    let v = card
-        .preprocess
-        .get(key)
-        .and_then(|v| v.as_array())
-        .ok_or_else(|| {
-            StageError::new(
-                "config",
-                format!("model card {}: preprocess.{key} missing", card.id),
-            )
-        })?;
-    let f: Vec<f32> = v
-        .iter()
-        .filter_map(|x| x.as_float().or_else(|| x.as_integer().map(|i| i as f64)))
-        .map(|x| x as f32)
-        .collect();
-    f.try_into().map_err(|_| {
-        StageError::new(
-            "config",
-            format!(
-                "model card {}: preprocess.{key} must hold 3 numbers",
-                card.id
-            ),
-        )
-    })
-}
-
 /// Where OCR time goes, and the model input shapes (for replaying the same workload on
 /// another runtime). Filled by [`OcrStage::ocr_page`] and the stage itself.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -94,13 +68,6 @@ pub struct OcrProfile {
     pub lines: usize,
 }
 
-fn usize_or(card: &ModelCard, key: &str, default: usize) -> usize {
-    card.preprocess
-        .get(key)
-        .and_then(|v| v.as_integer())
-        .map_or(default, |v| v.max(1) as usize)
-}
-
 pub struct OcrStage {
     id: String,
     det: DbDetector,
@@ -112,6 +79,7 @@ pub struct OcrStage {
     rec_norm: ([f32; 3], [f32; 3]),
     db: DbParams,
     rec_batch: usize,
+    scope: OcrScope,
     device: Device,
     weights: String,
 }
@@ -122,21 +90,13 @@ impl OcrStage {
         release: OcrRelease,
         model_id: &str,
         rec_batch: usize,
+        scope: OcrScope,
         cache_root: &Path,
         offline: bool,
         device: &Device,
     ) -> Result<Self, StageError> {
         let (det_id, rec_id) = release.cards();
-        let load =
-            |id: &str| -> Result<(ModelCard, crate::models::weights::ModelFiles), StageError> {
-                let c = card(id).map_err(|e| StageError::new("weights", e.to_string()))?;
-                let f = c
-                    .ensure(cache_root, offline, false, &mut |m| {
-                        eprintln!("pipebench: {m}")
-                    })
-                    .map_err(|e| StageError::new("weights", e.to_string()))?;
-                Ok((c, f))
-            };
+        let load = |id: &str| crate::models::weights::load_card(id, cache_root, offline);
         let (det_card, det_files) = load(det_id)?;
         let (rec_card, rec_files) = load(rec_id)?;
         let err =
@@ -162,14 +122,21 @@ impl OcrStage {
             det,
             rec,
             dict,
-            det_norm: (f32_list(&det_card, "mean")?, f32_list(&det_card, "std")?),
-            det_limits: (
-                usize_or(&det_card, "limit_side_len", DET_LIMIT_SIDE),
-                usize_or(&det_card, "max_side_limit", DET_MAX_SIDE),
+            det_norm: (
+                det_card.preprocess_f32x3("mean")?,
+                det_card.preprocess_f32x3("std")?,
             ),
-            rec_norm: (f32_list(&rec_card, "mean")?, f32_list(&rec_card, "std")?),
+            det_limits: (
+                det_card.preprocess_usize("limit_side_len", DET_LIMIT_SIDE),
+                det_card.preprocess_usize("max_side_limit", DET_MAX_SIDE),
+            ),
+            rec_norm: (
+                rec_card.preprocess_f32x3("mean")?,
+                rec_card.preprocess_f32x3("std")?,
+            ),
             db: DbParams::default(),
             rec_batch: rec_batch.max(1),
+            scope,
             device: device.clone(),
             weights: format!(
                 "{det_id}={};{rec_id}={}",
@@ -328,9 +295,11 @@ impl Stage for OcrStage {
 
     fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
         let model_err = |e: candle_core::Error| crate::pipeline::executor::classify(&e.to_string());
-        // Detection and cropping per page; recognition over all lines of the batch at once.
+        // Detection and cropping per page (or per region); recognition over all lines of the
+        // batch at once.
         let mut crops = Vec::new();
-        let mut owners = Vec::new();
+        // (page, region the detection ran for, line box in page pixels)
+        let mut owners: Vec<(usize, Option<usize>, [f32; 4])> = Vec::new();
         let mut prof = OcrProfile::default();
         for (pi, page) in batch.iter().enumerate() {
             let Some(im) = page.image.as_ref() else {
@@ -339,30 +308,75 @@ impl Stage for OcrStage {
                     format!("{}: no rendered image reached the OCR stage", page.id),
                 ));
             };
-            let bgr = Bgr {
-                width: im.width as usize,
-                height: im.height as usize,
-                stride: im.stride as usize,
-                data: &im.data,
+            let (w, h) = (im.width as usize, im.height as usize);
+            let whole = [0, 0, w, h];
+            let targets: Vec<(Option<usize>, [usize; 4])> = match self.scope {
+                OcrScope::Region if !page.output.regions.is_empty() => page
+                    .output
+                    .regions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| routing::needs_ocr(&r.class))
+                    .filter_map(|(i, r)| {
+                        pixel_rect(r.bbox, REGION_PAD_PX, w, h).map(|b| (Some(i), b))
+                    })
+                    .collect(),
+                _ => vec![(None, whole)],
             };
-            let (boxes, page_crops) = self.detect_and_crop(&bgr, &mut prof).map_err(model_err)?;
-            crops.extend(page_crops);
-            owners.extend(boxes.into_iter().map(|b| (pi, b)));
+            for (owner, [x0, y0, x1, y1]) in targets {
+                let stride = im.stride as usize;
+                let view = Bgr {
+                    width: x1 - x0,
+                    height: y1 - y0,
+                    stride,
+                    data: &im.data[y0 * stride + x0 * 3..],
+                };
+                let (boxes, page_crops) =
+                    self.detect_and_crop(&view, &mut prof).map_err(model_err)?;
+                crops.extend(page_crops);
+                owners.extend(boxes.into_iter().map(|b| {
+                    let xs = b.points.map(|p| p[0] + x0 as f32);
+                    let ys = b.points.map(|p| p[1] + y0 as f32);
+                    let min = |v: [f32; 4]| v.iter().copied().fold(f32::MAX, f32::min);
+                    let max = |v: [f32; 4]| v.iter().copied().fold(f32::MIN, f32::max);
+                    (pi, owner, [min(xs), min(ys), max(xs), max(ys)])
+                }));
+            }
         }
         let texts = self.recognize(&crops, &mut prof).map_err(model_err)?;
-        for ((pi, b), (text, conf)) in owners.into_iter().zip(texts) {
-            let xs = b.points.map(|p| p[0]);
-            let ys = b.points.map(|p| p[1]);
-            let min = |v: [f32; 4]| v.iter().copied().fold(f32::MAX, f32::min);
-            let max = |v: [f32; 4]| v.iter().copied().fold(f32::MIN, f32::max);
-            batch[pi].output.regions.push(Region {
-                class: "text_line".into(),
-                bbox: [min(xs), min(ys), max(xs), max(ys)],
-                confidence: conf,
-                text: Some(text),
-                html: None,
+        let mut lines: Vec<Vec<TextLine>> = vec![Vec::new(); batch.len()];
+        for ((pi, owner, bbox), (text, confidence)) in owners.into_iter().zip(texts) {
+            lines[pi].push(TextLine {
+                bbox,
+                text,
+                confidence,
+                region: owner,
             });
+        }
+        for (page, mut lines) in batch.iter_mut().zip(lines) {
+            let regions = &mut page.output.regions;
+            if self.scope == OcrScope::Page {
+                routing::assign_lines(regions, &mut lines);
+            }
+            routing::attach_text(regions, &mut lines);
+            let order = routing::reading_order(regions);
+            routing::remap_lines(&order, &mut lines);
+            page.lines = lines;
         }
         Ok(())
     }
+}
+
+/// Margin added around a layout region before detecting text in its crop: layout boxes hug
+/// the ink, and DB detection needs a little background around a line to find its edges.
+const REGION_PAD_PX: f32 = 6.0;
+
+/// A region's box grown by `pad`, rounded out to whole pixels and clipped to the image; None
+/// when too small to hold text.
+pub(crate) fn pixel_rect(b: [f32; 4], pad: f32, w: usize, h: usize) -> Option<[usize; 4]> {
+    let x0 = (b[0] - pad).floor().max(0.0) as usize;
+    let y0 = (b[1] - pad).floor().max(0.0) as usize;
+    let x1 = ((b[2] + pad).ceil().max(0.0) as usize).min(w);
+    let y1 = ((b[3] + pad).ceil().max(0.0) as usize).min(h);
+    (x1 >= x0 + 4 && y1 >= y0 + 4).then_some([x0, y0, x1, y1])
 }

@@ -1,0 +1,196 @@
+//! The table stage: every table region of the call's pages through SLANet-plus in one batch,
+//! structure decoding, then the OCR lines inside each table matched into its cells.
+//!
+//! Preprocessing is RapidTable's: the crop resized (OpenCV bilinear) so its longer side is 488
+//! with `int(side · 488 / max(h, w))`, ImageNet mean/std on the BGR array, zero-padded
+//! bottom/right to 488 × 488 (zero in normalized units). Decoder steps are data-dependent (up
+//! to `max_decoder_steps` per table): each table records how many it took.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use super::decode::{self, TableVocab};
+use super::matcher::{OcrLine, match_table};
+use crate::models::ocr::preprocess::{Bgr, normalize_into, resize_linear};
+use crate::models::ocr::stage::pixel_rect;
+use crate::models::routing::{Route, route};
+use crate::models::slanet::SlaNet;
+use crate::models::weights::load_card;
+use crate::models::{ModelInfo, Stage, StageError, StageKind};
+use crate::page::PageWork;
+
+pub struct TableStage {
+    id: String,
+    model: SlaNet,
+    vocab: TableVocab,
+    mean: [f32; 3],
+    std: [f32; 3],
+    size: usize,
+    max_steps: usize,
+    /// Tables per model call (bounds the encoder's memory: 3·488² floats per table).
+    batch: usize,
+    device: Device,
+    weights: String,
+}
+
+/// A table crop ready for the model.
+struct Crop {
+    page: usize,
+    region: usize,
+    origin: (usize, usize),
+    width: usize,
+    height: usize,
+}
+
+impl TableStage {
+    pub fn load(
+        model_id: &str,
+        max_steps: usize,
+        batch: usize,
+        cache_root: &Path,
+        offline: bool,
+        device: &Device,
+    ) -> Result<Self, StageError> {
+        let (card, files) = load_card(model_id, cache_root, offline)?;
+        let vocab =
+            TableVocab::from_character_list(files.metadata.get("character").ok_or_else(|| {
+                StageError::new(
+                    "weights",
+                    format!("model {model_id}: no `character` metadata (the structure vocabulary)"),
+                )
+            })?);
+        let model = SlaNet::from_onnx_file(model_id, &files.onnx, device)
+            .map_err(|e| StageError::new("weights", e.to_string()))?;
+        if model.classes() != vocab.len() {
+            return Err(StageError::new(
+                "weights",
+                format!(
+                    "model {model_id}: decoder has {} classes, vocabulary {}",
+                    model.classes(),
+                    vocab.len()
+                ),
+            ));
+        }
+        Ok(Self {
+            id: model_id.to_string(),
+            model,
+            vocab,
+            mean: card.preprocess_f32x3("mean")?,
+            std: card.preprocess_f32x3("std")?,
+            size: card.preprocess_usize("size", decode::SLANET_PLUS_INPUT_SIZE),
+            max_steps: max_steps.max(1),
+            batch: batch.max(1),
+            device: device.clone(),
+            weights: files.onnx_sha256,
+        })
+    }
+
+    /// The normalized, padded model input of one crop (CHW, `size`²).
+    pub fn preprocess(&self, crop: &Bgr<'_>, out: &mut [f32]) {
+        let s = self.size;
+        let ratio = s as f64 / crop.width.max(crop.height) as f64;
+        let rh = ((crop.height as f64 * ratio) as usize).clamp(1, s);
+        let rw = ((crop.width as f64 * ratio) as usize).clamp(1, s);
+        let resized = resize_linear(crop, rw, rh);
+        let view = Bgr {
+            width: rw,
+            height: rh,
+            stride: rw * 3,
+            data: &resized,
+        };
+        normalize_into(&view, self.mean, self.std, false, out, s, s);
+    }
+}
+
+impl Stage for TableStage {
+    fn kind(&self) -> StageKind {
+        StageKind::Table
+    }
+
+    fn model(&self) -> ModelInfo {
+        ModelInfo {
+            stage: StageKind::Table,
+            id: self.id.clone(),
+            is_test_stage: false,
+            weights_sha256: Some(self.weights.clone()),
+        }
+    }
+
+    fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
+        let model_err = |e: candle_core::Error| crate::pipeline::executor::classify(&e.to_string());
+        let mut crops = Vec::new();
+        for (pi, page) in batch.iter().enumerate() {
+            let Some(im) = page.image.as_ref() else {
+                return Err(StageError::new(
+                    "input",
+                    format!("{}: no rendered image reached the table stage", page.id),
+                ));
+            };
+            for (ri, r) in page.output.regions.iter().enumerate() {
+                if route(&r.class) != Route::Table {
+                    continue;
+                }
+                if let Some([x0, y0, x1, y1]) =
+                    pixel_rect(r.bbox, 0.0, im.width as usize, im.height as usize)
+                {
+                    crops.push(Crop {
+                        page: pi,
+                        region: ri,
+                        origin: (x0, y0),
+                        width: x1 - x0,
+                        height: y1 - y0,
+                    });
+                }
+            }
+        }
+        let s = self.size;
+        for chunk in crops.chunks(self.batch) {
+            let per = 3 * s * s;
+            let mut input = vec![0f32; chunk.len() * per];
+            for (c, out) in chunk.iter().zip(input.chunks_mut(per)) {
+                let im = batch[c.page].image.as_ref().expect("checked above");
+                let stride = im.stride as usize;
+                let view = Bgr {
+                    width: c.width,
+                    height: c.height,
+                    stride,
+                    data: &im.data[c.origin.1 * stride + c.origin.0 * 3..],
+                };
+                self.preprocess(&view, out);
+            }
+            let x =
+                Tensor::from_vec(input, (chunk.len(), 3, s, s), &self.device).map_err(model_err)?;
+            let out = self
+                .model
+                .forward(&x, self.max_steps, self.vocab.eos())
+                .map_err(model_err)?;
+            for (i, c) in chunk.iter().enumerate() {
+                let page = &mut batch[c.page];
+                let structure = decode::decode(
+                    &out.structure[i],
+                    &out.loc[i],
+                    &self.vocab,
+                    c.width,
+                    c.height,
+                    s,
+                )
+                .map_err(|e| StageError::new("model", format!("{}: {e}", page.id)))?;
+                let (ox, oy) = (c.origin.0 as f32, c.origin.1 as f32);
+                let lines: Vec<OcrLine> = page
+                    .lines
+                    .iter()
+                    .filter(|l| l.region == Some(c.region))
+                    .map(|l| {
+                        let b = l.bbox;
+                        OcrLine::from_rect([b[0] - ox, b[1] - oy, b[2] - ox, b[3] - oy], &l.text)
+                    })
+                    .collect();
+                let region = &mut page.output.regions[c.region];
+                region.html = Some(match_table(&structure, &lines));
+                region.decoder_steps = Some(out.steps[i] as u32);
+            }
+        }
+        Ok(())
+    }
+}
