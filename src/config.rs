@@ -361,7 +361,7 @@ mod tests {
         assert!(
             err.contains(":4:")
                 && err.contains("stages.layout.model")
-                && err.contains("available: null"),
+                && err.contains("available: picodet-layout-cdla, null"),
             "{err}"
         );
         let text = "name = \"x\"\nkind = \"sequential\"\n[render]\ndpi = -3\n";

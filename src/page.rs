@@ -24,13 +24,10 @@ pub struct PageWork {
     pub ready_ns: u64,
     /// Set once a stage failed on this page; later stages skip it.
     pub failed: bool,
-    /// Recognized text lines (page pixels), kept for the stages after OCR (tables match them
-    /// to cells); not part of the output.
-    pub lines: Vec<TextLine>,
 }
 
 /// A recognized line of text.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TextLine {
     /// [x0, y0, x1, y1] in page pixels.
     pub bbox: [f32; 4],
@@ -52,7 +49,6 @@ impl PageWork {
             admitted_ns: 0,
             ready_ns: 0,
             failed: false,
-            lines: Vec::new(),
         }
     }
 }
@@ -65,6 +61,11 @@ pub struct PageOutput {
     pub height_px: u32,
     /// Regions in reading order.
     pub regions: Vec<Region>,
+    /// Every recognized text line, in reading order within its region (the table stage
+    /// matches them to cells; OCR quality is measured on them, independent of how layout
+    /// grouped them).
+    #[serde(default)]
+    pub lines: Vec<TextLine>,
 }
 
 /// A region found on a page.

@@ -454,12 +454,78 @@ fn default_strategy_runs_real_ocr_and_saves_outputs() {
     assert!(cer["reference_chars"].as_u64().expect("chars") > 3000);
     let v = cer["cer"].as_f64().expect("cer");
     assert!(v < 0.03, "CER {v} on a clean born-digital page");
+    let ids: Vec<(&str, &str)> = r["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .map(|m| {
+            (
+                m["stage"].as_str().unwrap_or(""),
+                m["id"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    for want in [
+        ("layout", "picodet-layout-cdla"),
+        ("table", "slanet-plus"),
+        ("figure", "crop"),
+    ] {
+        assert!(ids.contains(&want), "{ids:?}");
+    }
     let json = read_json(&outputs.join("elsarticle-elstest-5p.json"));
+    let output = &json["pages"][0]["output"];
+    let regions = output["regions"].as_array().expect("regions");
+    let lines = output["lines"].as_array().expect("lines");
+    assert!(lines.len() > 40, "{} text lines", lines.len());
+    // Every line points at a region, and layout found the page's title and body text.
+    assert!(lines.iter().all(|l| {
+        l["region"]
+            .as_u64()
+            .is_some_and(|i| (i as usize) < regions.len())
+    }));
+    for class in ["title", "text"] {
+        assert!(
+            regions
+                .iter()
+                .any(|g| g["class"] == class && g["text"].as_str().is_some_and(|t| !t.is_empty())),
+            "no {class} region with text: {regions:?}"
+        );
+    }
+    assert!(md.contains("### "), "titles become headings:\n{md}");
+}
+
+#[test]
+fn tables_get_structure_with_their_cell_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("r.json");
+    let outputs = dir.path().join("outputs");
+    cmd()
+        .args(["run", "-q", "--max-pages", "1", "--out"])
+        .arg(&out)
+        .arg("--save-outputs")
+        .arg(&outputs)
+        .arg(smoke().join("gofpdf-cellformat-tables.pdf"))
+        .assert()
+        .success();
+    let json = read_json(&outputs.join("gofpdf-cellformat-tables.json"));
     let regions = json["pages"][0]["output"]["regions"]
         .as_array()
         .expect("regions");
-    assert!(regions.len() > 40, "{} text lines", regions.len());
-    assert!(regions.iter().all(|g| g["class"] == "text_line" && g["confidence"].as_f64().is_some_and(|c| c > 0.0)));
+    let table = regions
+        .iter()
+        .find(|g| g["class"] == "table")
+        .expect("a table region");
+    let html = table["html"].as_str().expect("table html");
+    for cell in ["<td>Austria</td>", "<td>Vienna</td>", "<td>Capital</td>"] {
+        assert!(html.contains(cell), "{cell} missing from {html}");
+    }
+    // 16 rows x 4 columns: at least one decoder step per cell.
+    assert!(
+        table["decoder_steps"].as_u64().is_some_and(|s| s > 64),
+        "{table}"
+    );
+    let md = std::fs::read_to_string(outputs.join("gofpdf-cellformat-tables.md")).expect("md");
+    assert!(md.contains("<table><tr><td>Country</td>"), "{md}");
 }
 
 #[test]

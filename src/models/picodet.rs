@@ -92,6 +92,30 @@ impl PicoDet {
         self.classes
     }
 
+    /// Per-layer backbone timings (benchmarks).
+    pub fn profile_backbone(&self, x: &Tensor) -> Result<Vec<(String, f64)>> {
+        self.backbone.profile(x)
+    }
+
+    /// Milliseconds spent in backbone, neck and head for one forward pass (benchmarks).
+    pub fn profile(&self, x: &Tensor) -> Result<[f64; 3]> {
+        let t = std::time::Instant::now();
+        let feats = self.backbone.forward(x)?;
+        let b = t.elapsed().as_secs_f64() * 1e3;
+        let t = std::time::Instant::now();
+        let levels = self.neck.forward(&feats[1..])?;
+        let n = t.elapsed().as_secs_f64() * 1e3;
+        let t = std::time::Instant::now();
+        for (f, h) in levels.iter().zip(&self.head) {
+            let mut y = f.clone();
+            for c in &h.convs {
+                y = c.forward(&y)?;
+            }
+            h.out.forward(&y)?;
+        }
+        Ok([b, n, t.elapsed().as_secs_f64() * 1e3])
+    }
+
     /// `x`: `[N, 3, H, W]` normalized, H and W multiples of 32.
     pub fn forward(&self, x: &Tensor) -> Result<Vec<LevelTensors>> {
         let feats = self.backbone.forward(x)?;

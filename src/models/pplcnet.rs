@@ -125,6 +125,30 @@ impl PPLCNet {
         Ok(Self { stem, stages })
     }
 
+    /// Milliseconds per layer for one forward pass (benchmarks): the stem, then each block's
+    /// depthwise, squeeze-excite and pointwise parts.
+    pub fn profile(&self, x: &Tensor) -> Result<Vec<(String, f64)>> {
+        let mut out = Vec::new();
+        let mut timed = |name: String, f: &dyn Fn() -> Result<Tensor>| -> Result<Tensor> {
+            let t = std::time::Instant::now();
+            let y = f()?;
+            out.push((name, t.elapsed().as_secs_f64() * 1e3));
+            Ok(y)
+        };
+        let mut y = timed("stem".into(), &|| self.stem.forward(x))?;
+        for (si, stage) in self.stages.iter().enumerate() {
+            for (bi, b) in stage.iter().enumerate() {
+                let d = y.dims().to_vec();
+                y = timed(format!("b{}.{bi} dw {d:?}", si + 2), &|| b.dw.forward(&y))?;
+                if let Some(se) = &b.se {
+                    y = timed(format!("b{}.{bi} se", si + 2), &|| se.forward(&y))?;
+                }
+                y = timed(format!("b{}.{bi} pw", si + 2), &|| b.pw.forward(&y))?;
+            }
+        }
+        Ok(out)
+    }
+
     /// Feature maps at strides 4, 8, 16, 32.
     pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         let mut y = self.stem.forward(x)?;

@@ -97,9 +97,10 @@ pub fn attach_text(regions: &mut Vec<Region>, lines: &mut [TextLine]) {
     }
 }
 
-/// Puts regions in reading order by recursive XY-cut: split the set at the widest horizontal
-/// gap (rows: top to bottom), else at the widest vertical gap (columns: left to right), else
-/// fall back to top-to-bottom, left-to-right. Returns the permutation applied (old indices in
+/// Puts regions in reading order by recursive XY-cut: split the set at the widest gap between
+/// rows (then read top to bottom) or between columns (then left to right), whichever is wider;
+/// on a tie columns win, because a column gutter runs the page's height while rows of two
+/// columns line up only by chance. Without any gap: top-to-bottom, left-to-right. Returns the permutation applied (old indices in
 /// new order), so line→region links can be remapped.
 pub fn reading_order(regions: &mut Vec<Region>) -> Vec<usize> {
     let mut order: Vec<usize> = (0..regions.len()).collect();
@@ -128,9 +129,9 @@ fn xy_cut(regions: &[Region], idx: &mut [usize]) {
     if idx.len() <= 1 {
         return;
     }
-    for axis in [1usize, 0] {
-        // Intervals on this axis, sorted by start; a gap is where the running end stops short
-        // of the next start.
+    // Per axis (0: columns, 1: rows), the widest gap: sort the intervals by start; a gap is
+    // where the running end stops short of the next start.
+    let widest = |idx: &mut [usize], axis: usize| -> Option<(usize, f32)> {
         idx.sort_by(|&a, &b| {
             regions[a].bbox[axis]
                 .total_cmp(&regions[b].bbox[axis])
@@ -140,20 +141,27 @@ fn xy_cut(regions: &[Region], idx: &mut [usize]) {
         let mut best: Option<(usize, f32)> = None;
         for k in 1..idx.len() {
             let start = regions[idx[k]].bbox[axis];
-            if start > end {
-                let gap = start - end;
-                if best.is_none_or(|(_, g)| gap > g) {
-                    best = Some((k, gap));
-                }
+            if start > end && best.is_none_or(|(_, g)| start - end > g) {
+                best = Some((k, start - end));
             }
             end = end.max(regions[idx[k]].bbox[axis + 2]);
         }
-        if let Some((k, _)) = best {
-            let (first, second) = idx.split_at_mut(k);
-            xy_cut(regions, first);
-            xy_cut(regions, second);
-            return;
-        }
+        best
+    };
+    let cols = widest(idx, 0).map(|(_, g)| g);
+    let rows = widest(idx, 1).map(|(_, g)| g);
+    let axis = match (cols, rows) {
+        (Some(c), Some(r)) if r > c => Some(1),
+        (Some(_), _) => Some(0),
+        (None, Some(_)) => Some(1),
+        (None, None) => None,
+    };
+    if let Some(axis) = axis {
+        let (k, _) = widest(idx, axis).expect("a gap was found on this axis");
+        let (first, second) = idx.split_at_mut(k);
+        xy_cut(regions, first);
+        xy_cut(regions, second);
+        return;
     }
     // No clean cut (overlapping regions): top to bottom, then left to right.
     idx.sort_by(|&a, &b| {
@@ -187,6 +195,18 @@ mod tests {
         assert_eq!(route("figure"), Route::Figure);
         assert_eq!(route("equation"), Route::Record);
         assert!(needs_ocr("table") && !needs_ocr("figure"));
+    }
+
+    #[test]
+    fn a_wider_row_gap_reads_rows_first() {
+        // Two figures side by side above two paragraphs side by side, far apart vertically.
+        let mut regions = vec![
+            r("text", [10.0, 400.0, 290.0, 500.0]),
+            r("figure", [320.0, 10.0, 600.0, 200.0]),
+            r("text", [320.0, 400.0, 600.0, 500.0]),
+            r("figure", [10.0, 10.0, 290.0, 200.0]),
+        ];
+        assert_eq!(reading_order(&mut regions), vec![3, 1, 0, 2]);
     }
 
     #[test]

@@ -520,10 +520,7 @@ pub fn save_outputs(dir: &Path, records: &[PageRecord]) -> std::io::Result<usize
         for r in &pages {
             md.push_str(&format!("\n## Page {}\n\n", r.page.page + 1));
             for region in &r.output.regions {
-                if let Some(t) = &region.text {
-                    md.push_str(t);
-                    md.push('\n');
-                }
+                md.push_str(&region_markdown(region));
             }
         }
         atomic_write(
@@ -533,6 +530,28 @@ pub fn save_outputs(dir: &Path, records: &[PageRecord]) -> std::io::Result<usize
         atomic_write(&base.with_extension("md"), md.as_bytes())?;
     }
     Ok(by_doc.len())
+}
+
+/// One region as Markdown: tables as their HTML (without the page wrapper), titles as
+/// headings, figures and equations as a placeholder with their box, text as a paragraph.
+fn region_markdown(r: &crate::page::Region) -> String {
+    let text = r.text.as_deref().unwrap_or("").trim();
+    let b = r.bbox;
+    match (r.class.as_str(), &r.html) {
+        (_, Some(html)) => {
+            let inner = html
+                .trim_start_matches("<html><body>")
+                .trim_end_matches("</body></html>");
+            format!("{inner}\n\n")
+        }
+        ("title", _) if !text.is_empty() => format!("### {}\n\n", text.replace('\n', " ")),
+        ("figure" | "equation", _) => format!(
+            "*[{} at {:.0},{:.0}–{:.0},{:.0}]*\n\n",
+            r.class, b[0], b[1], b[2], b[3]
+        ),
+        _ if !text.is_empty() => format!("{text}\n\n"),
+        _ => String::new(),
+    }
 }
 
 /// Measures OCR against each processed page's text layer (after the run: not timed). Pages
@@ -560,7 +579,7 @@ pub fn measure_ocr_cer(
                 continue;
             }
         };
-        let c = quality::page_cer(&r.output.regions, &truth);
+        let c = quality::page_cer(&quality::ocr_texts(&r.output), &truth);
         total.add(&c);
         measured += 1;
         pages.push(PageCer {

@@ -10,7 +10,6 @@
 //! (hallucinations on figures) is counted only where it falls in a line that has ground truth.
 
 use crate::corpus::render::TextChar;
-use crate::page::Region;
 
 /// CER counts for one page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,9 +58,27 @@ pub fn edit_distance(a: &[char], b: &[char]) -> usize {
     prev[b.len()]
 }
 
+/// What CER reads: a box in page pixels and the text recognized in it.
+pub type OcrText<'a> = ([f32; 4], &'a str);
+
+/// The OCR text of a page output: its recognized lines (independent of how layout grouped
+/// them), or, for outputs without lines, its regions' text.
+pub fn ocr_texts(out: &crate::page::PageOutput) -> Vec<OcrText<'_>> {
+    if out.lines.is_empty() {
+        out.regions
+            .iter()
+            .filter_map(|r| r.text.as_deref().map(|t| (r.bbox, t)))
+            .collect()
+    } else {
+        out.lines
+            .iter()
+            .map(|l| (l.bbox, l.text.as_str()))
+            .collect()
+    }
+}
+
 /// CER counts of a page's OCR lines against its text layer.
-pub fn page_cer(lines: &[Region], truth: &[TextChar]) -> CerCounts {
-    let lines: Vec<&Region> = lines.iter().filter(|r| r.text.is_some()).collect();
+pub fn page_cer(lines: &[OcrText<'_>], truth: &[TextChar]) -> CerCounts {
     let mut per_line: Vec<Vec<char>> = vec![Vec::new(); lines.len()];
     let mut counts = CerCounts {
         reference_chars: truth.len(),
@@ -73,27 +90,19 @@ pub fn page_cer(lines: &[Region], truth: &[TextChar]) -> CerCounts {
         let owner = lines
             .iter()
             .enumerate()
-            .filter(|(_, r)| {
-                r.bbox[0] <= cx && cx <= r.bbox[2] && r.bbox[1] <= cy && cy <= r.bbox[3]
-            })
-            .min_by(|a, b| area(&a.1.bbox).total_cmp(&area(&b.1.bbox)))
+            .filter(|(_, (b, _))| b[0] <= cx && cx <= b[2] && b[1] <= cy && cy <= b[3])
+            .min_by(|a, b| area(&a.1.0).total_cmp(&area(&b.1.0)))
             .map(|(i, _)| i);
         match owner {
             Some(i) => per_line[i].push(t.ch),
             None => counts.missed += 1,
         }
     }
-    for (r, truth_chars) in lines.iter().zip(&per_line) {
+    for ((_, text), truth_chars) in lines.iter().zip(&per_line) {
         if truth_chars.is_empty() {
             continue;
         }
-        let ocr: Vec<char> = r
-            .text
-            .as_deref()
-            .unwrap_or("")
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect();
+        let ocr: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
         counts.edits += edit_distance(&ocr, truth_chars);
     }
     counts
@@ -103,10 +112,8 @@ pub fn page_cer(lines: &[Region], truth: &[TextChar]) -> CerCounts {
 mod tests {
     use super::*;
 
-    fn line(text: &str, bbox: [f32; 4]) -> Region {
-        let mut r = Region::detected("text_line", bbox, 1.0);
-        r.text = Some(text.into());
-        r
+    fn line(text: &str, bbox: [f32; 4]) -> OcrText<'_> {
+        (bbox, text)
     }
 
     fn chars(s: &str, y: f32) -> Vec<TextChar> {

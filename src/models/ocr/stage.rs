@@ -361,7 +361,7 @@ impl Stage for OcrStage {
             routing::attach_text(regions, &mut lines);
             let order = routing::reading_order(regions);
             routing::remap_lines(&order, &mut lines);
-            page.lines = lines;
+            page.output.lines = lines;
         }
         Ok(())
     }

@@ -178,6 +178,7 @@ impl Stage for TableStage {
                 .map_err(|e| StageError::new("model", format!("{}: {e}", page.id)))?;
                 let (ox, oy) = (c.origin.0 as f32, c.origin.1 as f32);
                 let lines: Vec<OcrLine> = page
+                    .output
                     .lines
                     .iter()
                     .filter(|l| l.region == Some(c.region))
