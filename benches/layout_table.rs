@@ -5,8 +5,10 @@
 //! Run: `cargo bench --bench layout_table -- corpora/sample 24 /tmp/lt` (corpus, pages spread
 //! evenly over it, output folder), then
 //! `python3 benches/layout_table_reference.py /tmp/lt` (needs onnxruntime and numpy).
-//! One run per input, batch 1 on both sides, CPU threads as candle's default (physical cores)
-//! and onnxruntime's `intra_op_num_threads` set to the same number.
+//! Per input the median of `RUNS` runs (this shared machine's speed drifts by ±20 % between
+//! seconds; a median per input on both sides keeps the ratio honest), batch 1 on both sides,
+//! CPU threads as candle's default (physical cores) and onnxruntime's `intra_op_num_threads`
+//! set to the same number.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -23,7 +25,23 @@ use pipebench::models::table::decode::{SLANET_PLUS_INPUT_SIZE, TableVocab};
 use pipebench::models::table::stage::TableStage;
 use pipebench::models::weights::load_card;
 
+/// Runs per input; the median is reported.
+const RUNS: usize = 5;
+
+fn median_ms(mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    let mut v = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        f()?;
+        v.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    v.sort_by(f64::total_cmp);
+    Ok(v[RUNS / 2])
+}
+
 fn main() -> anyhow::Result<()> {
+    // As the pipebench binary does (see `keep_freed_memory`).
+    pipebench::models::device::keep_freed_memory();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
@@ -58,6 +76,7 @@ fn main() -> anyhow::Result<()> {
     let s = SLANET_PLUS_INPUT_SIZE;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     let (mut layout_ms, mut table_ms, mut table_steps) = (Vec::new(), Vec::new(), Vec::new());
+    let mut encode_ms = Vec::new();
     // Warm-up: first calls allocate.
     let warm = Tensor::zeros((1, 3, ih, iw), candle_core::DType::F32, &dev)?;
     picodet.forward(&warm)?;
@@ -73,9 +92,7 @@ fn main() -> anyhow::Result<()> {
         let mut x = vec![0f32; 3 * iw * ih];
         layout.preprocess(&bgr, &mut x);
         let x = Tensor::from_vec(x, (1, 3, ih, iw), &dev)?;
-        let t = Instant::now();
-        picodet.forward(&x)?;
-        layout_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        layout_ms.push(median_ms(|| Ok(picodet.forward(&x).map(|_| ())?))?);
         tensors.insert(format!("layout.{pi}"), x);
         let regions = layout.detect(&[bgr])?.remove(0);
         for r in regions.iter().filter(|r| r.class == "table") {
@@ -93,10 +110,14 @@ fn main() -> anyhow::Result<()> {
             let mut tx = vec![0f32; 3 * s * s];
             table.preprocess(&crop, &mut tx);
             let tx = Tensor::from_vec(tx, (1, 3, s, s), &dev)?;
-            let t = Instant::now();
             let o = slanet.forward(&tx, 500, vocab.eos())?;
-            table_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            table_ms.push(median_ms(|| {
+                Ok(slanet.forward(&tx, 500, vocab.eos()).map(|_| ())?)
+            })?);
             table_steps.push(o.steps[0]);
+            let t = Instant::now();
+            slanet.encode(&tx)?;
+            encode_ms.push(t.elapsed().as_secs_f64() * 1e3);
             tensors.insert(format!("table.{}", table_ms.len() - 1), tx);
         }
     }
@@ -138,6 +159,27 @@ fn main() -> anyhow::Result<()> {
     }
     for (name, ms) in layers.iter().filter(|(_, ms)| ms / 5.0 >= 0.5) {
         println!("    {name}: {:.2} ms", ms / 5.0);
+    }
+    let mut neck = [0f64; 4];
+    for _ in 0..5 {
+        let p = picodet.profile_neck(x)?;
+        neck.iter_mut().zip(p).for_each(|(a, b)| *a += b / 5.0);
+    }
+    println!(
+        "  CSP-PAN: reduce {:.1} ms, top-down {:.1} ms, bottom-up {:.1} ms (upsample + concat {:.1} ms)",
+        neck[0], neck[1], neck[2], neck[3]
+    );
+    println!(
+        "  SLANet encoder alone (second run on the same input): {:.1} ms/table",
+        sum(&encode_ms) / encode_ms.len().max(1) as f64
+    );
+    if let Some(tx) = tensors.get("table.0") {
+        let (layers, neck) = slanet.profile_encoder(tx)?;
+        let bb: f64 = layers.iter().map(|(_, ms)| ms).sum();
+        println!(
+            "  SLANet encoder: backbone {bb:.1} ms (stem {:.1}); CSP-PAN reduce {:.1}, top-down {:.1}, bottom-up {:.1} (glue {:.1}) ms",
+            layers[0].1, neck[0], neck[1], neck[2], neck[3]
+        );
     }
     println!("inputs and timings: {}", out.display());
     Ok(())

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""onnxruntime side of benches/layout_table.rs: the same layout and table inputs, one run each,
-batch 1, intra_op_num_threads = the thread count candle used. Prints both sides and the ratio.
+"""onnxruntime side of benches/layout_table.rs: the same layout and table inputs, the median of
+5 runs each (as on the candle side), batch 1, intra_op_num_threads = the thread count candle
+used. Prints both sides and the ratio.
 
     python3 benches/layout_table_reference.py /tmp/lt
 """
@@ -30,9 +31,12 @@ def run(onnx, prefix, count):
     times = []
     for i in range(count):
         x = np.ascontiguousarray(inputs[f"{prefix}.{i}"])
-        t = time.perf_counter()
-        sess.run(None, {name: x})
-        times.append((time.perf_counter() - t) * 1e3)
+        runs = []
+        for _ in range(5):
+            t = time.perf_counter()
+            sess.run(None, {name: x})
+            runs.append((time.perf_counter() - t) * 1e3)
+        times.append(sorted(runs)[2])
     return times
 
 

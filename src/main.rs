@@ -9,6 +9,7 @@ fn main() -> std::process::ExitCode {
     let cli = pipebench::cli::Cli::parse();
     // Thread counts must be fixed before candle or rayon create their pools.
     pipebench::models::device::apply_thread_count(cli.threads());
+    pipebench::models::device::keep_freed_memory();
     match pipebench::run(cli) {
         Ok(code) => code.into(),
         Err(err) => {

@@ -15,6 +15,7 @@ use candle_core::{Module, Result, Tensor};
 
 use super::deploy_graph::{GraphError, ParamCursor};
 use super::layers::Conv;
+use super::ops::resize::upsample_concat;
 use super::pplcnet::{check_stride, conv_bn_hswish};
 
 /// Depthwise conv (stride `stride`, kernel `kernel`) then a pointwise conv.
@@ -133,6 +134,39 @@ impl CspPan {
         })
     }
 
+    /// Milliseconds in the reduce convs, the top-down and the bottom-up passes, and within
+    /// them in upsampling + concatenation (benchmarks).
+    pub fn profile(&self, feats: &[Tensor]) -> Result<[f64; 4]> {
+        let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
+        let t = std::time::Instant::now();
+        let inputs = feats
+            .iter()
+            .zip(&self.reduce)
+            .map(|(f, c)| c.forward(f))
+            .collect::<Result<Vec<_>>>()?;
+        let reduce = ms(t);
+        let n = inputs.len();
+        let (mut glue, t) = (0.0, std::time::Instant::now());
+        let mut inner = vec![inputs[n - 1].clone()];
+        for idx in (1..n).rev() {
+            let tg = std::time::Instant::now();
+            let cat = upsample_concat(&inner[0], &inputs[idx - 1])?;
+            glue += ms(tg);
+            inner.insert(0, self.top_down[n - 1 - idx].forward(&cat)?);
+        }
+        let top_down = ms(t);
+        let t = std::time::Instant::now();
+        let mut outs = vec![inner[0].clone()];
+        for idx in 0..n - 1 {
+            let down = self.downsample[idx].forward(&outs[idx])?;
+            let tg = std::time::Instant::now();
+            let cat = Tensor::cat(&[&down, &inner[idx + 1]], 1)?;
+            glue += ms(tg);
+            outs.push(self.bottom_up[idx].forward(&cat)?);
+        }
+        Ok([reduce, top_down, ms(t), glue])
+    }
+
     pub fn forward(&self, feats: &[Tensor]) -> Result<Vec<Tensor>> {
         if feats.len() != self.reduce.len() {
             candle_core::bail!(
@@ -150,11 +184,8 @@ impl CspPan {
         // Top-down: inner[i] fuses level i with the upsampled inner[i + 1].
         let mut inner = vec![inputs[n - 1].clone()];
         for idx in (1..n).rev() {
-            let high = &inner[0];
-            let low = &inputs[idx - 1];
-            let (_, _, h, w) = low.dims4()?;
-            let up = high.upsample_nearest2d(h, w)?;
-            let fused = self.top_down[n - 1 - idx].forward(&Tensor::cat(&[&up, low], 1)?)?;
+            let cat = upsample_concat(&inner[0], &inputs[idx - 1])?;
+            let fused = self.top_down[n - 1 - idx].forward(&cat)?;
             inner.insert(0, fused);
         }
         // Bottom-up.

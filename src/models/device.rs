@@ -82,6 +82,25 @@ pub fn open(spec: DeviceSpec) -> Result<Device, DeviceError> {
     }
 }
 
+/// Keeps freed model buffers in the process instead of returning them to the kernel.
+///
+/// Why: glibc serves large allocations (every feature map of a page-sized input) with `mmap`
+/// and unmaps them on free, so each forward pass page-faults its activations in again; that
+/// cost 5–8 % of PicoDet's and SLANet's CPU time (`benches/layout_table.rs`). With a high mmap
+/// threshold and no trimming, freed maps are reused from the heap, as an inference runtime's
+/// arena would. Resident memory then stays near its peak, and the memory report shows that.
+/// A no-op outside Linux with glibc.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before any model allocates.
+    unsafe {
+        // glibc caps the mmap threshold at 32 MiB on 64-bit.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
 /// Sets the CPU thread count for candle/rayon. Call first thing in `main`, before any thread
 /// pool exists.
 pub fn apply_thread_count(threads: Option<usize>) {

@@ -97,6 +97,12 @@ impl PicoDet {
         self.backbone.profile(x)
     }
 
+    /// Neck timings: reduce, top-down, bottom-up, and the upsample + concat share (benchmarks).
+    pub fn profile_neck(&self, x: &Tensor) -> Result<[f64; 4]> {
+        let feats = self.backbone.forward(x)?;
+        self.neck.profile(&feats[1..])
+    }
+
     /// Milliseconds spent in backbone, neck and head for one forward pass (benchmarks).
     pub fn profile(&self, x: &Tensor) -> Result<[f64; 3]> {
         let t = std::time::Instant::now();

@@ -4,6 +4,7 @@ pub mod conv_transpose;
 pub mod dense_conv;
 pub mod depthwise;
 pub mod pointwise;
+pub mod resize;
 
 use candle_core::{CpuStorage, Layout, Result, bail};
 
