@@ -427,6 +427,9 @@ impl SlaHead {
     }
 }
 
+/// Named layer timings in milliseconds (benchmarks).
+pub type LayerTimes = Vec<(String, f64)>;
+
 #[derive(Debug, Clone)]
 pub struct SlaNet {
     backbone: PPLCNet,
@@ -472,7 +475,7 @@ impl SlaNet {
 
     /// Encoder timings (benchmarks): backbone layers, then the neck's reduce, top-down,
     /// bottom-up and upsample + concat milliseconds.
-    pub fn profile_encoder(&self, x: &Tensor) -> Result<(Vec<(String, f64)>, [f64; 4])> {
+    pub fn profile_encoder(&self, x: &Tensor) -> Result<(LayerTimes, [f64; 4])> {
         let layers = self.backbone.profile(x)?;
         let feats = self.backbone.forward(x)?;
         Ok((layers, self.neck.profile(&feats)?))
