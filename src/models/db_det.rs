@@ -35,15 +35,11 @@ struct RseLayer {
 impl RseLayer {
     fn load(p: &mut ParamCursor, kernel: usize) -> std::result::Result<Self, GraphError> {
         let conv = Conv::new(p.conv(false, Some(kernel))?)?;
-        let conv1 = Conv::new(p.conv(false, Some(1))?)?;
-        let conv2 = Conv::new(p.conv(false, Some(1))?)?;
+        let p1 = p.conv(false, Some(1))?;
+        let p2 = p.conv(false, Some(1))?;
         Ok(Self {
             conv,
-            se: SqueezeExcite {
-                conv1,
-                conv2,
-                alpha: NECK_SE_SLOPE,
-            },
+            se: SqueezeExcite::new(p1, p2, NECK_SE_SLOPE)?,
         })
     }
 }

@@ -9,6 +9,7 @@ use super::ops::conv_transpose::ConvTransposeOp;
 use super::ops::dense_conv::DenseConvOp;
 use super::ops::depthwise::DepthwiseConv2d;
 use super::ops::pointwise::{ChannelEpilogue, hard_sigmoid};
+use super::ops::squeeze_excite::SeOp;
 
 /// Moves a convolution's bias out of `p` into an identity epilogue on `channels` channels.
 fn take_bias_epilogue(p: &mut ConvParams, channels: usize) -> Result<ChannelEpilogue> {
@@ -217,6 +218,32 @@ fn space_to_depth2(x: &Tensor, pad: (usize, usize), k2: (usize, usize)) -> Resul
     };
     let (ho, wo) = (out(h, pad.0, k2.0), out(w, pad.1, k2.1));
     let (h2, w2) = (ho - 1 + k2.0, wo - 1 + k2.1);
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        // One gather pass (the pad/permute/copy chain below makes four).
+        let x = x.contiguous()?;
+        let src = x.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; n * 4 * c * h2 * w2];
+        for (b, img) in src.chunks_exact(c * h * w).enumerate() {
+            for ci in 0..c {
+                let plane = &img[ci * h * w..(ci + 1) * h * w];
+                for y in 0..h {
+                    let py = y + pad.0;
+                    let (ry, phy) = (py / 2, py % 2);
+                    let row = &plane[y * w..(y + 1) * w];
+                    for phx in 0..2 {
+                        let oc = (b * 4 + phy * 2 + phx) * c + ci;
+                        let dst = &mut out[(oc * h2 + ry) * w2..(oc * h2 + ry + 1) * w2];
+                        // Input columns x with (x + pad) % 2 == phx land at (x + pad) / 2.
+                        let first = (phx + 2 - pad.1 % 2) % 2;
+                        for xx in (first..w).step_by(2) {
+                            dst[(xx + pad.1) / 2] = row[xx];
+                        }
+                    }
+                }
+            }
+        }
+        return Tensor::from_vec(out, (n, 4 * c, h2, w2), x.device());
+    }
     let (bottom, right) = (2 * h2 - h - pad.0, 2 * w2 - w - pad.1);
     x.pad_with_zeros(2, pad.0, bottom)?
         .pad_with_zeros(3, pad.1, right)?
@@ -375,16 +402,54 @@ impl Module for LayerNorm {
     }
 }
 
-/// Squeeze-and-excitation: `x * hard_sigmoid(conv2(relu(conv1(mean_hw(x)))))`.
+/// Squeeze-and-excitation: `x * hard_sigmoid(conv2(relu(conv1(mean_hw(x)))))`; on CPU one
+/// fused op ([`SeOp`]), elsewhere candle operations.
 #[derive(Debug, Clone)]
 pub struct SqueezeExcite {
-    pub conv1: Conv,
-    pub conv2: Conv,
-    pub alpha: f64,
+    conv1: Conv,
+    conv2: Conv,
+    alpha: f64,
+    op: SeOp,
+}
+
+impl SqueezeExcite {
+    /// From the two 1×1 convolutions (with biases) and the hard-sigmoid slope.
+    pub fn new(p1: ConvParams, p2: ConvParams, alpha: f64) -> Result<Self> {
+        let (mid, channels, _, _) = p1.weight.dims4()?;
+        let host = |t: &Tensor| -> Result<Vec<f32>> { t.flatten_all()?.to_vec1::<f32>() };
+        let bias = |p: &ConvParams, n: usize| -> Result<Vec<f32>> {
+            p.bias.as_ref().map_or(Ok(vec![0.0; n]), host)
+        };
+        let op = SeOp {
+            w1: host(&p1.weight)?,
+            b1: bias(&p1, mid)?,
+            w2: host(&p2.weight)?,
+            b2: bias(&p2, channels)?,
+            channels,
+            mid,
+            alpha: alpha as f32,
+        };
+        Ok(Self {
+            conv1: Conv::new(p1)?,
+            conv2: Conv::new(p2)?,
+            alpha,
+            op,
+        })
+    }
 }
 
 impl Module for SqueezeExcite {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.device().is_cpu() && x.dtype() == DType::F32 {
+            return x.contiguous()?.apply_op1_no_bwd(&self.op);
+        }
+        self.forward_generic(x)
+    }
+}
+
+impl SqueezeExcite {
+    /// The candle-operations path (CUDA, Metal).
+    fn forward_generic(&self, x: &Tensor) -> Result<Tensor> {
         let s = x.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?;
         let s = self.conv2.forward(&self.conv1.forward(&s)?.relu()?)?;
         x.broadcast_mul(&hard_sigmoid(&s, self.alpha)?)
@@ -395,6 +460,27 @@ impl Module for SqueezeExcite {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn fused_squeeze_excite_matches_the_candle_path() {
+        let dev = Device::Cpu;
+        let conv = |cout: usize, cin: usize| ConvParams {
+            weight: Tensor::randn(0f32, 0.5, (cout, cin, 1, 1), &dev).expect("w"),
+            bias: Some(Tensor::randn(0f32, 0.5, cout, &dev).expect("b")),
+            stride: (1, 1),
+            pads: [0; 4],
+            groups: 1,
+        };
+        let se = SqueezeExcite::new(conv(3, 8), conv(8, 3), 0.2).expect("se");
+        let x = Tensor::randn(0f32, 1.0, (2, 8, 5, 7), &dev).expect("x");
+        let d = (se.forward(&x).expect("fused") - se.forward_generic(&x).expect("generic"))
+            .and_then(|d| d.abs())
+            .and_then(|d| d.flatten_all())
+            .and_then(|d| d.max(0))
+            .and_then(|d| d.to_scalar::<f32>())
+            .expect("diff");
+        assert!(d < 1e-5, "max diff {d}");
+    }
 
     #[test]
     fn stride_two_dense_conv_matches_candle() {

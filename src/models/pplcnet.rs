@@ -84,11 +84,9 @@ impl Block {
         let dw = conv_bn_hswish(p, true, spec.kernel)?;
         check_stride("pplcnet", &dw, spec.stride)?;
         let se = if spec.se {
-            Some(SqueezeExcite {
-                conv1: Conv::new(p.conv(false, Some(1))?)?,
-                conv2: Conv::new(p.conv(false, Some(1))?)?,
-                alpha: 1.0 / 6.0,
-            })
+            let p1 = p.conv(false, Some(1))?;
+            let p2 = p.conv(false, Some(1))?;
+            Some(SqueezeExcite::new(p1, p2, 1.0 / 6.0)?)
         } else {
             None
         };

@@ -128,13 +128,9 @@ impl Block {
             });
         }
         let se = if spec.se {
-            let conv1 = Conv::new(p.conv(false, Some(1))?)?;
-            let conv2 = Conv::new(p.conv(false, Some(1))?)?;
-            Some(SqueezeExcite {
-                conv1,
-                conv2,
-                alpha: 1.0 / 6.0,
-            })
+            let p1 = p.conv(false, Some(1))?;
+            let p2 = p.conv(false, Some(1))?;
+            Some(SqueezeExcite::new(p1, p2, 1.0 / 6.0)?)
         } else {
             None
         };

@@ -5,6 +5,7 @@ pub mod dense_conv;
 pub mod depthwise;
 pub mod pointwise;
 pub mod resize;
+pub mod squeeze_excite;
 
 use candle_core::{CpuStorage, Layout, Result, bail};
 
