@@ -138,7 +138,7 @@ fn dw_s2_generic(
     init: f32,
 ) {
     let tap = |iy: usize, kx: usize, ox: usize| -> &[f32] {
-        if kx % 2 == 0 {
+        if kx.is_multiple_of(2) {
             &xe[iy * we + ox + kx / 2..]
         } else {
             &xo[iy * wd + ox + kx / 2..]
