@@ -524,6 +524,15 @@ fn tables_get_structure_with_their_cell_text() {
         table["decoder_steps"].as_u64().is_some_and(|s| s > 64),
         "{table}"
     );
+    // The report counts the work: tables and their decoder steps, regions per class.
+    let content = &read_json(&out)["output"]["content"];
+    assert_eq!(content["tables"], 1, "{content}");
+    assert_eq!(content["table_decoder_steps"], table["decoder_steps"]);
+    assert!(content["regions_by_class"]["table"].as_u64() == Some(1));
+    assert!(
+        content["text_lines"].as_u64().is_some_and(|n| n >= 64),
+        "{content}"
+    );
     let md = std::fs::read_to_string(outputs.join("gofpdf-cellformat-tables.md")).expect("md");
     assert!(md.contains("<table><tr><td>Country</td>"), "{md}");
 }

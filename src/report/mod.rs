@@ -317,6 +317,7 @@ pub fn build(mut d: RunData<'_>) -> Report {
             algorithm: "sha256".into(),
             digest: hex(&digest.finalize()),
             pages: d.records.len() as u64,
+            content: output_content(d.records.iter().map(|r| &r.output)),
         },
         quality: d.quality,
     }
@@ -403,6 +404,30 @@ fn human_bytes(b: u64) -> String {
 }
 
 /// A terminal summary in the spirit of hyperfine's.
+/// Counts over page outputs (see [`OutputContent`]).
+pub fn output_content<'a>(
+    outputs: impl Iterator<Item = &'a crate::page::PageOutput>,
+) -> OutputContent {
+    let mut c = OutputContent::default();
+    for out in outputs {
+        for r in &out.regions {
+            *c.regions_by_class.entry(r.class.clone()).or_default() += 1;
+            if let Some(steps) = r.decoder_steps {
+                c.tables += 1;
+                c.table_decoder_steps += u64::from(steps);
+                c.table_decoder_steps_max = c.table_decoder_steps_max.max(u64::from(steps));
+            }
+        }
+        c.text_lines += out.lines.len() as u64;
+        c.text_chars += out
+            .lines
+            .iter()
+            .map(|l| l.text.chars().filter(|ch| !ch.is_whitespace()).count() as u64)
+            .sum::<u64>();
+    }
+    c
+}
+
 pub fn summary_text(r: &Report, path: &Path) -> String {
     let s = &r.summary;
     let mut out = String::new();
@@ -471,6 +496,26 @@ pub fn summary_text(r: &Report, path: &Path) -> String {
         s.instrumentation_overhead_ns, s.spans_recorded, s.spans_dropped
     ));
     line(format!("  Output digest:  {}", &r.output.digest[..16]));
+    let c = &r.output.content;
+    if !c.regions_by_class.is_empty() || c.text_lines > 0 {
+        let mut classes: Vec<(&String, &u64)> = c.regions_by_class.iter().collect();
+        classes.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let top: Vec<String> = classes
+            .iter()
+            .take(4)
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        line(format!(
+            "  Outputs:        {} regions ({}{}), {} text lines, {} tables ({} decoder steps, max {})",
+            c.regions_by_class.values().sum::<u64>(),
+            top.join(", "),
+            if classes.len() > 4 { ", …" } else { "" },
+            c.text_lines,
+            c.tables,
+            c.table_decoder_steps,
+            c.table_decoder_steps_max
+        ));
+    }
     if let Some(c) = &r.quality.ocr_cer {
         line(format!(
             "  OCR CER:        {:.2} % over {} pages with a text layer ({} characters; {} pages without one not measured)",

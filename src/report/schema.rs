@@ -15,7 +15,7 @@ use crate::metrics::memory::MemorySample;
 use crate::metrics::span::{Span, WorkerId};
 use crate::models::{ModelInfo, StageKind};
 
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// A pipebench run report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -375,4 +375,27 @@ pub struct OutputDigest {
     pub digest: String,
     /// Pages covered.
     pub pages: u64,
+    /// What was extracted, counted: makes the work behind the timings visible (a strategy
+    /// or OCR scope that finds less text is cheaper for that reason).
+    pub content: OutputContent,
+}
+
+/// Counts over every page's output.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputContent {
+    /// Regions per class (layout classes, plus `text_line` for OCR lines outside every
+    /// layout region).
+    pub regions_by_class: std::collections::BTreeMap<String, u64>,
+    /// Recognized text lines.
+    pub text_lines: u64,
+    /// Characters of recognized text (whitespace excluded).
+    pub text_chars: u64,
+    /// Table regions that got a structure.
+    pub tables: u64,
+    /// Table structure decoder steps, summed over tables: the data-dependent part of the
+    /// table stage's cost (one step per structure token, up to the model's limit).
+    pub table_decoder_steps: u64,
+    /// The most decoder steps any one table took.
+    pub table_decoder_steps_max: u64,
 }
