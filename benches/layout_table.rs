@@ -2,8 +2,8 @@
 //! model time on real pages, and the exact model inputs written out so that
 //! benches/layout_table_reference.py times onnxruntime on the same tensors.
 //!
-//! Run: `cargo bench --bench layout_table -- corpora/sample 24 /tmp/lt` (corpus, pages spread
-//! evenly over it, output folder), then
+//! Run (after `pipebench setup`): `cargo bench --bench layout_table -- corpora/sample 24 /tmp/lt`
+//! (corpus, pages spread evenly over it, output folder), then
 //! `python3 benches/layout_table_reference.py /tmp/lt` (needs onnxruntime and numpy).
 //! Per input the median of `RUNS` runs (this shared machine's speed drifts by ±20 % between
 //! seconds; a median per input on both sides keeps the ratio honest), batch 1 on both sides,

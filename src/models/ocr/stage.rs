@@ -1,9 +1,12 @@
 //! The OCR stage: PP-OCR detection on each page, DB post-processing, perspective crops, then
 //! recognition batched by width across every line of every page in the call, CTC decoding.
 //!
-//! Until layout detection exists the stage reads the whole page; each recognized line becomes a
-//! `text_line` region (axis-aligned bounds of the detected quadrilateral, recognition
-//! confidence, text), in reading order.
+//! Scope (`ocr.scope`): `page` detects once on the whole page and assigns each line to the
+//! layout region holding most of it (`routing::assign_lines`); `region` detects on the crop of
+//! each text-like or table region. Either way every line is kept in the page output (`lines`:
+//! axis-aligned bounds of the detected quadrilateral, recognition confidence, text, region),
+//! regions get their lines' text, lines outside every region become `text_line` regions, and
+//! the regions are put in reading order. Without a layout model each line is its own region.
 
 use std::path::Path;
 
