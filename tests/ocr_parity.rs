@@ -1,6 +1,9 @@
 //! Parity of the native candle PP-OCRv5 models with onnxruntime on committed fixtures
 //! (tests/fixtures/ocr, made by make_ppocrv5_fixtures.py). No Python at test time.
 
+mod common;
+use common::max_abs_diff;
+
 use candle_core::{DType, Device, Tensor};
 use pipebench::models::db_det::DbDetector;
 use pipebench::models::weights::card;
@@ -22,16 +25,6 @@ fn weights(id: &str) -> pipebench::models::weights::ModelFiles {
             &mut |m| eprintln!("{m}"),
         )
         .expect("weights")
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .and_then(|d| d.abs())
-        .and_then(|d| d.flatten_all())
-        .and_then(|d| d.max(0))
-        .and_then(|d| d.to_scalar::<f32>())
-        .expect("diff")
 }
 
 #[test]

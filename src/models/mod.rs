@@ -122,6 +122,23 @@ pub trait Stage: Send {
     fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError>;
 }
 
+/// The page's rendered image as a BGR view, or an error naming the page and the stage when
+/// none reached it.
+pub fn page_bgr(page: &PageWork, stage: StageKind) -> Result<ocr::preprocess::Bgr<'_>, StageError> {
+    let im = page.image.as_ref().ok_or_else(|| {
+        StageError::new(
+            "input",
+            format!("{}: no rendered image reached the {stage} stage", page.id),
+        )
+    })?;
+    Ok(ocr::preprocess::Bgr {
+        width: im.width as usize,
+        height: im.height as usize,
+        stride: im.stride as usize,
+        data: &im.data,
+    })
+}
+
 /// What building a stage needs beyond its spec.
 #[derive(Debug, Clone)]
 pub struct BuildContext {

@@ -55,3 +55,14 @@ pub fn cmd() -> assert_cmd::Command {
     c.env("PDFIUM_DYNAMIC_LIB_PATH", pdfium_lib());
     c
 }
+
+/// Largest absolute elementwise difference of two tensors of the same shape (parity tests).
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.flatten_all())
+        .and_then(|d| d.max(0))
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("diff")
+}

@@ -173,18 +173,7 @@ impl Stage for LayoutStage {
     fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
         let mut images = Vec::with_capacity(batch.len());
         for page in batch.iter() {
-            let Some(im) = page.image.as_ref() else {
-                return Err(StageError::new(
-                    "input",
-                    format!("{}: no rendered image reached the layout stage", page.id),
-                ));
-            };
-            images.push(Bgr {
-                width: im.width as usize,
-                height: im.height as usize,
-                stride: im.stride as usize,
-                data: &im.data,
-            });
+            images.push(crate::models::page_bgr(page, StageKind::Layout)?);
         }
         let regions = self
             .detect(&images)

@@ -18,6 +18,18 @@ pub struct Bgr<'a> {
     pub data: &'a [u8],
 }
 
+impl<'a> Bgr<'a> {
+    /// The sub-image `[x0, y0, x1, y1)` (a view, no copy); the box must lie inside.
+    pub fn crop(&self, [x0, y0, x1, y1]: [usize; 4]) -> Bgr<'a> {
+        Bgr {
+            width: x1 - x0,
+            height: y1 - y0,
+            stride: self.stride,
+            data: &self.data[y0 * self.stride + x0 * 3..],
+        }
+    }
+}
+
 /// OpenCV's source offsets and 11-bit weights for one axis.
 fn linear_tables(dst: usize, src: usize) -> Vec<(usize, i32, i32)> {
     let scale = 1.0 / (dst as f64 / src as f64);

@@ -305,13 +305,8 @@ impl Stage for OcrStage {
         let mut owners: Vec<(usize, Option<usize>, [f32; 4])> = Vec::new();
         let mut prof = OcrProfile::default();
         for (pi, page) in batch.iter().enumerate() {
-            let Some(im) = page.image.as_ref() else {
-                return Err(StageError::new(
-                    "input",
-                    format!("{}: no rendered image reached the OCR stage", page.id),
-                ));
-            };
-            let (w, h) = (im.width as usize, im.height as usize);
+            let img = crate::models::page_bgr(page, StageKind::Ocr)?;
+            let (w, h) = (img.width, img.height);
             let whole = [0, 0, w, h];
             let targets: Vec<(Option<usize>, [usize; 4])> = match self.scope {
                 OcrScope::Region if !page.output.regions.is_empty() => page
@@ -326,14 +321,9 @@ impl Stage for OcrStage {
                     .collect(),
                 _ => vec![(None, whole)],
             };
-            for (owner, [x0, y0, x1, y1]) in targets {
-                let stride = im.stride as usize;
-                let view = Bgr {
-                    width: x1 - x0,
-                    height: y1 - y0,
-                    stride,
-                    data: &im.data[y0 * stride + x0 * 3..],
-                };
+            for (owner, rect) in targets {
+                let [x0, y0, ..] = rect;
+                let view = img.crop(rect);
                 let (boxes, page_crops) =
                     self.detect_and_crop(&view, &mut prof).map_err(model_err)?;
                 crops.extend(page_crops);

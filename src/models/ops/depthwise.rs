@@ -60,90 +60,63 @@ struct DwOp {
 /// so the 9 or 25 taps accumulate without touching memory.
 const DW_BLOCK: usize = 16;
 
-/// Stride-1 depthwise plane over a zero-padded input `xp` (rows `wp` wide): for each block of
-/// [`DW_BLOCK`] output columns, all taps accumulate in a fixed-size array the compiler keeps
-/// in vector registers. The row-axpy form (below, for other strides) reloads and stores the
-/// output row once per tap, which on 38- to 76-wide rows left the 5×5 layers at ~11 GMAC/s.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn dw_s1_generic(
-    wk: &[f32],
-    (kh, kw): (usize, usize),
-    xp: &[f32],
+/// Where tap `(ky, kx)` of output `(oy, ox)` reads: `at(..)[0]` is that input pixel and the
+/// next [`DW_BLOCK`] − 1 values are what the following outputs read for the same tap. One
+/// implementation per stride, so the blocked loop is compiled for each without a branch.
+trait Taps: Copy {
+    fn at(&self, oy: usize, ky: usize, ox: usize, kx: usize) -> &[f32];
+}
+
+/// Stride 1: a zero-padded plane `wp` wide.
+#[derive(Clone, Copy)]
+struct Stride1<'a> {
+    xp: &'a [f32],
     wp: usize,
-    dst: &mut [f32],
-    (ho, wo): (usize, usize),
-    init: f32,
-) {
-    for oy in 0..ho {
-        let out = &mut dst[oy * wo..(oy + 1) * wo];
-        let mut ox = 0;
-        while ox + DW_BLOCK <= wo {
-            let mut acc = [init; DW_BLOCK];
-            for ky in 0..kh {
-                let row = &xp[(oy + ky) * wp + ox..];
-                for kx in 0..kw {
-                    let wv = wk[ky * kw + kx];
-                    let r = &row[kx..kx + DW_BLOCK];
-                    for j in 0..DW_BLOCK {
-                        acc[j] += wv * r[j];
-                    }
-                }
-            }
-            out[ox..ox + DW_BLOCK].copy_from_slice(&acc);
-            ox += DW_BLOCK;
-        }
-        for (x, o) in out.iter_mut().enumerate().skip(ox) {
-            let mut acc = init;
-            for ky in 0..kh {
-                let row = &xp[(oy + ky) * wp + x..];
-                for kx in 0..kw {
-                    acc += wk[ky * kw + kx] * row[kx];
-                }
-            }
-            *o = acc;
-        }
+}
+
+impl Taps for Stride1<'_> {
+    #[inline(always)]
+    fn at(&self, oy: usize, ky: usize, ox: usize, kx: usize) -> &[f32] {
+        &self.xp[(oy + ky) * self.wp + ox + kx..]
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn dw_s1_avx2(
-    wk: &[f32],
-    k: (usize, usize),
-    xp: &[f32],
-    wp: usize,
-    dst: &mut [f32],
-    o: (usize, usize),
-    init: f32,
-) {
-    dw_s1_generic(wk, k, xp, wp, dst, o, init)
+/// Stride (2, 2): the padded plane split into its even (`we` wide) and odd (`wd` wide)
+/// columns; tap `kx` is column `ox + kx/2` of one half, again a contiguous run.
+#[derive(Clone, Copy)]
+struct Stride2<'a> {
+    even: &'a [f32],
+    we: usize,
+    odd: &'a [f32],
+    wd: usize,
 }
 
-/// Stride-(2, 2) depthwise plane over the padded input split into its even (`xe`, `we` wide)
-/// and odd (`xo`, `wd` wide) columns: tap `kx` reads column `ox + kx/2` of the even or odd
-/// half, so every tap is again a contiguous run and the blocked accumulation of
-/// [`dw_s1_generic`] applies (the strided row-axpy below ran PicoDet's first stride-2 layer at
-/// 3.8 ms).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn dw_s2_generic(
-    wk: &[f32],
-    (kh, kw): (usize, usize),
-    (xe, we): (&[f32], usize),
-    (xo, wd): (&[f32], usize),
-    dst: &mut [f32],
-    (ho, wo): (usize, usize),
-    init: f32,
-) {
-    let tap = |iy: usize, kx: usize, ox: usize| -> &[f32] {
+impl Taps for Stride2<'_> {
+    #[inline(always)]
+    fn at(&self, oy: usize, ky: usize, ox: usize, kx: usize) -> &[f32] {
+        let iy = 2 * oy + ky;
         if kx.is_multiple_of(2) {
-            &xe[iy * we + ox + kx / 2..]
+            &self.even[iy * self.we + ox + kx / 2..]
         } else {
-            &xo[iy * wd + ox + kx / 2..]
+            &self.odd[iy * self.wd + ox + kx / 2..]
         }
-    };
+    }
+}
+
+/// One depthwise plane, register-blocked: for each block of [`DW_BLOCK`] output columns every
+/// tap accumulates into a fixed-size array the compiler keeps in vector registers. The
+/// row-axpy form (below, for other strides) reloads and stores the output row once per tap,
+/// which on 38- to 76-wide rows left the 5×5 layers at ~11 GMAC/s and ran PicoDet's first
+/// stride-2 layer at 3.8 ms.
+#[inline(always)]
+fn dw_blocked<T: Taps>(
+    wk: &[f32],
+    (kh, kw): (usize, usize),
+    taps: T,
+    dst: &mut [f32],
+    (ho, wo): (usize, usize),
+    init: f32,
+) {
     for oy in 0..ho {
         let out = &mut dst[oy * wo..(oy + 1) * wo];
         let mut ox = 0;
@@ -152,7 +125,7 @@ fn dw_s2_generic(
             for ky in 0..kh {
                 for kx in 0..kw {
                     let wv = wk[ky * kw + kx];
-                    let r = &tap(2 * oy + ky, kx, ox)[..DW_BLOCK];
+                    let r = &taps.at(oy, ky, ox, kx)[..DW_BLOCK];
                     for j in 0..DW_BLOCK {
                         acc[j] += wv * r[j];
                     }
@@ -165,7 +138,7 @@ fn dw_s2_generic(
             let mut acc = init;
             for ky in 0..kh {
                 for kx in 0..kw {
-                    acc += wk[ky * kw + kx] * tap(2 * oy + ky, kx, x)[0];
+                    acc += wk[ky * kw + kx] * taps.at(oy, ky, x, kx)[0];
                 }
             }
             *o = acc;
@@ -175,22 +148,37 @@ fn dw_s2_generic(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn dw_s2_avx2(
+fn dw_blocked_avx2<T: Taps>(
     wk: &[f32],
     k: (usize, usize),
-    even: (&[f32], usize),
-    odd: (&[f32], usize),
+    taps: T,
     dst: &mut [f32],
     o: (usize, usize),
     init: f32,
 ) {
-    dw_s2_generic(wk, k, even, odd, dst, o, init)
+    dw_blocked(wk, k, taps, dst, o, init)
+}
+
+/// [`dw_blocked`], in its AVX2 + FMA build when the CPU has them.
+fn dw_blocked_dispatch<T: Taps>(
+    wk: &[f32],
+    k: (usize, usize),
+    taps: T,
+    dst: &mut [f32],
+    o: (usize, usize),
+    init: f32,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the features the function is compiled for were just detected.
+        unsafe { dw_blocked_avx2(wk, k, taps, dst, o, init) };
+        return;
+    }
+    dw_blocked(wk, k, taps, dst, o, init)
 }
 
 impl DwOp {
-    /// Stride-(2, 2) planes: pad and split the columns by parity once, then
-    /// [`dw_s2_generic`] (its AVX2 + FMA build when the CPU has them).
+    /// Stride-(2, 2) planes: pad and split the columns by parity once, then [`dw_blocked`].
     fn plane_s2(&self, c: usize, src: &[f32], h: usize, w: usize, dst: &mut [f32], wo: usize) {
         let (kh, kw) = self.geo.kernel;
         let (pt, pb, pl, pr) = self.geo.pad;
@@ -212,20 +200,17 @@ impl DwOp {
         }
         let init = self.bias.as_ref().map_or(0.0, |b| b[c]);
         let wk = &self.weight[c * kh * kw..(c + 1) * kh * kw];
-        let (even, odd) = ((&xe[..], we), (&xo[..], wd));
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the features the function is compiled for were just detected.
-            unsafe { dw_s2_avx2(wk, (kh, kw), even, odd, dst, (ho, wo), init) };
-            return self.finish_plane(c, dst);
-        }
-        dw_s2_generic(wk, (kh, kw), even, odd, dst, (ho, wo), init);
+        let taps = Stride2 {
+            even: &xe,
+            we,
+            odd: &xo,
+            wd,
+        };
+        dw_blocked_dispatch(wk, (kh, kw), taps, dst, (ho, wo), init);
         self.finish_plane(c, dst)
     }
 
-    /// Stride-1 planes: pad once, then [`dw_s1_generic`] (its AVX2 + FMA build when the CPU
-    /// has them).
+    /// Stride-1 planes: pad once, then [`dw_blocked`].
     fn plane_s1(&self, c: usize, src: &[f32], h: usize, w: usize, dst: &mut [f32], wo: usize) {
         let (kh, kw) = self.geo.kernel;
         let (pt, pb, pl, pr) = self.geo.pad;
@@ -238,14 +223,8 @@ impl DwOp {
         }
         let init = self.bias.as_ref().map_or(0.0, |b| b[c]);
         let wk = &self.weight[c * kh * kw..(c + 1) * kh * kw];
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the features the function is compiled for were just detected.
-            unsafe { dw_s1_avx2(wk, (kh, kw), &xp, wp, dst, (ho, wo), init) };
-            return self.finish_plane(c, dst);
-        }
-        dw_s1_generic(wk, (kh, kw), &xp, wp, dst, (ho, wo), init);
+        let taps = Stride1 { xp: &xp, wp };
+        dw_blocked_dispatch(wk, (kh, kw), taps, dst, (ho, wo), init);
         self.finish_plane(c, dst)
     }
 

@@ -34,13 +34,11 @@ pub struct TableStage {
     weights: String,
 }
 
-/// A table crop ready for the model.
+/// A table crop ready for the model: page, region and pixel box `[x0, y0, x1, y1)`.
 struct Crop {
     page: usize,
     region: usize,
-    origin: (usize, usize),
-    width: usize,
-    height: usize,
+    rect: [usize; 4],
 }
 
 impl TableStage {
@@ -121,25 +119,16 @@ impl Stage for TableStage {
         let model_err = |e: candle_core::Error| crate::pipeline::executor::classify(&e.to_string());
         let mut crops = Vec::new();
         for (pi, page) in batch.iter().enumerate() {
-            let Some(im) = page.image.as_ref() else {
-                return Err(StageError::new(
-                    "input",
-                    format!("{}: no rendered image reached the table stage", page.id),
-                ));
-            };
+            let img = crate::models::page_bgr(page, StageKind::Table)?;
             for (ri, r) in page.output.regions.iter().enumerate() {
                 if route(&r.class) != Route::Table {
                     continue;
                 }
-                if let Some([x0, y0, x1, y1]) =
-                    pixel_rect(r.bbox, 0.0, im.width as usize, im.height as usize)
-                {
+                if let Some(rect) = pixel_rect(r.bbox, 0.0, img.width, img.height) {
                     crops.push(Crop {
                         page: pi,
                         region: ri,
-                        origin: (x0, y0),
-                        width: x1 - x0,
-                        height: y1 - y0,
+                        rect,
                     });
                 }
             }
@@ -149,15 +138,8 @@ impl Stage for TableStage {
             let per = 3 * s * s;
             let mut input = vec![0f32; chunk.len() * per];
             for (c, out) in chunk.iter().zip(input.chunks_mut(per)) {
-                let im = batch[c.page].image.as_ref().expect("checked above");
-                let stride = im.stride as usize;
-                let view = Bgr {
-                    width: c.width,
-                    height: c.height,
-                    stride,
-                    data: &im.data[c.origin.1 * stride + c.origin.0 * 3..],
-                };
-                self.preprocess(&view, out);
+                let img = crate::models::page_bgr(&batch[c.page], StageKind::Table)?;
+                self.preprocess(&img.crop(c.rect), out);
             }
             let x =
                 Tensor::from_vec(input, (chunk.len(), 3, s, s), &self.device).map_err(model_err)?;
@@ -171,12 +153,12 @@ impl Stage for TableStage {
                     &out.structure[i],
                     &out.loc[i],
                     &self.vocab,
-                    c.width,
-                    c.height,
+                    c.rect[2] - c.rect[0],
+                    c.rect[3] - c.rect[1],
                     s,
                 )
                 .map_err(|e| StageError::new("model", format!("{}: {e}", page.id)))?;
-                let (ox, oy) = (c.origin.0 as f32, c.origin.1 as f32);
+                let (ox, oy) = (c.rect[0] as f32, c.rect[1] as f32);
                 let lines: Vec<OcrLine> = page
                     .output
                     .lines
