@@ -101,6 +101,19 @@ fn smoke_run_writes_a_schema_valid_report() {
             > 0.0
     );
     assert!(r["memory"]["peak_rss_bytes"].as_u64().expect("rss") > 1_000_000);
+    // With null models rendering is the only real work: it bounds the run, and the bound
+    // never exceeds the wall time.
+    let b = &r["summary"]["bottleneck"];
+    assert_eq!(b["bound_resource"], "render-thread", "{b}");
+    let eff = b["efficiency"].as_f64().expect("efficiency");
+    assert!(eff > 0.0 && eff <= 1.0 + 1e-9, "{b}");
+    let kinds: Vec<&str> = b["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|x| x["resource"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(kinds, ["device", "render-thread"]);
     assert!(
         r["environment"]["pdfium"]["build"].is_string()
             || r["environment"]["pdfium"]["source"] == "system"

@@ -56,14 +56,19 @@ pub enum WorkerKind {
     Device,
 }
 
-impl std::fmt::Display for WorkerId {
+impl std::fmt::Display for WorkerKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let k = match self.kind {
+        f.write_str(match self {
             WorkerKind::RenderThread => "render-thread",
             WorkerKind::RenderProcess => "render-proc",
             WorkerKind::Device => "device",
-        };
-        write!(f, "{k}:{}", self.index)
+        })
+    }
+}
+
+impl std::fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.kind, self.index)
     }
 }
 
@@ -175,6 +180,8 @@ impl StageAccum {
 #[derive(Debug, Default)]
 pub struct Collected {
     pub stages: BTreeMap<StageKind, StageAccum>,
+    /// Per worker (thread or process): busy time and the idle gaps between its calls.
+    pub workers: BTreeMap<WorkerId, WorkerAccum>,
     pub spans: Vec<Span>,
     pub spans_recorded: u64,
     pub spans_dropped: u64,
@@ -222,10 +229,39 @@ impl Collector {
     }
 }
 
+/// One worker's time: each worker records its own calls one after another, so its spans
+/// arrive in time order and the gaps between them are its idle time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkerAccum {
+    pub busy_ns: u64,
+    pub calls: u64,
+    pub first_start_ns: u64,
+    pub last_end_ns: u64,
+    /// Sum of the gaps between consecutive calls.
+    pub idle_ns: u64,
+    pub max_gap_ns: u64,
+}
+
+impl WorkerAccum {
+    fn add(&mut self, s: &Span) {
+        if self.calls == 0 {
+            self.first_start_ns = s.start_ns;
+        } else {
+            let gap = s.start_ns.saturating_sub(self.last_end_ns);
+            self.idle_ns += gap;
+            self.max_gap_ns = self.max_gap_ns.max(gap);
+        }
+        self.calls += 1;
+        self.busy_ns += s.end_ns.saturating_sub(s.start_ns);
+        self.last_end_ns = self.last_end_ns.max(s.end_ns);
+    }
+}
+
 fn collect(rx: Receiver<Span>, keep_spans: bool) -> Collected {
     let mut c = Collected::default();
     for span in rx {
         c.stages.entry(span.stage).or_default().add(&span);
+        c.workers.entry(span.worker).or_default().add(&span);
         if keep_spans {
             c.spans.push(span);
         }
@@ -275,6 +311,12 @@ mod tests {
         assert_eq!(l.queue_wait.len(), 3);
         assert_eq!(got.stages[&StageKind::Ocr].busy_ns, 2_000);
         assert_eq!(got.spans.len(), 3);
+        // One device worker: busy 3.5 µs, idle only between 1 500 and 2 000.
+        let w = got.workers.values().next().expect("one worker");
+        assert_eq!(
+            (w.busy_ns, w.calls, w.idle_ns, w.max_gap_ns),
+            (3_500, 3, 500, 500)
+        );
     }
 
     #[test]

@@ -307,6 +307,7 @@ pub fn build(mut d: RunData<'_>) -> Report {
             instrumentation_overhead_ns: d.overhead_ns,
             spans_recorded: d.collected.spans_recorded,
             spans_dropped: d.collected.spans_dropped,
+            bottleneck: bottleneck(&d.collected.workers, wall_ns),
         },
         stages,
         memory,
@@ -404,6 +405,51 @@ fn human_bytes(b: u64) -> String {
 }
 
 /// A terminal summary in the spirit of hyperfine's.
+/// Busy time per resource kind, the ideal bound and the efficiency (see [`Bottleneck`]).
+pub fn bottleneck(
+    workers: &BTreeMap<crate::metrics::span::WorkerId, crate::metrics::span::WorkerAccum>,
+    wall_ns: u64,
+) -> Bottleneck {
+    let mut by_kind: BTreeMap<String, (u64, u64, u64, u64)> = BTreeMap::new();
+    for (id, w) in workers {
+        let e = by_kind.entry(id.kind.to_string()).or_default();
+        e.0 += 1;
+        e.1 += w.busy_ns;
+        e.2 += w.idle_ns;
+        e.3 = e.3.max(w.max_gap_ns);
+    }
+    let resources: Vec<ResourceReport> = by_kind
+        .iter()
+        .map(|(kind, (n, busy, idle, gap))| ResourceReport {
+            resource: kind.clone(),
+            workers: *n,
+            busy_ms: ms(*busy),
+            utilization: if wall_ns == 0 {
+                0.0
+            } else {
+                *busy as f64 / (wall_ns as f64 * *n as f64)
+            },
+            idle_gaps_ms: ms(*idle),
+            max_idle_gap_ms: ms(*gap),
+        })
+        .collect();
+    let (bound_resource, bound_ms) = resources
+        .iter()
+        .map(|r| (r.resource.clone(), r.busy_ms / r.workers.max(1) as f64))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or_default();
+    Bottleneck {
+        efficiency: if wall_ns == 0 {
+            0.0
+        } else {
+            bound_ms / ms(wall_ns)
+        },
+        resources,
+        bound_ms,
+        bound_resource,
+    }
+}
+
 /// Counts over page outputs (see [`OutputContent`]).
 pub fn output_content<'a>(
     outputs: impl Iterator<Item = &'a crate::page::PageOutput>,
@@ -495,6 +541,21 @@ pub fn summary_text(r: &Report, path: &Path) -> String {
         "  Overhead:       {:.0} ns per span ({} spans, {} dropped)",
         s.instrumentation_overhead_ns, s.spans_recorded, s.spans_dropped
     ));
+    let b = &r.summary.bottleneck;
+    if !b.resources.is_empty() {
+        let device = b.resources.iter().find(|x| x.resource == "device");
+        line(format!(
+            "  Bottleneck:     {} (ideal bound {:.1} s, efficiency {:.2}){}",
+            b.bound_resource,
+            b.bound_ms / 1e3,
+            b.efficiency,
+            device.map_or_else(String::new, |d| format!(
+                "; device idle {:.1} s between calls (longest {:.0} ms)",
+                d.idle_gaps_ms / 1e3,
+                d.max_idle_gap_ms
+            ))
+        ));
+    }
     line(format!("  Output digest:  {}", &r.output.digest[..16]));
     let c = &r.output.content;
     if !c.regions_by_class.is_empty() || c.text_lines > 0 {

@@ -226,6 +226,44 @@ pub struct Summary {
     pub spans_recorded: u64,
     /// Spans lost because the collector fell behind (the hot path never waits).
     pub spans_dropped: u64,
+    /// Where the time went by resource, and how close the run came to the best its busiest
+    /// resource allows.
+    pub bottleneck: Bottleneck,
+}
+
+/// Busy time per resource and the ideal bound it implies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Bottleneck {
+    /// One entry per resource kind that did work (render threads, render processes, the
+    /// device thread that owns the models).
+    pub resources: Vec<ResourceReport>,
+    /// The ideal wall time: the busiest resource kind's work divided by its workers. No
+    /// schedule of the same work on the same resources can finish sooner.
+    pub bound_ms: f64,
+    /// The resource kind that sets the bound.
+    pub bound_resource: String,
+    /// `bound_ms / wall_ms`: 1.0 means the bottleneck was never left waiting.
+    pub efficiency: f64,
+}
+
+/// One resource kind's time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceReport {
+    /// `render-thread`, `render-proc` or `device`.
+    pub resource: String,
+    /// Workers of this kind (threads or processes) that ran at least one call.
+    pub workers: u64,
+    /// Time inside stage calls, summed over the workers.
+    pub busy_ms: f64,
+    /// `busy / (wall × workers)`.
+    pub utilization: f64,
+    /// Gaps between a worker's consecutive calls, summed over the workers: for the device,
+    /// the time the models waited for work.
+    pub idle_gaps_ms: f64,
+    /// The longest single gap.
+    pub max_idle_gap_ms: f64,
 }
 
 /// Latency percentiles in milliseconds (from an HdrHistogram, 3 significant digits).
