@@ -11,19 +11,22 @@ use crate::models::{StageKind, available_models};
 /// The built-in default strategy (the same text as strategies/sequential.toml).
 pub const DEFAULT_STRATEGY: &str = include_str!("../strategies/sequential.toml");
 
-/// Execution strategies. (concurrent-render, staged-batch and streaming-microbatch arrive with
-/// issue 5; until then a file naming them is rejected with the list of what exists.)
+/// Execution strategies. (staged-batch and streaming-microbatch arrive later in issue 5; until
+/// then a file naming them is rejected with the list of what exists.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum StrategyKind {
     /// One page at a time through every stage, rendering in-process.
     Sequential,
+    /// Render worker processes render ahead; the models take one page at a time, in order.
+    ConcurrentRender,
 }
 
 impl StrategyKind {
     pub fn name(self) -> &'static str {
         match self {
             StrategyKind::Sequential => "sequential",
+            StrategyKind::ConcurrentRender => "concurrent-render",
         }
     }
 }
@@ -51,6 +54,9 @@ pub struct RenderParams {
     pub max_long_side_px: Option<u32>,
     /// Render worker processes; 0 renders in-process on one thread.
     pub processes: usize,
+    /// Rendered pages waiting for the models, at most (concurrent-render): how far rendering
+    /// may run ahead, which bounds the memory held in page images.
+    pub queue_capacity: usize,
 }
 
 impl Default for RenderParams {
@@ -59,6 +65,7 @@ impl Default for RenderParams {
             dpi: 150.0,
             max_long_side_px: None,
             processes: 0,
+            queue_capacity: DEFAULT_RENDER_QUEUE,
         }
     }
 }
@@ -136,6 +143,11 @@ impl OcrScope {
         }
     }
 }
+
+/// Pages rendered ahead of the models by default: enough to hide a slow page's render behind
+/// the models' work on the previous ones, few enough that page images (~6 MB each at 150 dpi)
+/// stay a small share of memory.
+pub const DEFAULT_RENDER_QUEUE: usize = 4;
 
 /// SLANet's `max_text_length`: 500 structure tokens.
 pub const DEFAULT_MAX_DECODER_STEPS: usize = 500;
@@ -227,6 +239,15 @@ fn validate(s: &StrategySpec) -> Result<(), (String, String)> {
             "the sequential strategy renders in-process, one page at a time: set it to 0".into(),
         );
     }
+    if s.kind == StrategyKind::ConcurrentRender && s.render.processes == 0 {
+        return bad(
+            "render.processes",
+            "concurrent-render renders in worker processes: set at least 1 (2 on two cores)".into(),
+        );
+    }
+    if s.render.queue_capacity == 0 {
+        return bad("render.queue_capacity", "must be at least 1".into());
+    }
     for kind in StageKind::MODELS {
         let st = s.stages.get(kind).expect("model stages have specs");
         let key = |k: &str| format!("stages.{kind}.{k}");
@@ -243,10 +264,17 @@ fn validate(s: &StrategySpec) -> Result<(), (String, String)> {
         if st.batch_size == 0 {
             return bad(&key("batch_size"), "must be at least 1".into());
         }
-        if s.kind == StrategyKind::Sequential && st.batch_size != 1 {
+        if matches!(
+            s.kind,
+            StrategyKind::Sequential | StrategyKind::ConcurrentRender
+        ) && st.batch_size != 1
+        {
             return bad(
                 &key("batch_size"),
-                "the sequential strategy runs one page at a time: set it to 1".into(),
+                format!(
+                    "the {} strategy runs the models one page at a time: set it to 1",
+                    s.kind.name()
+                ),
             );
         }
         if st.rec_batch_size == 0 {
@@ -344,6 +372,28 @@ mod tests {
             .expect_err("bad kind")
             .to_string();
         assert!(err.contains("sequential"), "{err}");
+    }
+
+    #[test]
+    fn concurrent_render_needs_render_processes_and_single_pages() {
+        let no_procs = "name = \"c\"\nkind = \"concurrent-render\"\n";
+        match parse(no_procs, p()) {
+            Err(ConfigError::Invalid { key, .. }) => assert_eq!(key, "render.processes"),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+        let batched = "name = \"c\"\nkind = \"concurrent-render\"\n[render]\nprocesses = 2\n[stages.layout]\nmodel = \"null\"\nbatch_size = 4\n";
+        match parse(batched, p()) {
+            Err(ConfigError::Invalid { key, line, .. }) => {
+                assert_eq!(key, "stages.layout.batch_size");
+                assert_eq!(line, 7);
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+        let ok = "name = \"c\"\nkind = \"concurrent-render\"\n[render]\nprocesses = 2\n";
+        assert_eq!(
+            parse(ok, p()).expect("valid").render.queue_capacity,
+            DEFAULT_RENDER_QUEUE
+        );
     }
 
     #[test]

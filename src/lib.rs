@@ -238,8 +238,9 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
         stages,
         child_pids,
         on_page: &on_page,
+        pdfium_lib: pdfium.library.clone(),
     };
-    let records = pipeline::run_strategy(ctx, &pages);
+    let records = pipeline::run_strategy(ctx, &pages)?;
     progress.finish_and_clear();
     if pipeline::interrupted() {
         say("interrupted: writing the report of the pages done");

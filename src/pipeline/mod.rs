@@ -1,6 +1,7 @@
 //! Running a strategy: the executor (the only place stages run and are timed), the render
 //! stages, and one file per strategy. Strategies decide order, batching and concurrency only.
 
+pub mod concurrent_render;
 pub mod executor;
 pub mod render_stage;
 pub mod sequential;
@@ -52,18 +53,25 @@ pub struct RunContext<'a> {
     pub child_pids: ChildPids,
     /// Called as each page completes (progress bar, live views).
     pub on_page: &'a (dyn Fn(&PageRecord) + Sync),
+    /// The bound libpdfium, for render worker processes.
+    pub pdfium_lib: String,
 }
 
 impl RunContext<'_> {
     pub fn new_work(&self, p: PageRef) -> PageWork {
-        let d = &self.corpus.documents[p.doc as usize];
-        PageWork::new(
-            p,
-            Arc::from(self.corpus.page_id(&p)),
-            Arc::from(d.id.as_str()),
-            Arc::from(d.path.as_path()),
-        )
+        new_work(self.corpus, p)
     }
+}
+
+/// A fresh page in flight for `p`.
+pub fn new_work(corpus: &Corpus, p: PageRef) -> PageWork {
+    let d = &corpus.documents[p.doc as usize];
+    PageWork::new(
+        p,
+        Arc::from(corpus.page_id(&p)),
+        Arc::from(d.id.as_str()),
+        Arc::from(d.path.as_path()),
+    )
 }
 
 /// The result of one page.
@@ -80,9 +88,11 @@ pub struct PageRecord {
     pub output: PageOutput,
 }
 
-/// Runs the strategy over `pages` and returns one record per page, in completion order.
-pub fn run_strategy(ctx: RunContext<'_>, pages: &[PageRef]) -> Vec<PageRecord> {
+/// Runs the strategy over `pages` and returns one record per page, in completion order. An
+/// error means the strategy could not start (e.g. a render process did not come up).
+pub fn run_strategy(ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<PageRecord>> {
     match ctx.spec.kind {
-        StrategyKind::Sequential => sequential::run(ctx, pages),
+        StrategyKind::Sequential => Ok(sequential::run(ctx, pages)),
+        StrategyKind::ConcurrentRender => concurrent_render::run(ctx, pages),
     }
 }
