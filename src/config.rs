@@ -11,8 +11,8 @@ use crate::models::{StageKind, available_models};
 /// The built-in default strategy (the same text as strategies/sequential.toml).
 pub const DEFAULT_STRATEGY: &str = include_str!("../strategies/sequential.toml");
 
-/// Execution strategies. (staged-batch and streaming-microbatch arrive later in issue 5; until
-/// then a file naming them is rejected with the list of what exists.)
+/// Execution strategies. (streaming-microbatch arrives later in issue 5; until then a file
+/// naming it is rejected with the list of what exists.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum StrategyKind {
@@ -20,6 +20,8 @@ pub enum StrategyKind {
     Sequential,
     /// Render worker processes render ahead; the models take one page at a time, in order.
     ConcurrentRender,
+    /// Every page rendered, then each stage over all pages in batches, stage after stage.
+    StagedBatch,
 }
 
 impl StrategyKind {
@@ -27,6 +29,7 @@ impl StrategyKind {
         match self {
             StrategyKind::Sequential => "sequential",
             StrategyKind::ConcurrentRender => "concurrent-render",
+            StrategyKind::StagedBatch => "staged-batch",
         }
     }
 }
@@ -233,10 +236,15 @@ fn validate(s: &StrategySpec) -> Result<(), (String, String)> {
             format!("at most {MAX_RENDER_PROCESSES}, got {}", s.render.processes),
         );
     }
-    if s.kind == StrategyKind::Sequential && s.render.processes != 0 {
+    if matches!(s.kind, StrategyKind::Sequential | StrategyKind::StagedBatch)
+        && s.render.processes != 0
+    {
         return bad(
             "render.processes",
-            "the sequential strategy renders in-process, one page at a time: set it to 0".into(),
+            format!(
+                "the {} strategy renders in-process, one page at a time: set it to 0",
+                s.kind.name()
+            ),
         );
     }
     if s.kind == StrategyKind::ConcurrentRender && s.render.processes == 0 {

@@ -157,12 +157,53 @@ fn concurrent_render_renders_in_processes_ahead_of_the_models() {
 }
 
 #[test]
-fn concurrent_render_outputs_equal_sequentials() {
+fn staged_batch_runs_each_stage_over_all_pages_in_batches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("s.json");
+    cmd()
+        .args(["run", "-q", "--strategy"])
+        .arg(root().join("tests/fixtures/strategies/staged-null.toml"))
+        .arg("--out")
+        .arg(&out)
+        .arg(smoke())
+        .assert()
+        .success();
+    let r = read_json(&out);
+    assert_schema_valid(&r);
+    assert_eq!(r["strategy"]["kind"], "staged-batch");
+    assert_eq!(r["summary"]["pages_ok"], 9);
+    let stage = |name: &str| {
+        r["stages"]
+            .as_array()
+            .expect("stages")
+            .iter()
+            .find(|s| s["stage"] == name)
+            .expect("stage")
+            .clone()
+    };
+    // 9 pages in batches of 4: 4 + 4 + 1.
+    assert_eq!(stage("layout")["batches"], 3);
+    assert_eq!(stage("layout")["batch_sizes"]["4"], 2);
+    assert_eq!(stage("layout")["batch_sizes"]["1"], 1);
+    assert_eq!(stage("render")["batches"], 9);
+    // Every page completes only after the last stage: all done at about the same time.
+    let done: Vec<f64> = r["pages"]
+        .as_array()
+        .expect("pages")
+        .iter()
+        .map(|p| p["done_ms"].as_f64().expect("done"))
+        .collect();
+    let first_render_end = stage("render")["busy_ms"].as_f64().expect("busy");
+    assert!(done.iter().all(|d| *d >= first_render_end), "{done:?}");
+}
+
+#[test]
+fn every_strategy_extracts_the_same_outputs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let digest = |strategy: &str| {
         let out = dir.path().join(format!("{strategy}.json"));
         cmd()
-            .args(["run", "-q", "--max-pages", "2", "--strategy"])
+            .args(["run", "-q", "--max-pages", "3", "--strategy"])
             .arg(root().join("strategies").join(format!("{strategy}.toml")))
             .arg("--out")
             .arg(&out)
@@ -171,7 +212,10 @@ fn concurrent_render_outputs_equal_sequentials() {
             .success();
         read_json(&out)["output"]["digest"].clone()
     };
-    assert_eq!(digest("sequential"), digest("concurrent-render"));
+    // Three pages with a table each: staged-batch puts the three through every model together.
+    let sequential = digest("sequential");
+    assert_eq!(sequential, digest("concurrent-render"));
+    assert_eq!(sequential, digest("staged-batch"));
 }
 
 #[test]

@@ -5,6 +5,7 @@ pub mod concurrent_render;
 pub mod executor;
 pub mod render_stage;
 pub mod sequential;
+pub mod staged_batch;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,5 +95,6 @@ pub fn run_strategy(ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Ve
     match ctx.spec.kind {
         StrategyKind::Sequential => Ok(sequential::run(ctx, pages)),
         StrategyKind::ConcurrentRender => concurrent_render::run(ctx, pages),
+        StrategyKind::StagedBatch => Ok(staged_batch::run(ctx, pages)),
     }
 }

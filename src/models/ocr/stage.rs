@@ -298,13 +298,17 @@ impl Stage for OcrStage {
 
     fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
         let model_err = |e: candle_core::Error| crate::pipeline::executor::classify(&e.to_string());
-        // Detection and cropping per page (or per region); recognition over all lines of the
-        // batch at once.
+        // Detection and cropping per page (or per region), then recognition per page. Not
+        // across pages: SVTR attends over a batch's padded width, so a line's logits depend on
+        // which lines share its batch; grouping each page's lines exactly as a one-page call
+        // does keeps every strategy's outputs equal to sequential's.
         let mut crops = Vec::new();
+        let mut page_starts = Vec::with_capacity(batch.len() + 1);
         // (page, region the detection ran for, line box in page pixels)
         let mut owners: Vec<(usize, Option<usize>, [f32; 4])> = Vec::new();
         let mut prof = OcrProfile::default();
         for (pi, page) in batch.iter().enumerate() {
+            page_starts.push(crops.len());
             let img = crate::models::page_bgr(page, StageKind::Ocr)?;
             let (w, h) = (img.width, img.height);
             let whole = [0, 0, w, h];
@@ -336,7 +340,14 @@ impl Stage for OcrStage {
                 }));
             }
         }
-        let texts = self.recognize(&crops, &mut prof).map_err(model_err)?;
+        page_starts.push(crops.len());
+        let mut texts = Vec::with_capacity(crops.len());
+        for w in page_starts.windows(2) {
+            texts.extend(
+                self.recognize(&crops[w[0]..w[1]], &mut prof)
+                    .map_err(model_err)?,
+            );
+        }
         let mut lines: Vec<Vec<TextLine>> = vec![Vec::new(); batch.len()];
         for ((pi, owner, bbox), (text, confidence)) in owners.into_iter().zip(texts) {
             lines[pi].push(TextLine {

@@ -1,0 +1,85 @@
+//! staged-batch: render every page, then run each model stage over all pages in batches of
+//! that stage's `batch_size`, stage after stage (the prototype's "batched" strategy).
+//!
+//! Every page image is held from its render until the last stage: memory grows with the corpus
+//! (the report's memory peak shows it), and no page completes before the last stage's last
+//! batch, so page latency is close to the wall time. Batches hold the pages in corpus order;
+//! pages that failed an earlier stage are left out of later batches. Outputs equal
+//! sequential's: the models batch pages without mixing them (OCR recognizes each page's lines
+//! in that page's own width-sorted batches, exactly as one page at a time would).
+
+use super::render_stage::InProcessRender;
+use super::{PageRecord, RunContext, new_work};
+use crate::corpus::PageRef;
+use crate::corpus::render::Renderer;
+use crate::metrics::span::{WorkerId, WorkerKind};
+use crate::models::StageKind;
+use crate::page::PageWork;
+
+pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> Vec<PageRecord> {
+    let render_worker = WorkerId {
+        kind: WorkerKind::RenderThread,
+        index: 0,
+    };
+    let device_worker = WorkerId {
+        kind: WorkerKind::Device,
+        index: 0,
+    };
+    let mut render = InProcessRender::new(Renderer::new(), ctx.spec.render.spec());
+    let mut stages = std::mem::take(&mut ctx.stages);
+    // Stage 1: every page rendered (and held).
+    let mut works: Vec<Option<PageWork>> = Vec::with_capacity(pages.len());
+    let mut failed_stage: Vec<Option<StageKind>> = Vec::with_capacity(pages.len());
+    let mut cut_short = false;
+    for p in pages {
+        if super::interrupted() {
+            cut_short = true;
+            break;
+        }
+        let mut w = [new_work(ctx.corpus, *p)];
+        ctx.exec.admit(&mut w[0]);
+        let ok = ctx.exec.run_stage(&mut render, render_worker, &mut w);
+        let [w] = w;
+        works.push(Some(w));
+        failed_stage.push((!ok).then_some(StageKind::Render));
+    }
+    // Then each model stage over the pages still alive, in batches.
+    for stage in stages.iter_mut() {
+        let kind = stage.kind();
+        let batch_size = ctx.spec.stages.get(kind).map_or(1, |s| s.batch_size.max(1));
+        let alive: Vec<usize> = (0..works.len())
+            .filter(|&i| works[i].as_ref().is_some_and(|w| !w.failed))
+            .collect();
+        for chunk in alive.chunks(batch_size) {
+            if super::interrupted() {
+                cut_short = true;
+                break;
+            }
+            let mut batch: Vec<PageWork> = chunk
+                .iter()
+                .map(|&i| works[i].take().expect("alive pages are present"))
+                .collect();
+            ctx.exec
+                .run_stage(stage.as_mut(), device_worker, &mut batch);
+            for (&i, w) in chunk.iter().zip(batch) {
+                if w.failed && failed_stage[i].is_none() {
+                    failed_stage[i] = Some(kind);
+                }
+                works[i] = Some(w);
+            }
+        }
+    }
+    let mut records = Vec::with_capacity(works.len());
+    for (w, failed) in works.into_iter().zip(failed_stage) {
+        let Some(mut w) = w else { continue };
+        // An interrupt leaves pages half-processed: only failed pages are complete then.
+        if cut_short && failed.is_none() {
+            continue;
+        }
+        w.image = None;
+        let record = ctx.exec.complete(w, failed);
+        (ctx.on_page)(&record);
+        records.push(record);
+    }
+    records
+}
