@@ -78,7 +78,9 @@ impl Executor {
 
     /// Runs `stage` on `batch` (pages already failed are the caller's to leave out) and times
     /// it. Returns true if every page succeeded. A failed batch of several pages is re-run page
-    /// by page so only the culprits fail.
+    /// by page so only the culprits fail; a batch that ran out of memory is halved and each
+    /// half retried (halving again while they still do), so a batch size too large for the
+    /// device costs time, visible as retries, but no pages.
     pub fn run_stage(
         &self,
         stage: &mut dyn Stage,
@@ -128,6 +130,12 @@ impl Executor {
                     p.ready_ns = end;
                 }
                 true
+            }
+            Err(e) if batch.len() > 1 && e.kind == "oom" => {
+                let (first, second) = batch.split_at_mut(batch.len() / 2);
+                let a = self.run_timed(stage, worker, first, true);
+                let b = self.run_timed(stage, worker, second, true);
+                a && b
             }
             Err(_) if batch.len() > 1 => {
                 let mut all = true;
@@ -365,6 +373,48 @@ mod tests {
         let c = collector.finish();
         assert_eq!(c.spans.len(), 4, "one failed batch + three retries");
         assert_eq!(c.spans.iter().filter(|s| s.retry).count(), 3);
+    }
+
+    /// Runs out of memory on batches of more than `fits` pages.
+    struct Hungry {
+        fits: usize,
+    }
+    impl Stage for Hungry {
+        fn kind(&self) -> StageKind {
+            StageKind::Layout
+        }
+        fn model(&self) -> ModelInfo {
+            ModelInfo {
+                stage: StageKind::Layout,
+                id: "hungry".into(),
+                is_test_stage: true,
+                weights_sha256: None,
+            }
+        }
+        fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
+            if batch.len() > self.fits {
+                return Err(classify("CUDA_ERROR_OUT_OF_MEMORY: out of memory"));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn out_of_memory_halves_the_batch_and_loses_no_page() {
+        let collector = Collector::start(true);
+        let exec = Executor::new(Clock::start(), Device::Cpu, collector.sink());
+        let mut batch = pages(8);
+        assert!(exec.run_stage(&mut Hungry { fits: 2 }, W, &mut batch));
+        assert!(batch.iter().all(|p| !p.failed));
+        assert!(exec.errors().is_empty());
+        drop(exec);
+        let c = collector.finish();
+        // 8 (oom) → 4 + 4 (oom) → 2 + 2 + 2 + 2: seven calls, six of them retries.
+        let sizes: Vec<usize> = c.spans.iter().map(|s| s.items.len()).collect();
+        assert_eq!(sizes.len(), 7, "{sizes:?}");
+        assert_eq!(c.spans.iter().filter(|s| s.retry).count(), 6);
+        assert_eq!(c.spans.iter().filter(|s| !s.ok).count(), 3);
+        assert_eq!(c.stages[&StageKind::Layout].retries, 6);
     }
 
     struct Panicky;
