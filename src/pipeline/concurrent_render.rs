@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::render_stage::PoolRender;
-use super::{PageRecord, RunContext, new_work};
+use super::{PageRecord, RunContext, complete_page, new_work, run_models};
 use crate::corpus::PageRef;
 use crate::corpus::render_pool::RenderWorker;
 use crate::metrics::span::{WorkerId, WorkerKind};
-use crate::models::StageKind;
+use crate::models::{Stage, StageKind};
 use crate::page::PageWork;
 
 pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<PageRecord>> {
@@ -31,10 +31,6 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<Pag
         }
         renderers.push(PoolRender::new(w, ctx.spec.render.spec()));
     }
-    let device_worker = WorkerId {
-        kind: WorkerKind::Device,
-        index: 0,
-    };
     let mut stages = std::mem::take(&mut ctx.stages);
     let (exec, corpus) = (ctx.exec, ctx.corpus);
     let capacity = ctx.spec.render.queue_capacity.max(1);
@@ -69,24 +65,14 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<Pag
         // The device thread: models in corpus order, one page at a time.
         let mut pending: BTreeMap<usize, (PageWork, bool)> = BTreeMap::new();
         let mut expected = 0usize;
-        let mut finish =
-            |work: PageWork, render_ok: bool, stages: &mut Vec<Box<dyn crate::models::Stage>>| {
-                let mut work = [work];
-                let mut failed_stage = (!render_ok).then_some(StageKind::Render);
-                for stage in stages.iter_mut() {
-                    if work[0].failed {
-                        break;
-                    }
-                    if !exec.run_stage(stage.as_mut(), device_worker, &mut work) {
-                        failed_stage = Some(stage.kind());
-                    }
-                }
-                let [mut done] = work;
-                done.image = None;
-                let record = exec.complete(done, failed_stage);
-                (ctx.on_page)(&record);
-                records.push(record);
+        let mut finish = |mut work: PageWork, rendered: bool, stages: &mut [Box<dyn Stage>]| {
+            let failed_stage = if rendered {
+                run_models(exec, stages, &mut work)
+            } else {
+                Some(StageKind::Render)
             };
+            records.push(complete_page(exec, work, failed_stage, ctx.on_page));
+        };
         loop {
             if let Some((work, ok)) = pending.remove(&expected) {
                 finish(work, ok, &mut stages);

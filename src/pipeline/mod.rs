@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::config::{StrategyKind, StrategySpec};
 use crate::corpus::{Corpus, PageRef};
 use crate::metrics::memory::ChildPids;
+use crate::metrics::span::{WorkerId, WorkerKind};
 use crate::models::{Stage, StageKind};
 use crate::page::{PageOutput, PageWork};
 use executor::Executor;
@@ -62,6 +63,50 @@ impl RunContext<'_> {
     pub fn new_work(&self, p: PageRef) -> PageWork {
         new_work(self.corpus, p)
     }
+}
+
+/// The thread that renders in-process (sequential, staged-batch).
+pub const RENDER_THREAD: WorkerId = WorkerId {
+    kind: WorkerKind::RenderThread,
+    index: 0,
+};
+/// The thread that owns the models and runs every model stage.
+pub const DEVICE: WorkerId = WorkerId {
+    kind: WorkerKind::Device,
+    index: 0,
+};
+
+/// Runs the model stages on one page, in order, on the device thread; a failed stage ends the
+/// page's run. Returns the stage that failed, if one did.
+pub fn run_models(
+    exec: &Executor,
+    stages: &mut [Box<dyn Stage>],
+    work: &mut PageWork,
+) -> Option<StageKind> {
+    let mut failed_stage = None;
+    for stage in stages.iter_mut() {
+        if work.failed {
+            break;
+        }
+        if !exec.run_stage(stage.as_mut(), DEVICE, std::slice::from_mut(work)) {
+            failed_stage = Some(stage.kind());
+        }
+    }
+    failed_stage
+}
+
+/// Closes a page after its last stage: its pixels are dropped (not needed any more), its
+/// record is made and reported to `on_page`.
+pub fn complete_page(
+    exec: &Executor,
+    mut work: PageWork,
+    failed_stage: Option<StageKind>,
+    on_page: &(dyn Fn(&PageRecord) + Sync),
+) -> PageRecord {
+    work.image = None;
+    let record = exec.complete(work, failed_stage);
+    on_page(&record);
+    record
 }
 
 /// A fresh page in flight for `p`.

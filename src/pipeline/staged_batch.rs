@@ -9,22 +9,13 @@
 //! in that page's own width-sorted batches, exactly as one page at a time would).
 
 use super::render_stage::InProcessRender;
-use super::{PageRecord, RunContext, new_work};
+use super::{DEVICE, PageRecord, RENDER_THREAD, RunContext, complete_page, new_work};
 use crate::corpus::PageRef;
 use crate::corpus::render::Renderer;
-use crate::metrics::span::{WorkerId, WorkerKind};
 use crate::models::StageKind;
 use crate::page::PageWork;
 
 pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> Vec<PageRecord> {
-    let render_worker = WorkerId {
-        kind: WorkerKind::RenderThread,
-        index: 0,
-    };
-    let device_worker = WorkerId {
-        kind: WorkerKind::Device,
-        index: 0,
-    };
     let mut render = InProcessRender::new(Renderer::new(), ctx.spec.render.spec());
     let mut stages = std::mem::take(&mut ctx.stages);
     // Stage 1: every page rendered (and held).
@@ -38,7 +29,7 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> Vec<PageRecord> {
         }
         let mut w = [new_work(ctx.corpus, *p)];
         ctx.exec.admit(&mut w[0]);
-        let ok = ctx.exec.run_stage(&mut render, render_worker, &mut w);
+        let ok = ctx.exec.run_stage(&mut render, RENDER_THREAD, &mut w);
         let [w] = w;
         works.push(Some(w));
         failed_stage.push((!ok).then_some(StageKind::Render));
@@ -59,8 +50,7 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> Vec<PageRecord> {
                 .iter()
                 .map(|&i| works[i].take().expect("alive pages are present"))
                 .collect();
-            ctx.exec
-                .run_stage(stage.as_mut(), device_worker, &mut batch);
+            ctx.exec.run_stage(stage.as_mut(), DEVICE, &mut batch);
             for (&i, w) in chunk.iter().zip(batch) {
                 if w.failed && failed_stage[i].is_none() {
                     failed_stage[i] = Some(kind);
@@ -71,15 +61,12 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> Vec<PageRecord> {
     }
     let mut records = Vec::with_capacity(works.len());
     for (w, failed) in works.into_iter().zip(failed_stage) {
-        let Some(mut w) = w else { continue };
+        let Some(w) = w else { continue };
         // An interrupt leaves pages half-processed: only failed pages are complete then.
         if cut_short && failed.is_none() {
             continue;
         }
-        w.image = None;
-        let record = ctx.exec.complete(w, failed);
-        (ctx.on_page)(&record);
-        records.push(record);
+        records.push(complete_page(ctx.exec, w, failed, ctx.on_page));
     }
     records
 }
