@@ -2,8 +2,7 @@
 //! its size, the work a chart-to-table model (DePlot, later) starts from. It runs no network:
 //! its time is the crop's memory traffic, and its output is the region as found.
 
-use crate::models::ocr::stage::pixel_rect;
-use crate::models::routing::{Route, route};
+use crate::models::routing::{Route, pixel_rect, route};
 use crate::models::{ModelInfo, Stage, StageError, StageKind};
 use crate::page::PageWork;
 

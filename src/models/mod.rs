@@ -122,6 +122,11 @@ pub trait Stage: Send {
     fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError>;
 }
 
+/// A model's runtime error as a stage error (out-of-memory classified, with advice).
+pub fn model_error(e: candle_core::Error) -> StageError {
+    crate::pipeline::executor::classify(&e.to_string())
+}
+
 /// The page's rendered image as a BGR view, or an error naming the page and the stage when
 /// none reached it.
 pub fn page_bgr(page: &PageWork, stage: StageKind) -> Result<ocr::preprocess::Bgr<'_>, StageError> {

@@ -97,6 +97,16 @@ pub fn attach_text(regions: &mut Vec<Region>, lines: &mut [TextLine]) {
     }
 }
 
+/// A region's box grown by `pad`, rounded out to whole pixels and clipped to the image; None
+/// when too small to hold text.
+pub fn pixel_rect(b: [f32; 4], pad: f32, w: usize, h: usize) -> Option<[usize; 4]> {
+    let x0 = (b[0] - pad).floor().max(0.0) as usize;
+    let y0 = (b[1] - pad).floor().max(0.0) as usize;
+    let x1 = ((b[2] + pad).ceil().max(0.0) as usize).min(w);
+    let y1 = ((b[3] + pad).ceil().max(0.0) as usize).min(h);
+    (x1 >= x0 + 4 && y1 >= y0 + 4).then_some([x0, y0, x1, y1])
+}
+
 /// Puts regions in reading order by recursive XY-cut: split the set at the widest gap between
 /// rows (then read top to bottom) or between columns (then left to right), whichever is wider;
 /// on a tie columns win, because a column gutter runs the page's height while rows of two

@@ -80,6 +80,11 @@ impl LayoutStage {
         })
     }
 
+    /// The network itself (benchmarks time it without pre- and post-processing).
+    pub fn network(&self) -> &PicoDet {
+        &self.model
+    }
+
     /// Model input size (width, height).
     pub fn input_size(&self) -> (usize, usize) {
         (self.width, self.height)
@@ -175,9 +180,7 @@ impl Stage for LayoutStage {
         for page in batch.iter() {
             images.push(crate::models::page_bgr(page, StageKind::Layout)?);
         }
-        let regions = self
-            .detect(&images)
-            .map_err(|e| crate::pipeline::executor::classify(&e.to_string()))?;
+        let regions = self.detect(&images).map_err(crate::models::model_error)?;
         for (page, r) in batch.iter_mut().zip(regions) {
             page.output.regions = r;
         }

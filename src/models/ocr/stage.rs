@@ -297,7 +297,7 @@ impl Stage for OcrStage {
     }
 
     fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
-        let model_err = |e: candle_core::Error| crate::pipeline::executor::classify(&e.to_string());
+        let model_err = crate::models::model_error;
         // Detection and cropping per page (or per region), then recognition per page. Not
         // across pages: SVTR attends over a batch's padded width, so a line's logits depend on
         // which lines share its batch; grouping each page's lines exactly as a one-page call
@@ -320,7 +320,7 @@ impl Stage for OcrStage {
                     .enumerate()
                     .filter(|(_, r)| routing::needs_ocr(&r.class))
                     .filter_map(|(i, r)| {
-                        pixel_rect(r.bbox, REGION_PAD_PX, w, h).map(|b| (Some(i), b))
+                        routing::pixel_rect(r.bbox, REGION_PAD_PX, w, h).map(|b| (Some(i), b))
                     })
                     .collect(),
                 _ => vec![(None, whole)],
@@ -374,13 +374,3 @@ impl Stage for OcrStage {
 /// Margin added around a layout region before detecting text in its crop: layout boxes hug
 /// the ink, and DB detection needs a little background around a line to find its edges.
 const REGION_PAD_PX: f32 = 6.0;
-
-/// A region's box grown by `pad`, rounded out to whole pixels and clipped to the image; None
-/// when too small to hold text.
-pub(crate) fn pixel_rect(b: [f32; 4], pad: f32, w: usize, h: usize) -> Option<[usize; 4]> {
-    let x0 = (b[0] - pad).floor().max(0.0) as usize;
-    let y0 = (b[1] - pad).floor().max(0.0) as usize;
-    let x1 = ((b[2] + pad).ceil().max(0.0) as usize).min(w);
-    let y1 = ((b[3] + pad).ceil().max(0.0) as usize).min(h);
-    (x1 >= x0 + 4 && y1 >= y0 + 4).then_some([x0, y0, x1, y1])
-}

@@ -13,8 +13,7 @@ use candle_core::{Device, Tensor};
 use super::decode::{self, TableVocab};
 use super::matcher::{OcrLine, match_table};
 use crate::models::ocr::preprocess::{Bgr, normalize_into, resize_linear};
-use crate::models::ocr::stage::pixel_rect;
-use crate::models::routing::{Route, route};
+use crate::models::routing::{Route, pixel_rect, route};
 use crate::models::slanet::SlaNet;
 use crate::models::weights::load_card;
 use crate::models::{ModelInfo, Stage, StageError, StageKind};
@@ -84,6 +83,16 @@ impl TableStage {
         })
     }
 
+    /// The network itself (benchmarks and tests run it on prepared inputs).
+    pub fn network(&self) -> &SlaNet {
+        &self.model
+    }
+
+    /// The structure vocabulary.
+    pub fn vocab(&self) -> &TableVocab {
+        &self.vocab
+    }
+
     /// The normalized, padded model input of one crop (CHW, `size`²).
     pub fn preprocess(&self, crop: &Bgr<'_>, out: &mut [f32]) {
         let s = self.size;
@@ -116,7 +125,7 @@ impl Stage for TableStage {
     }
 
     fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
-        let model_err = |e: candle_core::Error| crate::pipeline::executor::classify(&e.to_string());
+        let model_err = crate::models::model_error;
         let mut crops = Vec::new();
         for (pi, page) in batch.iter().enumerate() {
             let img = crate::models::page_bgr(page, StageKind::Table)?;
