@@ -134,40 +134,21 @@ impl CspPan {
         })
     }
 
-    /// Milliseconds in the reduce convs, the top-down and the bottom-up passes, and within
-    /// them in upsampling + concatenation (benchmarks).
+    /// Milliseconds in the reduce convs, the top-down and the bottom-up passes (the extra
+    /// level included), and within them in upsampling + concatenation (benchmarks).
     pub fn profile(&self, feats: &[Tensor]) -> Result<[f64; 4]> {
-        let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
-        let t = std::time::Instant::now();
-        let inputs = feats
-            .iter()
-            .zip(&self.reduce)
-            .map(|(f, c)| c.forward(f))
-            .collect::<Result<Vec<_>>>()?;
-        let reduce = ms(t);
-        let n = inputs.len();
-        let (mut glue, t) = (0.0, std::time::Instant::now());
-        let mut inner = vec![inputs[n - 1].clone()];
-        for idx in (1..n).rev() {
-            let tg = std::time::Instant::now();
-            let cat = upsample_concat(&inner[0], &inputs[idx - 1])?;
-            glue += ms(tg);
-            inner.insert(0, self.top_down[n - 1 - idx].forward(&cat)?);
-        }
-        let top_down = ms(t);
-        let t = std::time::Instant::now();
-        let mut outs = vec![inner[0].clone()];
-        for idx in 0..n - 1 {
-            let down = self.downsample[idx].forward(&outs[idx])?;
-            let tg = std::time::Instant::now();
-            let cat = Tensor::cat(&[&down, &inner[idx + 1]], 1)?;
-            glue += ms(tg);
-            outs.push(self.bottom_up[idx].forward(&cat)?);
-        }
-        Ok([reduce, top_down, ms(t), glue])
+        let mut times = [0.0; 4];
+        self.run(feats, &mut times)?;
+        Ok(times)
     }
 
     pub fn forward(&self, feats: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.run(feats, &mut [0.0; 4])
+    }
+
+    /// The forward pass, adding [`CspPan::profile`]'s phase times to `times` (a dozen clock
+    /// reads per pass: nothing next to the convolutions).
+    fn run(&self, feats: &[Tensor], times: &mut [f64; 4]) -> Result<Vec<Tensor>> {
         if feats.len() != self.reduce.len() {
             candle_core::bail!(
                 "CSP-PAN built for {} levels, got {}",
@@ -175,30 +156,40 @@ impl CspPan {
                 feats.len()
             )
         }
+        let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
+        let t = std::time::Instant::now();
         let inputs = feats
             .iter()
             .zip(&self.reduce)
             .map(|(f, c)| c.forward(f))
             .collect::<Result<Vec<_>>>()?;
+        times[0] += ms(t);
         let n = inputs.len();
         // Top-down: inner[i] fuses level i with the upsampled inner[i + 1].
+        let t = std::time::Instant::now();
         let mut inner = vec![inputs[n - 1].clone()];
         for idx in (1..n).rev() {
+            let tg = std::time::Instant::now();
             let cat = upsample_concat(&inner[0], &inputs[idx - 1])?;
-            let fused = self.top_down[n - 1 - idx].forward(&cat)?;
-            inner.insert(0, fused);
+            times[3] += ms(tg);
+            inner.insert(0, self.top_down[n - 1 - idx].forward(&cat)?);
         }
+        times[1] += ms(t);
         // Bottom-up.
+        let t = std::time::Instant::now();
         let mut outs = vec![inner[0].clone()];
         for idx in 0..n - 1 {
             let down = self.downsample[idx].forward(&outs[idx])?;
-            let fused = self.bottom_up[idx].forward(&Tensor::cat(&[&down, &inner[idx + 1]], 1)?)?;
-            outs.push(fused);
+            let tg = std::time::Instant::now();
+            let cat = Tensor::cat(&[&down, &inner[idx + 1]], 1)?;
+            times[3] += ms(tg);
+            outs.push(self.bottom_up[idx].forward(&cat)?);
         }
         if let Some((first, second)) = &self.extra {
             let top = (first.forward(&inputs[n - 1])? + second.forward(&outs[n - 1])?)?;
             outs.push(top);
         }
+        times[2] += ms(t);
         Ok(outs)
     }
 }

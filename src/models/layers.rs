@@ -219,9 +219,40 @@ fn space_to_depth2(x: &Tensor, pad: (usize, usize), k2: (usize, usize)) -> Resul
     let (ho, wo) = (out(h, pad.0, k2.0), out(w, pad.1, k2.1));
     let (h2, w2) = (ho - 1 + k2.0, wo - 1 + k2.1);
     if x.device().is_cpu() && x.dtype() == DType::F32 {
-        // One gather pass (the pad/permute/copy chain below makes four).
-        let x = x.contiguous()?;
-        let src = x.flatten_all()?.to_vec1::<f32>()?;
+        // One gather pass straight from the input's storage (the pad/permute/copy chain below
+        // makes four).
+        return x
+            .contiguous()?
+            .apply_op1_no_bwd(&SpaceToDepth2 { pad, out: (h2, w2) });
+    }
+    let (bottom, right) = (2 * h2 - h - pad.0, 2 * w2 - w - pad.1);
+    x.pad_with_zeros(2, pad.0, bottom)?
+        .pad_with_zeros(3, pad.1, right)?
+        .reshape((n, c, h2, 2, w2, 2))?
+        .permute((0, 3, 5, 1, 2, 4))?
+        .reshape((n, 4 * c, h2, w2))?
+        .contiguous()
+}
+
+/// [`space_to_depth2`]'s CPU gather: output `[N, 4C, h2, w2]`, zero where the padding is.
+struct SpaceToDepth2 {
+    pad: (usize, usize),
+    out: (usize, usize),
+}
+
+impl candle_core::CustomOp1 for SpaceToDepth2 {
+    fn name(&self) -> &'static str {
+        "space-to-depth2"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let (n, c, h, w) = layout.shape().dims4()?;
+        let src = super::ops::contiguous_f32("space-to-depth", storage, layout)?;
+        let (pad, (h2, w2)) = (self.pad, self.out);
         let mut out = vec![0f32; n * 4 * c * h2 * w2];
         for (b, img) in src.chunks_exact(c * h * w).enumerate() {
             for ci in 0..c {
@@ -242,15 +273,11 @@ fn space_to_depth2(x: &Tensor, pad: (usize, usize), k2: (usize, usize)) -> Resul
                 }
             }
         }
-        return Tensor::from_vec(out, (n, 4 * c, h2, w2), x.device());
+        Ok((
+            candle_core::CpuStorage::F32(out),
+            candle_core::Shape::from((n, 4 * c, h2, w2)),
+        ))
     }
-    let (bottom, right) = (2 * h2 - h - pad.0, 2 * w2 - w - pad.1);
-    x.pad_with_zeros(2, pad.0, bottom)?
-        .pad_with_zeros(3, pad.1, right)?
-        .reshape((n, c, h2, 2, w2, 2))?
-        .permute((0, 3, 5, 1, 2, 4))?
-        .reshape((n, 4 * c, h2, w2))?
-        .contiguous()
 }
 
 /// A transposed convolution (the DB head's 2×2, stride-2 upsamplers) with an optional fused

@@ -30,6 +30,17 @@ struct HeadLevel {
     out: Conv,
 }
 
+impl Module for HeadLevel {
+    /// The level's raw head output: `[N, classes + 4·BINS, H, W]` logits.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut y = x.clone();
+        for c in &self.convs {
+            y = c.forward(&y)?;
+        }
+        self.out.forward(&y)
+    }
+}
+
 /// Outputs of one level: class probabilities `[N, H·W, classes]` (after the sigmoid) and
 /// distance logits `[N, H·W, 4·BINS]`, row-major over the level's `grid_h × grid_w` cells.
 #[derive(Debug, Clone)]
@@ -113,11 +124,7 @@ impl PicoDet {
         let n = t.elapsed().as_secs_f64() * 1e3;
         let t = std::time::Instant::now();
         for (f, h) in levels.iter().zip(&self.head) {
-            let mut y = f.clone();
-            for c in &h.convs {
-                y = c.forward(&y)?;
-            }
-            h.out.forward(&y)?;
+            h.forward(f)?;
         }
         Ok([b, n, t.elapsed().as_secs_f64() * 1e3])
     }
@@ -131,11 +138,7 @@ impl PicoDet {
             .iter()
             .zip(&self.head)
             .map(|(f, h)| {
-                let mut y = f.clone();
-                for c in &h.convs {
-                    y = c.forward(&y)?;
-                }
-                let y = h.out.forward(&y)?;
+                let y = h.forward(f)?;
                 let (n, _, gh, gw) = y.dims4()?;
                 // [N, C, H, W] → [N, H·W, C]
                 let y = y.flatten_from(2)?.transpose(1, 2)?;
