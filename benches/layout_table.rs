@@ -19,9 +19,7 @@ use pipebench::corpus::Corpus;
 use pipebench::corpus::render::{RenderSpec, Renderer};
 use pipebench::models::layout::stage::LayoutStage;
 use pipebench::models::ocr::preprocess::Bgr;
-use pipebench::models::picodet::PicoDet;
-use pipebench::models::slanet::SlaNet;
-use pipebench::models::table::decode::{SLANET_PLUS_INPUT_SIZE, TableVocab};
+use pipebench::models::table::decode::SLANET_PLUS_INPUT_SIZE;
 use pipebench::models::table::stage::TableStage;
 use pipebench::models::weights::load_card;
 
@@ -58,15 +56,11 @@ fn main() -> anyhow::Result<()> {
     let table = TableStage::load("slanet-plus", 500, 1, &root, true, &dev).map_err(err)?;
     let (_, lf) = load_card("picodet-layout-cdla", &root, true).map_err(err)?;
     let (_, tf) = load_card("slanet-plus", &root, true).map_err(err)?;
-    let picodet = PicoDet::from_onnx_file("picodet-layout-cdla", &lf.onnx, 10, &dev)?;
-    let slanet = SlaNet::from_onnx_file("slanet-plus", &tf.onnx, &dev)?;
-    let vocab = TableVocab::from_character_list(&tf.metadata["character"]);
+    let (picodet, slanet, vocab) = (layout.network(), table.network(), table.vocab());
 
     let mut corpus = Corpus::discover(&[std::path::PathBuf::from(corpus_dir)])?;
     corpus.probe();
-    let all = corpus.pages(None);
-    let n = pages.clamp(1, all.len().max(1));
-    let picked: Vec<_> = (0..n).map(|i| all[i * all.len() / n]).collect();
+    let picked = corpus.pages_spread(pages);
     let spec = RenderSpec {
         dpi: 150.0,
         max_long_side_px: None,

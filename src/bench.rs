@@ -186,10 +186,7 @@ pub fn ocr(args: crate::cli::BenchOcrArgs) -> anyhow::Result<ExitStatus> {
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut corpus = Corpus::discover(&args.corpus)?;
     corpus.probe();
-    let all = corpus.pages(None);
-    let n = args.pages.clamp(1, all.len().max(1));
-    // Evenly spaced pages, so a long manual at the start of the corpus does not dominate.
-    let picked: Vec<PageRef> = (0..n).map(|i| all[i * all.len() / n]).collect();
+    let picked: Vec<PageRef> = corpus.pages_spread(args.pages);
     let spec = RenderSpec {
         dpi: args.dpi,
         max_long_side_px: None,

@@ -34,20 +34,24 @@ fn assert_schema_valid(report: &serde_json::Value) {
     );
 }
 
-#[test]
-fn smoke_run_writes_a_schema_valid_report() {
+/// `pipebench run -q --strategy STRATEGY --out <temp> CORPUS`, which must succeed; its report.
+fn run_report(strategy: &std::path::Path, corpus: &std::path::Path) -> serde_json::Value {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("smoke.json");
+    let out = dir.path().join("report.json");
     cmd()
-        .args(["run", "-q"])
-        .arg("--strategy")
-        .arg(null_strategy())
+        .args(["run", "-q", "--strategy"])
+        .arg(strategy)
         .arg("--out")
         .arg(&out)
-        .arg(smoke())
+        .arg(corpus)
         .assert()
         .success();
-    let r = read_json(&out);
+    read_json(&out)
+}
+
+#[test]
+fn smoke_run_writes_a_schema_valid_report() {
+    let r = run_report(&null_strategy(), &smoke());
     assert_schema_valid(&r);
     assert_eq!(
         r["schema_version"],
@@ -122,17 +126,10 @@ fn smoke_run_writes_a_schema_valid_report() {
 
 #[test]
 fn concurrent_render_renders_in_processes_ahead_of_the_models() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("c.json");
-    cmd()
-        .args(["run", "-q", "--strategy"])
-        .arg(root().join("tests/fixtures/strategies/concurrent-null.toml"))
-        .arg("--out")
-        .arg(&out)
-        .arg(smoke())
-        .assert()
-        .success();
-    let r = read_json(&out);
+    let r = run_report(
+        &root().join("tests/fixtures/strategies/concurrent-null.toml"),
+        &smoke(),
+    );
     assert_schema_valid(&r);
     assert_eq!(r["strategy"]["kind"], "concurrent-render");
     assert_eq!(r["summary"]["pages_ok"], 9);
@@ -158,17 +155,10 @@ fn concurrent_render_renders_in_processes_ahead_of_the_models() {
 
 #[test]
 fn staged_batch_runs_each_stage_over_all_pages_in_batches() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("s.json");
-    cmd()
-        .args(["run", "-q", "--strategy"])
-        .arg(root().join("tests/fixtures/strategies/staged-null.toml"))
-        .arg("--out")
-        .arg(&out)
-        .arg(smoke())
-        .assert()
-        .success();
-    let r = read_json(&out);
+    let r = run_report(
+        &root().join("tests/fixtures/strategies/staged-null.toml"),
+        &smoke(),
+    );
     assert_schema_valid(&r);
     assert_eq!(r["strategy"]["kind"], "staged-batch");
     assert_eq!(r["summary"]["pages_ok"], 9);

@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use pipebench::models::layout::stage::LayoutStage;
 use pipebench::models::ocr::preprocess::Bgr;
 use pipebench::models::picodet::PicoDet;
-use pipebench::models::table::decode::{self, TableVocab};
+use pipebench::models::table::decode;
 use pipebench::models::table::matcher::{OcrLine, match_table};
 use pipebench::models::table::stage::TableStage;
 use pipebench::models::weights::load_card;
@@ -121,11 +121,7 @@ fn layout_stage_on_a_real_page_finds_rapid_layouts_regions() {
 fn slanet_structure_and_cells_match_onnxruntime_and_rapid_table() {
     let stage = TableStage::load("slanet-plus", 500, 2, &cache(), false, &Device::Cpu)
         .expect("stage loads");
-    let (_, files) = load_card("slanet-plus", &cache(), false).expect("weights");
-    let model =
-        pipebench::models::slanet::SlaNet::from_onnx_file("slanet-plus", &files.onnx, &Device::Cpu)
-            .expect("model loads");
-    let vocab = TableVocab::from_character_list(&files.metadata["character"]);
+    let (model, vocab) = (stage.network(), stage.vocab());
     let meta = json(fixture_dir("table/slanet.json"));
     let fx = tensors(fixture_dir("table/slanet.safetensors"));
     let size = decode::SLANET_PLUS_INPUT_SIZE;
@@ -174,7 +170,7 @@ fn slanet_structure_and_cells_match_onnxruntime_and_rapid_table() {
         );
         let (w, h) = sizes[k];
         let table =
-            decode::decode(&out.structure[k], &out.loc[k], &vocab, w, h, size).expect("decodes");
+            decode::decode(&out.structure[k], &out.loc[k], vocab, w, h, size).expect("decodes");
         let want_tokens: Vec<String> = case["tokens"]
             .as_array()
             .expect("tokens")

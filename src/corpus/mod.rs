@@ -168,6 +168,17 @@ impl Corpus {
         out
     }
 
+    /// `n` pages spread evenly over the corpus (benchmarks: a long manual at the start of the
+    /// corpus should not dominate); every page when it has no more than `n`.
+    pub fn pages_spread(&self, n: usize) -> Vec<PageRef> {
+        let all = self.pages(None);
+        let n = n.clamp(1, all.len().max(1));
+        if all.is_empty() {
+            return all;
+        }
+        (0..n).map(|i| all[i * all.len() / n]).collect()
+    }
+
     pub fn page_id(&self, p: &PageRef) -> String {
         format!("{}#p{}", self.documents[p.doc as usize].id, p.page + 1)
     }
