@@ -11,8 +11,7 @@ use crate::models::{StageKind, available_models};
 /// The built-in default strategy (the same text as strategies/sequential.toml).
 pub const DEFAULT_STRATEGY: &str = include_str!("../strategies/sequential.toml");
 
-/// Execution strategies. (streaming-microbatch arrives later in issue 5; until then a file
-/// naming it is rejected with the list of what exists.)
+/// Execution strategies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum StrategyKind {
@@ -22,6 +21,9 @@ pub enum StrategyKind {
     ConcurrentRender,
     /// Every page rendered, then each stage over all pages in batches, stage after stage.
     StagedBatch,
+    /// Bounded queues between stages; micro-batches leave when full or when their wait limit
+    /// passes; one device thread runs them, chosen by a scheduling policy; rendering overlaps.
+    StreamingMicrobatch,
 }
 
 impl StrategyKind {
@@ -30,6 +32,7 @@ impl StrategyKind {
             StrategyKind::Sequential => "sequential",
             StrategyKind::ConcurrentRender => "concurrent-render",
             StrategyKind::StagedBatch => "staged-batch",
+            StrategyKind::StreamingMicrobatch => "streaming-microbatch",
         }
     }
 }
@@ -46,6 +49,48 @@ pub struct StrategySpec {
     pub render: RenderParams,
     #[serde(default)]
     pub stages: StagesSpec,
+    /// streaming-microbatch only: how the device thread picks among ready batches.
+    #[serde(default)]
+    pub scheduler: Option<SchedulerParams>,
+}
+
+/// How streaming-microbatch's device thread chooses its next batch.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerParams {
+    /// Which ready batch runs next when several are.
+    pub policy: SchedulingPolicy,
+    /// Batches are fixed chunks of the page order (pages 1–4, 5–8, … for a batch size of 4,
+    /// less the pages that failed earlier), whatever the timing: runs are reproducible batch
+    /// for batch. Wait limits are then ignored: a batch waits for its own pages.
+    pub deterministic: bool,
+}
+
+/// The order in which ready micro-batches reach the device.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum SchedulingPolicy {
+    /// The ready batch of the latest stage first: pages finish (and free their image) before
+    /// new ones start, so memory and page latency stay low.
+    #[default]
+    LatestStageFirst,
+    /// The ready batch of the earliest stage first: early stages run ahead and later queues
+    /// fill, giving later stages fuller batches at the cost of memory and latency.
+    EarliestStageFirst,
+    /// The batch whose oldest page has waited longest (first come, first served).
+    OldestFirst,
+}
+
+impl SchedulingPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedulingPolicy::LatestStageFirst => "latest-stage-first",
+            SchedulingPolicy::EarliestStageFirst => "earliest-stage-first",
+            SchedulingPolicy::OldestFirst => "oldest-first",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -58,8 +103,9 @@ pub struct RenderParams {
     /// Render worker processes; 0 renders in-process on one thread.
     pub processes: usize,
     /// Rendered pages waiting for the models, at most (concurrent-render): how far rendering
-    /// may run ahead, which bounds the memory held in page images.
-    pub queue_capacity: usize,
+    /// may run ahead, which bounds the memory held in page images [default: 4].
+    /// streaming-microbatch bounds rendered pages with `stages.layout.queue_capacity` instead.
+    pub queue_capacity: Option<usize>,
 }
 
 impl Default for RenderParams {
@@ -68,12 +114,17 @@ impl Default for RenderParams {
             dpi: 150.0,
             max_long_side_px: None,
             processes: 0,
-            queue_capacity: DEFAULT_RENDER_QUEUE,
+            queue_capacity: None,
         }
     }
 }
 
 impl RenderParams {
+    /// Rendered pages waiting for the models, at most (concurrent-render).
+    pub fn queue_capacity(&self) -> usize {
+        self.queue_capacity.unwrap_or(DEFAULT_RENDER_QUEUE)
+    }
+
     pub fn spec(&self) -> RenderSpec {
         RenderSpec {
             dpi: self.dpi,
@@ -123,6 +174,26 @@ pub struct StageSpec {
     pub scope: OcrScope,
     /// Table models only: the decoder's step limit per table (SLANet's `max_text_length`).
     pub max_decoder_steps: usize,
+    /// streaming-microbatch only: pages waiting for this stage, at most; producers (the
+    /// previous stage, or rendering for the first stage) hold back while it is full. At least
+    /// `batch_size` [default: the larger of 2 × batch_size and 4].
+    pub queue_capacity: Option<usize>,
+    /// streaming-microbatch only: how long a partial batch may wait for more pages before it
+    /// leaves anyway, in milliseconds [default: 20].
+    pub max_wait_ms: Option<f64>,
+}
+
+impl StageSpec {
+    /// Pages waiting for this stage, at most (streaming-microbatch).
+    pub fn queue_capacity(&self) -> usize {
+        self.queue_capacity
+            .unwrap_or((2 * self.batch_size).max(DEFAULT_STAGE_QUEUE))
+    }
+
+    /// How long a partial batch may wait, in nanoseconds (streaming-microbatch).
+    pub fn max_wait_ns(&self) -> u64 {
+        (self.max_wait_ms.unwrap_or(DEFAULT_MAX_WAIT_MS) * 1e6) as u64
+    }
 }
 
 /// Where OCR text detection runs.
@@ -152,6 +223,15 @@ impl OcrScope {
 /// stay a small share of memory.
 pub const DEFAULT_RENDER_QUEUE: usize = 4;
 
+/// Pages waiting for a stage by default (streaming-microbatch), when twice the batch size is
+/// less: as for the render queue, enough to keep the device fed, few enough to bound memory.
+pub const DEFAULT_STAGE_QUEUE: usize = 4;
+
+/// How long a partial micro-batch waits for more pages by default. On CPU a page costs the
+/// models ~1.6 s, so 20 ms is ~1 % of a page: cheap insurance for a fuller batch. On a GPU,
+/// where a batch takes milliseconds, set it near one batch's service time.
+pub const DEFAULT_MAX_WAIT_MS: f64 = 20.0;
+
 /// SLANet's `max_text_length`: 500 structure tokens.
 pub const DEFAULT_MAX_DECODER_STEPS: usize = 500;
 
@@ -165,6 +245,8 @@ impl Default for StageSpec {
             rec_batch_size: 6,
             scope: OcrScope::Page,
             max_decoder_steps: DEFAULT_MAX_DECODER_STEPS,
+            queue_capacity: None,
+            max_wait_ms: None,
         }
     }
 }
@@ -253,8 +335,25 @@ fn validate(s: &StrategySpec) -> Result<(), (String, String)> {
             "concurrent-render renders in worker processes: set at least 1 (2 on two cores)".into(),
         );
     }
-    if s.render.queue_capacity == 0 {
-        return bad("render.queue_capacity", "must be at least 1".into());
+    let streaming = s.kind == StrategyKind::StreamingMicrobatch;
+    match s.render.queue_capacity {
+        Some(0) => return bad("render.queue_capacity", "must be at least 1".into()),
+        Some(_) if streaming => {
+            return bad(
+                "render.queue_capacity",
+                "streaming-microbatch bounds rendered pages with `stages.layout.queue_capacity`: set that instead".into(),
+            );
+        }
+        _ => {}
+    }
+    if s.scheduler.is_some() && !streaming {
+        return bad(
+            "scheduler",
+            format!(
+                "applies to the streaming-microbatch strategy only, not {}",
+                s.kind.name()
+            ),
+        );
     }
     for kind in StageKind::MODELS {
         let st = s.stages.get(kind).expect("model stages have specs");
@@ -294,6 +393,38 @@ fn validate(s: &StrategySpec) -> Result<(), (String, String)> {
         if st.max_decoder_steps == 0 {
             return bad(&key("max_decoder_steps"), "must be at least 1".into());
         }
+        for (field, set) in [
+            ("queue_capacity", st.queue_capacity.is_some()),
+            ("max_wait_ms", st.max_wait_ms.is_some()),
+        ] {
+            if set && !streaming {
+                return bad(
+                    &key(field),
+                    format!(
+                        "applies to the streaming-microbatch strategy only, not {}",
+                        s.kind.name()
+                    ),
+                );
+            }
+        }
+        if st.queue_capacity() < st.batch_size {
+            return bad(
+                &key("queue_capacity"),
+                format!(
+                    "must hold at least one batch (batch_size = {}), got {}",
+                    st.batch_size,
+                    st.queue_capacity()
+                ),
+            );
+        }
+        if let Some(w) = st.max_wait_ms
+            && !(w.is_finite() && w >= 0.0)
+        {
+            return bad(
+                &key("max_wait_ms"),
+                format!("must be a finite number ≥ 0, got {w}"),
+            );
+        }
         if !(st.sleep_ms.is_finite() && st.sleep_ms >= 0.0) {
             return bad(
                 &key("sleep_ms"),
@@ -323,6 +454,10 @@ fn locate(text: &str, key: &str) -> Option<usize> {
         let line = raw.split('#').next().unwrap_or("").trim();
         if let Some(h) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             current = h.trim().to_string();
+            // A key that names a whole table (`scheduler`) points at its header.
+            if current == key {
+                return Some(i + 1);
+            }
             if current == table {
                 header_line = Some(i + 1);
             }
@@ -399,9 +534,51 @@ mod tests {
         }
         let ok = "name = \"c\"\nkind = \"concurrent-render\"\n[render]\nprocesses = 2\n";
         assert_eq!(
-            parse(ok, p()).expect("valid").render.queue_capacity,
+            parse(ok, p()).expect("valid").render.queue_capacity(),
             DEFAULT_RENDER_QUEUE
         );
+    }
+
+    #[test]
+    fn streaming_parameters_are_checked_and_belong_to_streaming_only() {
+        let ok = "name = \"s\"\nkind = \"streaming-microbatch\"\n[scheduler]\npolicy = \"oldest-first\"\n[stages.ocr]\nbatch_size = 3\nmax_wait_ms = 5\n";
+        let s = parse(ok, p()).expect("valid");
+        assert_eq!(
+            s.scheduler.as_ref().map(|x| x.policy),
+            Some(SchedulingPolicy::OldestFirst)
+        );
+        assert_eq!(s.stages.ocr.queue_capacity(), 6);
+        assert_eq!(s.stages.layout.queue_capacity(), DEFAULT_STAGE_QUEUE);
+        assert_eq!(s.stages.ocr.max_wait_ns(), 5_000_000);
+        assert_eq!(
+            s.stages.table.max_wait_ns(),
+            (DEFAULT_MAX_WAIT_MS * 1e6) as u64
+        );
+        let key_of = |text: &str| match parse(text, p()) {
+            Err(ConfigError::Invalid { key, line, .. }) => (key, line),
+            other => panic!("expected Invalid, got {other:?}"),
+        };
+        let small_queue = "name = \"s\"\nkind = \"streaming-microbatch\"\n[stages.ocr]\nbatch_size = 8\nqueue_capacity = 4\n";
+        assert_eq!(
+            key_of(small_queue),
+            ("stages.ocr.queue_capacity".to_string(), 5)
+        );
+        let render_queue =
+            "name = \"s\"\nkind = \"streaming-microbatch\"\n[render]\nqueue_capacity = 2\n";
+        assert_eq!(key_of(render_queue).0, "render.queue_capacity");
+        let waits_elsewhere =
+            "name = \"s\"\nkind = \"staged-batch\"\n[stages.layout]\nmax_wait_ms = 3\n";
+        assert_eq!(
+            key_of(waits_elsewhere),
+            ("stages.layout.max_wait_ms".to_string(), 4)
+        );
+        let scheduler_elsewhere =
+            "name = \"s\"\nkind = \"sequential\"\n[scheduler]\ndeterministic = true\n";
+        assert_eq!(key_of(scheduler_elsewhere), ("scheduler".to_string(), 3));
+        let bad_policy =
+            "name = \"s\"\nkind = \"streaming-microbatch\"\n[scheduler]\npolicy = \"random\"\n";
+        let err = parse(bad_policy, p()).expect_err("bad policy").to_string();
+        assert!(err.contains("latest-stage-first"), "{err}");
     }
 
     #[test]

@@ -200,7 +200,13 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
         device.clone(),
         child_pids.clone(),
     );
-    let exec = Executor::new(clock, device.clone(), collector.sink());
+    // Progress counts page-stages (render + each model stage), so strategies whose pages only
+    // complete at the end (staged-batch) still advance and give an ETA.
+    let progress = progress_bar(pages.len() as u64, STEPS_PER_PAGE, args.quiet);
+    let exec = Executor::new(clock, device.clone(), collector.sink()).with_stage_hook({
+        let progress = progress.clone();
+        Box::new(move |kind, n| progress.stage_done(kind, n))
+    });
 
     let build_ctx = models::BuildContext {
         cache_root: assets::cache_root(args.common.pdfium.cache_dir.as_deref()),
@@ -226,11 +232,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
     models_info.extend(stages.iter().map(|s| s.model()));
 
     pipeline::install_interrupt_handler();
-    let progress = progress_bar(pages.len() as u64, args.quiet);
-    let on_page = |r: &PageRecord| {
-        progress.set_message(r.id.to_string());
-        progress.inc(1);
-    };
+    let on_page = |r: &PageRecord| progress.page_done(r);
     let ctx = RunContext {
         exec: &exec,
         corpus: &corpus,
@@ -241,7 +243,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
         pdfium_lib: pdfium.library.clone(),
     };
     let records = pipeline::run_strategy(ctx, &pages)?;
-    progress.finish_and_clear();
+    progress.finish();
     if pipeline::interrupted() {
         say("interrupted: writing the report of the pages done");
     }
@@ -301,16 +303,75 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
     })
 }
 
-fn progress_bar(total: u64, quiet: bool) -> Arc<indicatif::ProgressBar> {
-    let pb = if quiet {
+/// Steps of a page: rendering and each model stage.
+const STEPS_PER_PAGE: u64 = 1 + StageKind::MODELS.len() as u64;
+
+/// The run's progress bar: it advances per page-stage, and says how many pages are done and
+/// which stage ran last.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    pages_total: u64,
+    pages_done: std::sync::atomic::AtomicU64,
+    /// Index into [`StageKind::ALL`] of the stage that ran last.
+    last_stage: std::sync::atomic::AtomicUsize,
+}
+
+impl Progress {
+    fn stage_done(&self, kind: StageKind, pages: usize) {
+        let i = StageKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.last_stage
+            .store(i, std::sync::atomic::Ordering::Relaxed);
+        self.bar.inc(pages as u64);
+        self.refresh(None);
+    }
+
+    fn page_done(&self, r: &PageRecord) {
+        use std::sync::atomic::Ordering;
+        self.pages_done.fetch_add(1, Ordering::Relaxed);
+        // A failed page skips its later stages: count them as done.
+        if let Some(failed) = r.failed_stage {
+            let at = StageKind::ALL
+                .iter()
+                .position(|k| *k == failed)
+                .unwrap_or(0) as u64;
+            self.bar.inc(STEPS_PER_PAGE.saturating_sub(at + 1));
+        }
+        self.refresh(Some(&r.id));
+    }
+
+    fn refresh(&self, page: Option<&str>) {
+        use std::sync::atomic::Ordering;
+        let stage = StageKind::ALL[self.last_stage.load(Ordering::Relaxed)];
+        let done = self.pages_done.load(Ordering::Relaxed);
+        let mut msg = format!("{done}/{} pages done · {stage}", self.pages_total);
+        if let Some(p) = page {
+            msg.push_str(&format!(" · {p}"));
+        }
+        self.bar.set_message(msg);
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+fn progress_bar(pages: u64, steps_per_page: u64, quiet: bool) -> Arc<Progress> {
+    let bar = if quiet {
         indicatif::ProgressBar::hidden()
     } else {
-        indicatif::ProgressBar::new(total)
+        indicatif::ProgressBar::new(pages * steps_per_page)
     };
-    pb.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} pages {per_sec} eta {eta} {wide_msg}")
-            .expect("valid template"),
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {percent:>3}% eta {eta} {wide_msg}",
+        )
+        .expect("valid template"),
     );
-    pb.enable_steady_tick(Duration::from_millis(200));
-    Arc::new(pb)
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Arc::new(Progress {
+        bar,
+        pages_total: pages,
+        pages_done: Default::default(),
+        last_stage: Default::default(),
+    })
 }

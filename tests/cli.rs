@@ -206,6 +206,185 @@ fn every_strategy_extracts_the_same_outputs() {
     let sequential = digest("sequential");
     assert_eq!(sequential, digest("concurrent-render"));
     assert_eq!(sequential, digest("staged-batch"));
+    assert_eq!(sequential, digest("streaming-microbatch"));
+}
+
+/// A strategy file written into `dir`.
+fn strategy_file(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write strategy");
+    path
+}
+
+/// The pages each span of `stage` carried, in start order.
+fn batches_of(r: &serde_json::Value, stage: &str) -> Vec<Vec<u64>> {
+    let mut spans: Vec<&serde_json::Value> = r["spans"]["spans"]
+        .as_array()
+        .expect("inline spans")
+        .iter()
+        .filter(|s| s["stage"] == stage)
+        .collect();
+    spans.sort_by(|a, b| a["start_ns"].as_u64().cmp(&b["start_ns"].as_u64()));
+    spans
+        .iter()
+        .map(|s| {
+            s["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|i| i.as_u64().expect("page index"))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn streaming_microbatch_batches_render_ahead_and_overlap() {
+    let r = run_report(
+        &root().join("tests/fixtures/strategies/streaming-null.toml"),
+        &smoke(),
+    );
+    assert_schema_valid(&r);
+    assert_eq!(r["strategy"]["kind"], "streaming-microbatch");
+    assert_eq!(r["summary"]["pages_ok"], 9);
+    // Every page through every stage once; no batch above its stage's size.
+    for (stage, max) in [("layout", 3), ("ocr", 2)] {
+        let batches = batches_of(&r, stage);
+        let mut pages: Vec<u64> = batches.iter().flatten().copied().collect();
+        pages.sort();
+        assert_eq!(pages, (0..9).collect::<Vec<_>>(), "{stage}");
+        assert!(
+            batches.iter().all(|b| b.len() <= max),
+            "{stage}: {batches:?}"
+        );
+    }
+    // Rendering runs on its own thread while the device works: some render span overlaps an
+    // OCR span.
+    let spans = r["spans"]["spans"].as_array().expect("spans");
+    let of = |stage: &str| -> Vec<(u64, u64)> {
+        spans
+            .iter()
+            .filter(|s| s["stage"] == stage)
+            .map(|s| {
+                (
+                    s["start_ns"].as_u64().expect("start"),
+                    s["end_ns"].as_u64().expect("end"),
+                )
+            })
+            .collect()
+    };
+    let (renders, ocr) = (of("render"), of("ocr"));
+    assert!(
+        renders
+            .iter()
+            .any(|(a, b)| ocr.iter().any(|(c, d)| a < d && c < b)),
+        "no render overlapped the device"
+    );
+    assert_eq!(r["stages"][0]["workers"][0]["kind"], "render_thread");
+}
+
+#[test]
+fn streaming_microbatch_deterministic_batches_are_chunks_of_page_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strategy = strategy_file(
+        dir.path(),
+        "det",
+        "name = \"det\"\nkind = \"streaming-microbatch\"\n[render]\nprocesses = 2\n[scheduler]\ndeterministic = true\npolicy = \"oldest-first\"\n[stages.layout]\nmodel = \"null\"\nbatch_size = 3\n[stages.ocr]\nmodel = \"null\"\nbatch_size = 2\nsleep_ms = 5\n",
+    );
+    let r = run_report(&strategy, &smoke());
+    assert_eq!(r["summary"]["pages_ok"], 9);
+    assert_eq!(
+        batches_of(&r, "layout"),
+        vec![vec![0, 1, 2], vec![3, 4, 5], vec![6, 7, 8]]
+    );
+    assert_eq!(
+        batches_of(&r, "ocr"),
+        vec![vec![0, 1], vec![2, 3], vec![4, 5], vec![6, 7], vec![8]]
+    );
+}
+
+#[test]
+fn streaming_microbatch_bounds_the_pages_in_flight() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Rendering and layout are far faster than OCR (30 ms a page), and the policy runs the
+    // earliest stage first: with the default queues all 9 pages are in flight at once.
+    // With one place per queue, at most 4 are queued and 1 more is in the last stage's batch.
+    let mut text = String::from(
+        "name = \"tight\"\nkind = \"streaming-microbatch\"\n[scheduler]\npolicy = \"earliest-stage-first\"\n",
+    );
+    for stage in ["layout", "ocr", "table", "figure"] {
+        text.push_str(&format!(
+            "[stages.{stage}]\nmodel = \"null\"\nqueue_capacity = 1\n"
+        ));
+        if stage == "ocr" {
+            text.push_str("sleep_ms = 30\n");
+        }
+    }
+    let r = run_report(&strategy_file(dir.path(), "tight", &text), &smoke());
+    assert_eq!(r["summary"]["pages_ok"], 9);
+    let pages = r["pages"].as_array().expect("pages");
+    let spans: Vec<(f64, f64)> = pages
+        .iter()
+        .map(|p| {
+            (
+                p["admitted_ms"].as_f64().expect("admitted"),
+                p["done_ms"].as_f64().expect("done"),
+            )
+        })
+        .collect();
+    let in_flight_max = spans
+        .iter()
+        .map(|(t, _)| spans.iter().filter(|(a, d)| a <= t && t < d).count())
+        .max()
+        .expect("pages");
+    assert!(
+        (2..=5).contains(&in_flight_max),
+        "{in_flight_max} pages in flight at once"
+    );
+}
+
+#[test]
+fn streaming_microbatch_a_failing_page_leaves_its_batch_mates_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strategy = strategy_file(
+        dir.path(),
+        "fail",
+        "name = \"fail\"\nkind = \"streaming-microbatch\"\n[scheduler]\ndeterministic = true\n[stages.ocr]\nmodel = \"null\"\nbatch_size = 3\nfail_pages = [\"gofpdf-cellformat-tables.pdf#p2\"]\n",
+    );
+    let out = dir.path().join("r.json");
+    cmd()
+        .args(["run", "-q", "--strategy"])
+        .arg(&strategy)
+        .arg("--out")
+        .arg(&out)
+        .arg(smoke())
+        .assert()
+        .code(2);
+    let r = read_json(&out);
+    assert_eq!(r["summary"]["pages_ok"], 8);
+    let failed: Vec<_> = r["pages"]
+        .as_array()
+        .expect("pages")
+        .iter()
+        .filter(|p| p["ok"] == false)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["failed_stage"], "ocr");
+    let ocr = r["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .find(|s| s["stage"] == "ocr")
+        .expect("ocr");
+    // The batch holding the page was re-run page by page.
+    assert!(ocr["retries"].as_u64().expect("retries") >= 3, "{ocr}");
+    let table = r["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .find(|s| s["stage"] == "table")
+        .expect("table");
+    assert_eq!(table["items"], 8);
 }
 
 #[test]

@@ -11,29 +11,18 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::render_stage::PoolRender;
 use super::{PageRecord, RunContext, complete_page, new_work, run_models};
 use crate::corpus::PageRef;
-use crate::corpus::render_pool::RenderWorker;
+
 use crate::metrics::span::{WorkerId, WorkerKind};
 use crate::models::{Stage, StageKind};
 use crate::page::PageWork;
 
 pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<PageRecord>> {
-    let processes = ctx.spec.render.processes.max(1);
-    let library = std::path::PathBuf::from(&ctx.pdfium_lib);
-    let mut renderers = Vec::with_capacity(processes);
-    for i in 0..processes {
-        let w = RenderWorker::spawn(i, &library)
-            .map_err(|e| anyhow::anyhow!("concurrent-render: starting render process {i}: {e}"))?;
-        if let (Some(pid), Ok(mut pids)) = (w.pid(), ctx.child_pids.lock()) {
-            pids.push(pid);
-        }
-        renderers.push(PoolRender::new(w, ctx.spec.render.spec()));
-    }
+    let mut renderers = ctx.spawn_render_processes()?;
     let mut stages = std::mem::take(&mut ctx.stages);
     let (exec, corpus) = (ctx.exec, ctx.corpus);
-    let capacity = ctx.spec.render.queue_capacity.max(1);
+    let capacity = ctx.spec.render.queue_capacity();
     let (tx, rx) = crossbeam_channel::bounded::<(usize, PageWork, bool)>(capacity);
     let next_job = AtomicUsize::new(0);
     let mut records = Vec::with_capacity(pages.len());

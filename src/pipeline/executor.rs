@@ -26,11 +26,15 @@ pub struct RunError {
     pub message: String,
 }
 
+/// Told after each stage call how many pages it processed (progress displays).
+pub type StageHook = Box<dyn Fn(StageKind, usize) + Send + Sync>;
+
 pub struct Executor {
     clock: Clock,
     device: Device,
     sink: SpanSink,
     errors: Arc<Mutex<Vec<RunError>>>,
+    on_stage: Option<StageHook>,
 }
 
 impl Executor {
@@ -40,7 +44,16 @@ impl Executor {
             device,
             sink,
             errors: Arc::default(),
+            on_stage: None,
         }
+    }
+
+    /// Calls `hook` after every stage call (retries included once, in the call they belong
+    /// to) with the stage and its batch size: progress for strategies where pages complete
+    /// only at the end (staged-batch).
+    pub fn with_stage_hook(mut self, hook: StageHook) -> Self {
+        self.on_stage = Some(hook);
+        self
     }
 
     pub fn clock(&self) -> &Clock {
@@ -87,7 +100,11 @@ impl Executor {
         worker: WorkerId,
         batch: &mut [PageWork],
     ) -> bool {
-        self.run_timed(stage, worker, batch, false)
+        let ok = self.run_timed(stage, worker, batch, false);
+        if let Some(hook) = &self.on_stage {
+            hook(stage.kind(), batch.len());
+        }
+        ok
     }
 
     fn run_timed(

@@ -4,13 +4,16 @@
 pub mod concurrent_render;
 pub mod executor;
 pub mod render_stage;
+pub mod scheduler;
 pub mod sequential;
 pub mod staged_batch;
+pub mod streaming_microbatch;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::{StrategyKind, StrategySpec};
+use crate::corpus::render_pool::RenderWorker;
 use crate::corpus::{Corpus, PageRef};
 use crate::metrics::memory::ChildPids;
 use crate::metrics::span::{WorkerId, WorkerKind};
@@ -62,6 +65,26 @@ pub struct RunContext<'a> {
 impl RunContext<'_> {
     pub fn new_work(&self, p: PageRef) -> PageWork {
         new_work(self.corpus, p)
+    }
+
+    /// Starts the strategy's `render.processes` render worker processes (their pids go to the
+    /// memory sampler), each wrapped as a render stage.
+    pub fn spawn_render_processes(&self) -> anyhow::Result<Vec<render_stage::PoolRender>> {
+        let library = std::path::PathBuf::from(&self.pdfium_lib);
+        (0..self.spec.render.processes)
+            .map(|i| {
+                let w = RenderWorker::spawn(i, &library).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: starting render process {i}: {e}",
+                        self.spec.kind.name()
+                    )
+                })?;
+                if let (Some(pid), Ok(mut pids)) = (w.pid(), self.child_pids.lock()) {
+                    pids.push(pid);
+                }
+                Ok(render_stage::PoolRender::new(w, self.spec.render.spec()))
+            })
+            .collect()
     }
 }
 
@@ -141,5 +164,6 @@ pub fn run_strategy(ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Ve
         StrategyKind::Sequential => Ok(sequential::run(ctx, pages)),
         StrategyKind::ConcurrentRender => concurrent_render::run(ctx, pages),
         StrategyKind::StagedBatch => Ok(staged_batch::run(ctx, pages)),
+        StrategyKind::StreamingMicrobatch => streaming_microbatch::run(ctx, pages),
     }
 }

@@ -1,0 +1,524 @@
+//! The micro-batch scheduler of streaming-microbatch, as plain data: bounded queues in front of
+//! each model stage, the rule that says when a partial batch may leave, the scheduling policy
+//! that picks among ready batches, and the credits that bound how many pages are rendered
+//! ahead. No threads, no clock: the strategy feeds it events and the time, so every rule is
+//! unit-tested here.
+//!
+//! Queues are bounded by reservation: a batch of stage `s` is dispatched only if stage `s + 1`'s
+//! queue has room for all its pages, and a page is rendered only if the first stage's queue has
+//! room for it. Every queue holds at least one batch (`capacity ≥ batch_size`, checked when the
+//! strategy file is read), so a full queue always has a full batch ready; by induction the last
+//! stage can always run, and the pipeline cannot deadlock whatever the policy.
+//!
+//! Deterministic mode: batches are fixed chunks of the page order (for batch size `B`, pages
+//! `[cB, (c+1)B)` less those that failed earlier). A chunk leaves once every page before its end
+//! has left the previous stage. Pages enter the first stage in order (a reorder buffer sits
+//! behind rendering) and each stage runs its chunks in order, so pages reach every queue in
+//! order and batch composition does not depend on timing.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::config::SchedulingPolicy;
+
+/// A page waiting in a queue.
+#[derive(Debug)]
+pub struct Item<T> {
+    /// Position in the run's page order.
+    pub seq: usize,
+    /// When it became ready for this stage (the clock's nanoseconds).
+    pub ready_ns: u64,
+    pub payload: T,
+}
+
+/// One stage's queue and batching parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueueParams {
+    pub batch_size: usize,
+    pub capacity: usize,
+    pub max_wait_ns: u64,
+}
+
+struct StageQueue<T> {
+    params: QueueParams,
+    items: VecDeque<Item<T>>,
+    /// Places reserved for the pages of a batch of the previous stage now on the device.
+    incoming: usize,
+}
+
+/// A batch on the device: its stage, smallest page and size.
+#[derive(Debug, Clone, Copy)]
+struct Running {
+    stage: usize,
+    min_seq: usize,
+    len: usize,
+}
+
+pub struct Scheduler<T> {
+    queues: Vec<StageQueue<T>>,
+    policy: SchedulingPolicy,
+    deterministic: bool,
+    /// Pages in the run.
+    total: usize,
+    /// Pages handed to rendering so far (their seqs are `0..admitted`).
+    admitted: usize,
+    /// No page will be admitted any more (all were, or the run was interrupted).
+    input_closed: bool,
+    /// Pages being rendered.
+    rendering: usize,
+    /// Deterministic mode: rendered pages (None: failed to render) waiting for their turn.
+    reorder: BTreeMap<usize, Option<Item<T>>>,
+    /// Deterministic mode: the next page to enter the first stage.
+    next_in_order: usize,
+    running: Option<Running>,
+}
+
+impl<T> Scheduler<T> {
+    pub fn new(
+        stages: &[QueueParams],
+        total: usize,
+        policy: SchedulingPolicy,
+        deterministic: bool,
+    ) -> Self {
+        assert!(
+            !stages.is_empty(),
+            "a pipeline has at least one model stage"
+        );
+        Self {
+            queues: stages
+                .iter()
+                .map(|&params| StageQueue {
+                    params: QueueParams {
+                        batch_size: params.batch_size.max(1),
+                        capacity: params.capacity.max(params.batch_size.max(1)),
+                        max_wait_ns: params.max_wait_ns,
+                    },
+                    items: VecDeque::new(),
+                    incoming: 0,
+                })
+                .collect(),
+            policy,
+            deterministic,
+            total,
+            admitted: 0,
+            input_closed: total == 0,
+            rendering: 0,
+            reorder: BTreeMap::new(),
+            next_in_order: 0,
+            running: None,
+        }
+    }
+
+    /// Admits no more pages (Ctrl-C): those admitted still run to the end.
+    pub fn close_input(&mut self) {
+        self.input_closed = true;
+    }
+
+    /// The next page to render, if the first stage's queue has room for it.
+    pub fn admit(&mut self) -> Option<usize> {
+        let q = &self.queues[0];
+        let held = q.items.len() + q.incoming + self.rendering + self.reorder.len();
+        if self.input_closed || held >= q.params.capacity {
+            return None;
+        }
+        let seq = self.admitted;
+        self.admitted += 1;
+        self.rendering += 1;
+        if self.admitted == self.total {
+            self.input_closed = true;
+        }
+        Some(seq)
+    }
+
+    /// A page finished rendering: `Some(item)` enters the first stage, `None` (it failed)
+    /// leaves the pipeline.
+    pub fn rendered(&mut self, seq: usize, item: Option<Item<T>>) {
+        self.rendering = self.rendering.saturating_sub(1);
+        if !self.deterministic {
+            if let Some(item) = item {
+                self.queues[0].items.push_back(item);
+            }
+            return;
+        }
+        self.reorder.insert(seq, item);
+        while let Some(entry) = self.reorder.remove(&self.next_in_order) {
+            if let Some(item) = entry {
+                self.queues[0].items.push_back(item);
+            }
+            self.next_in_order += 1;
+        }
+    }
+
+    /// A page that finished stage `stage - 1` enters stage `stage`'s queue.
+    pub fn push(&mut self, stage: usize, item: Item<T>) {
+        self.queues[stage].items.push_back(item);
+    }
+
+    /// The batch on the device is done: its reservations downstream are released (the caller
+    /// then pushes the pages that go on).
+    pub fn batch_done(&mut self) {
+        if let Some(r) = self.running.take()
+            && let Some(next) = self.queues.get_mut(r.stage + 1)
+        {
+            next.incoming = next.incoming.saturating_sub(r.len);
+        }
+    }
+
+    /// True while a batch is on the device.
+    pub fn device_busy(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Pages waiting in each stage's queue.
+    pub fn depths(&self) -> Vec<usize> {
+        self.queues.iter().map(|q| q.items.len()).collect()
+    }
+
+    /// Every admitted page has left the pipeline and no more will come.
+    pub fn finished(&self) -> bool {
+        self.input_closed
+            && self.rendering == 0
+            && self.reorder.is_empty()
+            && self.running.is_none()
+            && self.queues.iter().all(|q| q.items.is_empty())
+    }
+
+    /// Every page before `low(stage)` has left `stage` (deterministic mode, where pages move
+    /// in order): the smallest page still in it, in front of it or on its way to it.
+    fn low(&self, stage: usize) -> usize {
+        let mut low = if stage == 0 {
+            self.low_entry()
+        } else {
+            self.low(stage - 1)
+        };
+        if let Some(front) = self.queues[stage].items.front() {
+            low = low.min(front.seq);
+        }
+        if let Some(r) = self.running.filter(|r| r.stage == stage) {
+            low = low.min(r.min_seq);
+        }
+        low
+    }
+
+    /// No more pages can reach `stage`: everything upstream has drained.
+    fn upstream_drained(&self, stage: usize) -> bool {
+        self.input_closed
+            && self.rendering == 0
+            && self.reorder.is_empty()
+            && self.queues[..stage].iter().all(|q| q.items.is_empty())
+            && self.running.is_none_or(|r| r.stage >= stage)
+    }
+
+    /// How many pages at the front of `stage`'s queue form a batch that may leave now.
+    fn ready_len(&self, stage: usize, now_ns: u64) -> Option<usize> {
+        let q = &self.queues[stage];
+        let front = q.items.front()?;
+        let b = q.params.batch_size;
+        let len = if self.deterministic {
+            let chunk_end = (front.seq / b + 1) * b;
+            let limit = if self.input_closed {
+                self.admitted
+            } else {
+                self.total
+            };
+            let upstream = if stage == 0 {
+                self.low_entry()
+            } else {
+                self.low(stage - 1)
+            };
+            if upstream < chunk_end.min(limit) {
+                return None;
+            }
+            q.items.iter().take_while(|i| i.seq < chunk_end).count()
+        } else {
+            let full = q.items.len() >= b;
+            let waited = now_ns.saturating_sub(front.ready_ns) >= q.params.max_wait_ns;
+            if !(full || waited || self.upstream_drained(stage)) {
+                return None;
+            }
+            q.items.len().min(b)
+        };
+        // Room downstream for every page of the batch.
+        if let Some(next) = self.queues.get(stage + 1)
+            && next.items.len() + next.incoming + len > next.params.capacity
+        {
+            return None;
+        }
+        Some(len)
+    }
+
+    /// Deterministic mode, first stage: every page before this one has entered it (or failed).
+    fn low_entry(&self) -> usize {
+        if self.input_closed && self.rendering == 0 && self.reorder.is_empty() {
+            self.admitted
+        } else {
+            self.next_in_order
+        }
+    }
+
+    /// Picks the next batch by the policy, if the device is free and one is ready; it is on
+    /// the device from now until [`Scheduler::batch_done`].
+    pub fn next_batch(&mut self, now_ns: u64) -> Option<(usize, Vec<Item<T>>)> {
+        if self.running.is_some() {
+            return None;
+        }
+        let ready: Vec<(usize, usize)> = (0..self.queues.len())
+            .filter_map(|s| self.ready_len(s, now_ns).map(|n| (s, n)))
+            .collect();
+        let oldest = |s: usize| {
+            self.queues[s]
+                .items
+                .front()
+                .map_or(u64::MAX, |i| i.ready_ns)
+        };
+        let &(stage, len) = match self.policy {
+            SchedulingPolicy::LatestStageFirst => ready.last(),
+            SchedulingPolicy::EarliestStageFirst => ready.first(),
+            SchedulingPolicy::OldestFirst => ready.iter().min_by_key(|(s, _)| (oldest(*s), *s)),
+        }?;
+        let batch: Vec<Item<T>> = self.queues[stage].items.drain(..len).collect();
+        let min_seq = batch.iter().map(|i| i.seq).min().unwrap_or(usize::MAX);
+        self.running = Some(Running {
+            stage,
+            min_seq,
+            len,
+        });
+        if let Some(next) = self.queues.get_mut(stage + 1) {
+            next.incoming += len;
+        }
+        Some((stage, batch))
+    }
+
+    /// When a waiting partial batch may leave (its oldest page reaches the stage's wait
+    /// limit): the time to wake up if nothing else happens first. None in deterministic mode,
+    /// where batches wait for their own pages.
+    pub fn deadline(&self) -> Option<u64> {
+        if self.deterministic {
+            return None;
+        }
+        self.queues
+            .iter()
+            .filter_map(|q| {
+                let front = q.items.front()?;
+                (q.items.len() < q.params.batch_size)
+                    .then(|| front.ready_ns.saturating_add(q.params.max_wait_ns))
+            })
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(batch_size: usize, capacity: usize, max_wait_ns: u64) -> QueueParams {
+        QueueParams {
+            batch_size,
+            capacity,
+            max_wait_ns,
+        }
+    }
+
+    fn item(seq: usize, ready_ns: u64) -> Item<()> {
+        Item {
+            seq,
+            ready_ns,
+            payload: (),
+        }
+    }
+
+    fn seqs(batch: &[Item<()>]) -> Vec<usize> {
+        batch.iter().map(|i| i.seq).collect()
+    }
+
+    /// Admits and renders every page the credits allow, at `now`.
+    fn render_all(s: &mut Scheduler<()>, now: u64) -> Vec<usize> {
+        let mut out = Vec::new();
+        while let Some(seq) = s.admit() {
+            s.rendered(seq, Some(item(seq, now)));
+            out.push(seq);
+        }
+        out
+    }
+
+    #[test]
+    fn rendering_stops_when_the_first_queue_is_full() {
+        let mut s = Scheduler::new(
+            &[params(2, 3, 0)],
+            10,
+            SchedulingPolicy::LatestStageFirst,
+            false,
+        );
+        assert_eq!(s.admit(), Some(0));
+        assert_eq!(s.admit(), Some(1));
+        assert_eq!(s.admit(), Some(2));
+        // Three pages held (rendering counts): no more credit.
+        assert_eq!(s.admit(), None);
+        s.rendered(0, Some(item(0, 0)));
+        assert_eq!(s.admit(), None);
+        // A failed render frees its place.
+        s.rendered(1, None);
+        assert_eq!(s.admit(), Some(3));
+    }
+
+    #[test]
+    fn a_partial_batch_leaves_when_full_or_when_its_wait_passes() {
+        let mut s = Scheduler::new(
+            &[params(4, 8, 1_000)],
+            10,
+            SchedulingPolicy::LatestStageFirst,
+            false,
+        );
+        for seq in 0..2 {
+            assert_eq!(s.admit(), Some(seq));
+            s.rendered(seq, Some(item(seq, 100 + seq as u64)));
+        }
+        assert!(s.next_batch(500).is_none(), "2 of 4 and not waited yet");
+        assert_eq!(s.deadline(), Some(1_100));
+        let (stage, batch) = s.next_batch(1_100).expect("the wait has passed");
+        assert_eq!((stage, seqs(&batch)), (0, vec![0, 1]));
+        assert!(s.next_batch(1_100).is_none(), "the device is busy");
+        s.batch_done();
+        // A full batch leaves at once.
+        for seq in 2..6 {
+            assert_eq!(s.admit(), Some(seq));
+            s.rendered(seq, Some(item(seq, 2_000)));
+        }
+        let (_, batch) = s.next_batch(2_000).expect("full");
+        assert_eq!(seqs(&batch), vec![2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn the_last_pages_leave_without_waiting() {
+        let mut s = Scheduler::new(
+            &[params(4, 8, u64::MAX)],
+            3,
+            SchedulingPolicy::LatestStageFirst,
+            false,
+        );
+        assert_eq!(render_all(&mut s, 0), vec![0, 1, 2]);
+        let (_, batch) = s.next_batch(0).expect("nothing more can come");
+        assert_eq!(seqs(&batch), vec![0, 1, 2]);
+        s.batch_done();
+        assert!(s.finished());
+    }
+
+    #[test]
+    fn policies_choose_among_ready_batches() {
+        let run = |policy| {
+            let mut s = Scheduler::new(&[params(1, 4, 0), params(1, 4, 0)], 4, policy, false);
+            render_all(&mut s, 10);
+            // An older page already waits for stage 1.
+            s.push(1, item(9, 5));
+            let (stage, _) = s.next_batch(20).expect("ready");
+            stage
+        };
+        assert_eq!(run(SchedulingPolicy::LatestStageFirst), 1);
+        assert_eq!(run(SchedulingPolicy::EarliestStageFirst), 0);
+        assert_eq!(run(SchedulingPolicy::OldestFirst), 1);
+        let mut s = Scheduler::new(
+            &[params(1, 4, 0), params(1, 4, 0)],
+            4,
+            SchedulingPolicy::OldestFirst,
+            false,
+        );
+        render_all(&mut s, 10);
+        s.push(1, item(9, 50));
+        assert_eq!(s.next_batch(60).map(|b| b.0), Some(0));
+    }
+
+    #[test]
+    fn a_full_downstream_queue_holds_the_stage_before_it_back() {
+        let mut s = Scheduler::new(
+            &[params(1, 2, 0), params(2, 2, u64::MAX)],
+            6,
+            SchedulingPolicy::EarliestStageFirst,
+            false,
+        );
+        render_all(&mut s, 0);
+        // Stage 0 runs page 0 while page 1 waits; then page 1.
+        for expected in [0, 1] {
+            let (stage, batch) = s.next_batch(0).expect("stage 0 ready");
+            assert_eq!((stage, seqs(&batch)), (0, vec![expected]));
+            s.batch_done();
+            for i in batch {
+                s.push(1, i);
+            }
+            render_all(&mut s, 0);
+        }
+        // Stage 1's queue is full (2 of 2): stage 0 may not run although it is preferred.
+        let (stage, batch) = s.next_batch(0).expect("stage 1 ready");
+        assert_eq!((stage, seqs(&batch)), (1, vec![0, 1]));
+    }
+
+    #[test]
+    fn deterministic_batches_are_chunks_of_the_page_order_whatever_the_timing() {
+        let mut s = Scheduler::new(
+            &[params(2, 4, 0), params(3, 6, 0)],
+            5,
+            SchedulingPolicy::LatestStageFirst,
+            true,
+        );
+        let admitted: Vec<usize> = std::iter::from_fn(|| s.admit()).collect();
+        assert_eq!(admitted, vec![0, 1, 2, 3]);
+        // Renders finish out of order; page 0 is late.
+        s.rendered(1, Some(item(1, 0)));
+        assert!(s.next_batch(0).is_none(), "page 0 is not in yet");
+        s.rendered(0, Some(item(0, 0)));
+        s.rendered(3, Some(item(3, 0)));
+        let (stage, batch) = s.next_batch(0).expect("chunk [0, 2)");
+        assert_eq!((stage, seqs(&batch)), (0, vec![0, 1]));
+        s.batch_done();
+        for i in batch {
+            s.push(1, i);
+        }
+        // Stage 1's chunk [0, 3) needs page 2, still rendering: stage 0's chunk [2, 4) is not
+        // complete either. Page 2 fails to render.
+        assert!(s.next_batch(0).is_none());
+        s.rendered(2, None);
+        assert_eq!(s.admit(), Some(4));
+        s.rendered(4, Some(item(4, 0)));
+        // Chunk [2, 4) of stage 0 is page 3 alone; stage 1's chunk [0, 3) waits for it to
+        // have left stage 0 — it has (page 2 failed), so stage 1 runs [0, 1] first.
+        let (stage, batch) = s.next_batch(0).expect("ready");
+        assert_eq!((stage, seqs(&batch)), (1, vec![0, 1]));
+        s.batch_done();
+        let (stage, batch) = s.next_batch(0).expect("ready");
+        assert_eq!((stage, seqs(&batch)), (0, vec![3]));
+        s.batch_done();
+        for i in batch {
+            s.push(1, i);
+        }
+        let (stage, batch) = s.next_batch(0).expect("ready");
+        assert_eq!((stage, seqs(&batch)), (0, vec![4]));
+        s.batch_done();
+        for i in batch {
+            s.push(1, i);
+        }
+        let (stage, batch) = s.next_batch(0).expect("the last chunk");
+        assert_eq!((stage, seqs(&batch)), (1, vec![3, 4]));
+        s.batch_done();
+        assert!(s.finished());
+    }
+
+    #[test]
+    fn an_interrupt_drains_what_was_admitted() {
+        let mut s = Scheduler::new(
+            &[params(4, 4, u64::MAX)],
+            100,
+            SchedulingPolicy::LatestStageFirst,
+            true,
+        );
+        assert_eq!(s.admit(), Some(0));
+        assert_eq!(s.admit(), Some(1));
+        s.close_input();
+        assert_eq!(s.admit(), None);
+        s.rendered(0, Some(item(0, 0)));
+        s.rendered(1, Some(item(1, 0)));
+        let (_, batch) = s
+            .next_batch(0)
+            .expect("the chunk is cut at the last admitted page");
+        assert_eq!(seqs(&batch), vec![0, 1]);
+        s.batch_done();
+        assert!(s.finished());
+    }
+}

@@ -1,0 +1,250 @@
+//! streaming-microbatch: bounded queues between the stages; each model stage assembles
+//! micro-batches that leave when full or when their oldest page has waited `max_wait_ms`; one
+//! device thread owns the models and runs one batch at a time, chosen by the scheduling policy;
+//! rendering (in-process on its own thread, or in `render.processes` worker processes) overlaps
+//! the model work.
+//!
+//! Threads: the render thread(s) and the device thread do all the blocking work; the
+//! orchestration — queues, batch assembly, wait limits, the policy — is an async task on a
+//! single-threaded tokio runtime on the calling thread, woken by their events and by timers.
+//! Its rules live in [`super::scheduler`] as plain data, unit-tested there.
+//!
+//! Memory is bounded by the queues: a page is rendered only when the first stage's queue has a
+//! place for it, and a batch runs only when the next queue has places for all its pages, so
+//! pages in flight never exceed the sum of the queue capacities, whatever the corpus size.
+//!
+//! Outputs equal sequential's: the models batch pages without mixing them (see staged-batch),
+//! so batch composition — which depends on timing unless `scheduler.deterministic` — does not
+//! change them.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::render_stage::InProcessRender;
+use super::scheduler::{Item, QueueParams, Scheduler};
+use super::{DEVICE, PageRecord, RENDER_THREAD, RunContext, complete_page, new_work};
+use crate::corpus::PageRef;
+use crate::corpus::render::Renderer;
+use crate::metrics::span::{WorkerId, WorkerKind};
+use crate::models::{Stage, StageKind};
+use crate::page::PageWork;
+
+/// How often the orchestrator looks at the Ctrl-C flag while nothing else wakes it.
+const INTERRUPT_POLL: Duration = Duration::from_millis(100);
+
+/// What the worker threads tell the orchestrator.
+enum Event {
+    /// A page finished rendering (`ok` false: it failed).
+    Rendered {
+        seq: usize,
+        work: PageWork,
+        ok: bool,
+    },
+    /// The device ran a batch of `stage` (an index into the model stages).
+    Ran {
+        stage: usize,
+        seqs: Vec<usize>,
+        works: Vec<PageWork>,
+    },
+}
+
+/// A batch for the device thread.
+struct DeviceJob {
+    stage: usize,
+    seqs: Vec<usize>,
+    works: Vec<PageWork>,
+}
+
+pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<PageRecord>> {
+    let mut renderers: Vec<(WorkerId, Box<dyn Stage>)> = if ctx.spec.render.processes == 0 {
+        vec![(
+            RENDER_THREAD,
+            Box::new(InProcessRender::new(
+                Renderer::new(),
+                ctx.spec.render.spec(),
+            )),
+        )]
+    } else {
+        ctx.spawn_render_processes()?
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let worker = WorkerId {
+                    kind: WorkerKind::RenderProcess,
+                    index: i as u16,
+                };
+                (worker, Box::new(r) as Box<dyn Stage>)
+            })
+            .collect()
+    };
+    let mut stages = std::mem::take(&mut ctx.stages);
+    let kinds: Vec<StageKind> = stages.iter().map(|s| s.kind()).collect();
+    let queues: Vec<QueueParams> = kinds
+        .iter()
+        .map(|&k| {
+            let st = ctx.spec.stages.get(k).cloned().unwrap_or_default();
+            QueueParams {
+                batch_size: st.batch_size.max(1),
+                capacity: st.queue_capacity(),
+                max_wait_ns: st.max_wait_ns(),
+            }
+        })
+        .collect();
+    let scheduler = ctx.spec.scheduler.clone().unwrap_or_default();
+    let sched = Scheduler::new(
+        &queues,
+        pages.len(),
+        scheduler.policy,
+        scheduler.deterministic,
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| anyhow::anyhow!("streaming-microbatch: starting the tokio runtime: {e}"))?;
+
+    let exec = ctx.exec;
+    let (job_tx, job_rx) = crossbeam_channel::unbounded::<(usize, PageWork)>();
+    let (device_tx, device_rx) = crossbeam_channel::bounded::<DeviceJob>(1);
+    let (event_tx, event_rx) = mpsc::unbounded_channel::<Event>();
+    let records = std::thread::scope(|s| {
+        for (worker, mut renderer) in renderers.drain(..) {
+            let (job_rx, event_tx) = (job_rx.clone(), event_tx.clone());
+            s.spawn(move || {
+                while let Ok((seq, work)) = job_rx.recv() {
+                    let mut w = [work];
+                    let ok = exec.run_stage(renderer.as_mut(), worker, &mut w);
+                    let [work] = w;
+                    if event_tx.send(Event::Rendered { seq, work, ok }).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let device_events = event_tx.clone();
+        s.spawn(move || {
+            while let Ok(mut job) = device_rx.recv() {
+                exec.run_stage(stages[job.stage].as_mut(), DEVICE, &mut job.works);
+                let ran = Event::Ran {
+                    stage: job.stage,
+                    seqs: job.seqs,
+                    works: job.works,
+                };
+                if device_events.send(ran).is_err() {
+                    break;
+                }
+            }
+        });
+        // Only the workers hold senders now: if they all ended, `recv` says so.
+        drop((event_tx, job_rx));
+        let orchestrator = Orchestrator {
+            ctx: &ctx,
+            pages,
+            kinds: &kinds,
+            sched,
+            jobs: job_tx,
+            device: device_tx,
+            records: Vec::with_capacity(pages.len()),
+        };
+        // Returning drops the job senders, which ends the worker threads.
+        runtime.block_on(orchestrator.run(event_rx))
+    });
+    Ok(records)
+}
+
+struct Orchestrator<'a, 'c> {
+    ctx: &'a RunContext<'c>,
+    pages: &'a [PageRef],
+    kinds: &'a [StageKind],
+    sched: Scheduler<PageWork>,
+    jobs: crossbeam_channel::Sender<(usize, PageWork)>,
+    device: crossbeam_channel::Sender<DeviceJob>,
+    records: Vec<PageRecord>,
+}
+
+impl Orchestrator<'_, '_> {
+    async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>) -> Vec<PageRecord> {
+        let exec = self.ctx.exec;
+        loop {
+            if super::interrupted() {
+                self.sched.close_input();
+            }
+            while let Some(seq) = self.sched.admit() {
+                let mut work = new_work(self.ctx.corpus, self.pages[seq]);
+                exec.admit(&mut work);
+                if self.jobs.send((seq, work)).is_err() {
+                    // No render thread is left (cannot happen while this task holds the
+                    // receiver's threads in scope); stop admitting rather than spin.
+                    self.sched.close_input();
+                }
+            }
+            if let Some((stage, batch)) = self.sched.next_batch(exec.clock().now_ns()) {
+                let (seqs, works) = batch.into_iter().map(|i| (i.seq, i.payload)).unzip();
+                let job = DeviceJob { stage, seqs, works };
+                if self.device.send(job).is_err() {
+                    break;
+                }
+            }
+            if self.sched.finished() {
+                break;
+            }
+            let wait = if self.sched.device_busy() {
+                None
+            } else {
+                self.sched
+                    .deadline()
+                    .map(|d| Duration::from_nanos(d.saturating_sub(exec.clock().now_ns())))
+            };
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => self.on_event(event),
+                    None => break,
+                },
+                () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
+                () = tokio::time::sleep(INTERRUPT_POLL) => {}
+            }
+        }
+        self.records
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Rendered { seq, work, ok } => {
+                if ok {
+                    let item = Item {
+                        seq,
+                        ready_ns: work.ready_ns,
+                        payload: work,
+                    };
+                    self.sched.rendered(seq, Some(item));
+                } else {
+                    self.sched.rendered(seq, None);
+                    self.complete(work, Some(StageKind::Render));
+                }
+            }
+            Event::Ran { stage, seqs, works } => {
+                self.sched.batch_done();
+                let last = stage + 1 == self.kinds.len();
+                for (seq, work) in seqs.into_iter().zip(works) {
+                    if work.failed {
+                        self.complete(work, Some(self.kinds[stage]));
+                    } else if last {
+                        self.complete(work, None);
+                    } else {
+                        let item = Item {
+                            seq,
+                            ready_ns: work.ready_ns,
+                            payload: work,
+                        };
+                        self.sched.push(stage + 1, item);
+                    }
+                }
+            }
+        }
+    }
+
+    fn complete(&mut self, work: PageWork, failed_stage: Option<StageKind>) {
+        let record = complete_page(self.ctx.exec, work, failed_stage, self.ctx.on_page);
+        self.records.push(record);
+    }
+}
