@@ -111,6 +111,12 @@ pub struct RunArgs {
     /// Where spans go: inline in the report, a side file next to it (.spans.jsonl), or nowhere.
     #[arg(long, value_enum, default_value_t = SpansMode::Inline)]
     pub spans: SpansMode,
+    /// Compare every page's outputs with a reference run's saved outputs (a folder written by
+    /// `--save-outputs`, e.g. of the sequential strategy): identical, or the differing pages,
+    /// regions and fields are listed, in the summary and in the report. Differences make the
+    /// run fail (exit 2).
+    #[arg(long, value_name = "DIR")]
+    pub check_outputs: Option<PathBuf>,
     /// Write every page's extracted outputs here: one JSON and one Markdown file per document.
     #[arg(long, value_name = "DIR")]
     pub save_outputs: Option<PathBuf>,

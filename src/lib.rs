@@ -180,6 +180,11 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
     if out_path.exists() && !args.force {
         return Err(report::WriteError::Exists(out_path).into());
     }
+    if let Some(dir) = &args.check_outputs
+        && !dir.is_dir()
+    {
+        return Err(report::output_check::CheckError::NotAFolder(dir.display().to_string()).into());
+    }
     for d in corpus.documents.iter().filter(|d| d.error.is_some()) {
         eprintln!(
             "error: {}: {}",
@@ -248,6 +253,14 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
         say("interrupted: writing the report of the pages done");
     }
 
+    // Before saving: the reference may be the folder this run saves into. A reference that
+    // cannot be read fails the check, not the run: what was measured is still reported.
+    let mut check_error = None;
+    let output_check = args.check_outputs.as_ref().and_then(|dir| {
+        report::output_check::check(dir, &records)
+            .map_err(|e| check_error = Some(e.to_string()))
+            .ok()
+    });
     if let Some(dir) = &args.save_outputs {
         let n = report::save_outputs(dir, &records)
             .with_context(|| format!("writing outputs to {}", dir.display()))?;
@@ -256,7 +269,21 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
             dir.display()
         ));
     }
-    let run_errors = exec.errors();
+    let mut run_errors = exec.errors();
+    if let Some(message) = check_error {
+        eprintln!("error: {message}");
+        run_errors.push(pipeline::executor::RunError {
+            document: args
+                .check_outputs
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+            page: None,
+            stage: "check-outputs".into(),
+            kind: "reference".into(),
+            message,
+        });
+    }
     drop(exec);
     let collected = collector.finish();
     let memory = sampler.finish();
@@ -291,6 +318,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
         overhead_ns: overhead.per_span_ns,
         spans_mode: args.spans,
         quality,
+        output_check,
     });
     report::write(&mut report, &out_path, args.force)?;
     if !args.quiet {

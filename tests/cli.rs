@@ -388,6 +388,77 @@ fn streaming_microbatch_a_failing_page_leaves_its_batch_mates_alone() {
 }
 
 #[test]
+fn check_outputs_lists_the_differing_regions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reference = dir.path().join("reference");
+    let run = |strategy: &Path, out: &str, extra: &[&std::ffi::OsStr]| {
+        let mut c = cmd();
+        c.args(["run", "--strategy"])
+            .arg(strategy)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .args(extra)
+            .arg(smoke());
+        c.assert()
+    };
+    run(
+        &null_strategy(),
+        "seq.json",
+        &["--save-outputs".as_ref(), reference.as_os_str()],
+    )
+    .success();
+    let streaming = root().join("tests/fixtures/strategies/streaming-null.toml");
+    let check = ["--check-outputs".as_ref(), reference.as_os_str()];
+    run(&streaming, "same.json", &check)
+        .success()
+        .stdout(predicate::str::contains("Output check:   identical to"));
+    let same = read_json(&dir.path().join("same.json"));
+    assert_schema_valid(&same);
+    assert_eq!(same["output"]["check"]["pages_compared"], 9);
+    assert_eq!(same["output"]["check"]["pages_differing"], 0);
+
+    // Plant a region in the reference's page 2 of one document.
+    let saved = reference.join("gofpdf-cellformat-tables.json");
+    let mut doc = read_json(&saved);
+    doc["pages"][1]["output"]["regions"] = serde_json::json!([{
+        "class": "table", "bbox": [1.0, 2.0, 3.0, 4.0], "confidence": 0.5,
+        "text": null, "html": "<table></table>"
+    }]);
+    std::fs::write(&saved, serde_json::to_vec(&doc).expect("json")).expect("write");
+    run(&streaming, "differs.json", &check)
+        .code(2)
+        .stdout(predicate::str::contains("DIFFERENT from"))
+        .stdout(predicate::str::contains(
+            "gofpdf-cellformat-tables.pdf#p2 region 0 region: table at [1, 2, 3, 4] → (none)",
+        ));
+    let differs = read_json(&dir.path().join("differs.json"));
+    assert_schema_valid(&differs);
+    assert_eq!(differs["ok"], false);
+    let c = &differs["output"]["check"];
+    assert_eq!(
+        (c["pages_compared"].as_u64(), c["pages_differing"].as_u64()),
+        (Some(9), Some(1))
+    );
+    assert_eq!(
+        c["differences"][0]["page"],
+        "gofpdf-cellformat-tables.pdf#p2"
+    );
+    assert_eq!(c["differences"][0]["region"], 0);
+
+    // A reference that is not a folder is refused before any work.
+    cmd()
+        .args(["run", "-q", "--check-outputs"])
+        .arg(dir.path().join("nowhere"))
+        .arg("--out")
+        .arg(dir.path().join("never.json"))
+        .arg(smoke())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a folder of saved outputs"));
+    assert!(!dir.path().join("never.json").exists());
+}
+
+#[test]
 fn output_digest_is_reproducible() {
     let dir = tempfile::tempdir().expect("tempdir");
     let digest = |name: &str| {

@@ -6,8 +6,11 @@
 //!
 //! Threads: the render thread(s) and the device thread do all the blocking work; the
 //! orchestration — queues, batch assembly, wait limits, the policy — is an async task on a
-//! single-threaded tokio runtime on the calling thread, woken by their events and by timers.
-//! Its rules live in [`super::scheduler`] as plain data, unit-tested there.
+//! single-threaded tokio runtime on a thread of its own, woken by their events and by timers.
+//! Its rules live in [`super::scheduler`] as plain data, unit-tested there. The device thread
+//! is the calling (main) thread, as in the other strategies: glibc serves a secondary thread's
+//! large allocations from fresh mappings that `keep_freed_memory` does not cover, and the
+//! models allocate large activations on every call.
 //!
 //! Memory is bounded by the queues: a page is rendered only when the first stage's queue has a
 //! place for it, and a batch runs only when the next queue has places for all its pages, so
@@ -21,11 +24,12 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::executor::Executor;
 use super::render_stage::InProcessRender;
 use super::scheduler::{Item, QueueParams, Scheduler};
 use super::{DEVICE, PageRecord, RENDER_THREAD, RunContext, complete_page, new_work};
-use crate::corpus::PageRef;
 use crate::corpus::render::Renderer;
+use crate::corpus::{Corpus, PageRef};
 use crate::metrics::span::{WorkerId, WorkerKind};
 use crate::models::{Stage, StageKind};
 use crate::page::PageWork;
@@ -122,23 +126,12 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<Pag
             });
         }
         let device_events = event_tx.clone();
-        s.spawn(move || {
-            while let Ok(mut job) = device_rx.recv() {
-                exec.run_stage(stages[job.stage].as_mut(), DEVICE, &mut job.works);
-                let ran = Event::Ran {
-                    stage: job.stage,
-                    seqs: job.seqs,
-                    works: job.works,
-                };
-                if device_events.send(ran).is_err() {
-                    break;
-                }
-            }
-        });
         // Only the workers hold senders now: if they all ended, `recv` says so.
         drop((event_tx, job_rx));
         let orchestrator = Orchestrator {
-            ctx: &ctx,
+            exec,
+            corpus: ctx.corpus,
+            on_page: ctx.on_page,
             pages,
             kinds: &kinds,
             sched,
@@ -146,14 +139,31 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<Pag
             device: device_tx,
             records: Vec::with_capacity(pages.len()),
         };
-        // Returning drops the job senders, which ends the worker threads.
-        runtime.block_on(orchestrator.run(event_rx))
+        // Returning drops the job and device senders, which ends the worker threads and the
+        // device loop below.
+        let orchestration = s.spawn(move || runtime.block_on(orchestrator.run(event_rx)));
+        // The device thread: this one.
+        while let Ok(mut job) = device_rx.recv() {
+            exec.run_stage(stages[job.stage].as_mut(), DEVICE, &mut job.works);
+            let ran = Event::Ran {
+                stage: job.stage,
+                seqs: job.seqs,
+                works: job.works,
+            };
+            if device_events.send(ran).is_err() {
+                break;
+            }
+        }
+        drop(device_events);
+        orchestration.join()
     });
-    Ok(records)
+    records.map_err(|_| anyhow::anyhow!("streaming-microbatch: the orchestrator panicked"))
 }
 
-struct Orchestrator<'a, 'c> {
-    ctx: &'a RunContext<'c>,
+struct Orchestrator<'a> {
+    exec: &'a Executor,
+    corpus: &'a Corpus,
+    on_page: &'a (dyn Fn(&PageRecord) + Sync),
     pages: &'a [PageRef],
     kinds: &'a [StageKind],
     sched: Scheduler<PageWork>,
@@ -162,15 +172,15 @@ struct Orchestrator<'a, 'c> {
     records: Vec<PageRecord>,
 }
 
-impl Orchestrator<'_, '_> {
+impl Orchestrator<'_> {
     async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>) -> Vec<PageRecord> {
-        let exec = self.ctx.exec;
+        let exec = self.exec;
         loop {
             if super::interrupted() {
                 self.sched.close_input();
             }
             while let Some(seq) = self.sched.admit() {
-                let mut work = new_work(self.ctx.corpus, self.pages[seq]);
+                let mut work = new_work(self.corpus, self.pages[seq]);
                 exec.admit(&mut work);
                 if self.jobs.send((seq, work)).is_err() {
                     // No render thread is left (cannot happen while this task holds the
@@ -244,7 +254,7 @@ impl Orchestrator<'_, '_> {
     }
 
     fn complete(&mut self, work: PageWork, failed_stage: Option<StageKind>) {
-        let record = complete_page(self.ctx.exec, work, failed_stage, self.ctx.on_page);
+        let record = complete_page(self.exec, work, failed_stage, self.on_page);
         self.records.push(record);
     }
 }

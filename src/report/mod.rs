@@ -2,6 +2,7 @@
 //! written atomically, summarized for the terminal.
 
 pub mod environment;
+pub mod output_check;
 pub mod quality;
 pub mod schema;
 
@@ -23,6 +24,9 @@ use schema::*;
 
 /// Memory series points kept in a report.
 const MAX_SERIES_POINTS: usize = 512;
+
+/// Output differences printed in the terminal summary (the report keeps more).
+const SUMMARY_DIFFERENCES: usize = 10;
 
 pub fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
@@ -75,6 +79,8 @@ pub struct RunData<'a> {
     pub overhead_ns: f64,
     pub spans_mode: crate::cli::SpansMode,
     pub quality: QualityReport,
+    /// With `--check-outputs`: the comparison with the reference outputs.
+    pub output_check: Option<OutputCheck>,
 }
 
 pub fn build(mut d: RunData<'_>) -> Report {
@@ -102,6 +108,24 @@ pub fn build(mut d: RunData<'_>) -> Report {
         ));
     }
 
+    let outputs_differ = d
+        .output_check
+        .as_ref()
+        .is_some_and(|c| c.pages_differing > 0);
+    if let Some(c) = &d.output_check {
+        if c.pages_differing > 0 {
+            warnings.push(format!(
+                "OUTPUTS DIFFER from {} on {} of {} pages ({} differences; `output.check` lists them)",
+                c.reference, c.pages_differing, c.pages_compared, c.differences_total
+            ));
+        }
+        if c.pages_missing > 0 {
+            warnings.push(format!(
+                "{} pages are not in the reference outputs {} and were not compared",
+                c.pages_missing, c.reference
+            ));
+        }
+    }
     let interrupted = (d.records.len() as u64) < d.pages_selected;
     if interrupted {
         warnings.push(format!(
@@ -253,7 +277,7 @@ pub fn build(mut d: RunData<'_>) -> Report {
         schema_version: SCHEMA_VERSION,
         created_at: d.created_at,
         command: d.command,
-        ok: errors.is_empty() && pages_failed == 0 && !interrupted,
+        ok: errors.is_empty() && pages_failed == 0 && !interrupted && !outputs_differ,
         interrupted,
         warnings,
         environment: d.environment,
@@ -319,6 +343,7 @@ pub fn build(mut d: RunData<'_>) -> Report {
             digest: hex(&digest.finalize()),
             pages: d.records.len() as u64,
             content: output_content(d.records.iter().map(|r| &r.output)),
+            check: d.output_check,
         },
         quality: d.quality,
     }
@@ -557,6 +582,37 @@ pub fn summary_text(r: &Report, path: &Path) -> String {
         ));
     }
     line(format!("  Output digest:  {}", &r.output.digest[..16]));
+    if let Some(c) = &r.output.check {
+        if c.pages_differing == 0 {
+            line(format!(
+                "  Output check:   identical to {} ({} pages compared{})",
+                c.reference,
+                c.pages_compared,
+                if c.pages_missing > 0 {
+                    format!(", {} not in the reference", c.pages_missing)
+                } else {
+                    String::new()
+                }
+            ));
+        } else {
+            line(format!(
+                "  Output check:   DIFFERENT from {} on {} of {} pages ({} differences):",
+                c.reference, c.pages_differing, c.pages_compared, c.differences_total
+            ));
+            for d in c.differences.iter().take(SUMMARY_DIFFERENCES) {
+                let at = d
+                    .region
+                    .map_or_else(String::new, |i| format!(" region {i}"));
+                line(format!(
+                    "    {}{at} {}: {} → {}",
+                    d.page, d.field, d.reference, d.actual
+                ));
+            }
+            if c.differences_total as usize > SUMMARY_DIFFERENCES {
+                line("    … (the report's `output.check` lists more)".into());
+            }
+        }
+    }
     let c = &r.output.content;
     if !c.regions_by_class.is_empty() || c.text_lines > 0 {
         let mut classes: Vec<(&String, &u64)> = c.regions_by_class.iter().collect();

@@ -15,7 +15,7 @@ use crate::metrics::memory::MemorySample;
 use crate::metrics::span::{Span, WorkerId};
 use crate::models::{ModelInfo, StageKind};
 
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// A pipebench run report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -416,6 +416,44 @@ pub struct OutputDigest {
     /// What was extracted, counted: makes the work behind the timings visible (a strategy
     /// or OCR scope that finds less text is cheaper for that reason).
     pub content: OutputContent,
+    /// With `run --check-outputs DIR`: this run's outputs compared with a reference run's.
+    pub check: Option<OutputCheck>,
+}
+
+/// This run's outputs against a reference run's saved outputs, page by page and region by
+/// region (exact: any difference is listed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputCheck {
+    /// The folder of the reference run's `--save-outputs`.
+    pub reference: String,
+    /// Pages found in both runs and compared.
+    pub pages_compared: u64,
+    /// Pages of this run the reference does not have (not compared).
+    pub pages_missing: u64,
+    /// Compared pages whose outputs differ.
+    pub pages_differing: u64,
+    /// Differences found, over all pages.
+    pub differences_total: u64,
+    /// The first differences (at most 50), in page order.
+    pub differences: Vec<OutputDifference>,
+}
+
+/// One difference: where, what, and both values (long values shortened).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputDifference {
+    /// Page id (`doc.pdf#p3`).
+    pub page: String,
+    /// Region index in reading order; none for page-level fields (size, lines, ok).
+    pub region: Option<u64>,
+    /// `class`, `bbox`, `confidence`, `text`, `html`, `decoder_steps`, `region` (present in
+    /// one run only), `size`, `lines` or `ok`.
+    pub field: String,
+    /// The reference run's value.
+    pub reference: String,
+    /// This run's value.
+    pub actual: String,
 }
 
 /// Counts over every page's output.
