@@ -8,9 +8,10 @@
 //! orchestration — queues, batch assembly, wait limits, the policy — is an async task on a
 //! single-threaded tokio runtime on a thread of its own, woken by their events and by timers.
 //! Its rules live in [`super::scheduler`] as plain data, unit-tested there. The device thread
-//! is the calling (main) thread, as in the other strategies: glibc serves a secondary thread's
-//! large allocations from fresh mappings that `keep_freed_memory` does not cover, and the
-//! models allocate large activations on every call.
+//! is the calling (main) thread, as in the other strategies: the models allocate large
+//! activations on every call, and from a spawned thread (a glibc secondary arena) those page-
+//! fault in again each time — 2.0 M minor faults for 8 sample pages against 0.98 M on the main
+//! thread, and OCR 10 % slower (`/usr/bin/time -v pipebench run … --max-pages 8`).
 //!
 //! Memory is bounded by the queues: a page is rendered only when the first stage's queue has a
 //! place for it, and a batch runs only when the next queue has places for all its pages, so
