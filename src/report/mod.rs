@@ -326,6 +326,9 @@ pub fn build(mut d: RunData<'_>) -> Report {
                 .map(|r| r.done_ns)
                 .min()
                 .map_or(0.0, |t| ms(t.saturating_sub(first_admit))),
+            pages_in_flight_max: max_in_flight(
+                d.records.iter().map(|r| (r.admitted_ns, r.done_ns)),
+            ),
             model_load_ms: d.model_load_ms,
             page_latency: latency_summary(&latency),
             instrumentation_overhead_ns: d.overhead_ns,
@@ -347,6 +350,22 @@ pub fn build(mut d: RunData<'_>) -> Report {
         },
         quality: d.quality,
     }
+}
+
+/// The most intervals `[admitted, done)` that overlap at one instant.
+pub fn max_in_flight(intervals: impl Iterator<Item = (u64, u64)>) -> u64 {
+    // Ends sort before starts at the same instant: a page done as another is admitted does
+    // not count twice.
+    let mut events: Vec<(u64, i64)> = intervals
+        .flat_map(|(a, d)| [(a, 1), (d.max(a), -1)])
+        .collect();
+    events.sort();
+    let (mut now, mut max) = (0i64, 0i64);
+    for (_, step) in events {
+        now += step;
+        max = max.max(now);
+    }
+    max as u64
 }
 
 /// `results/<corpus>-<strategy>-<UTC time>.json`.
@@ -531,17 +550,18 @@ pub fn summary_text(r: &Report, path: &Path) -> String {
         l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
     ));
     line(format!(
-        "  {:<8} {:>7} {:>9} {:>11} {:>11} {:>11} {:>7}",
-        "stage", "items", "batches", "p50 ms", "p99 ms", "busy s", "util"
+        "  {:<8} {:>7} {:>9} {:>11} {:>11} {:>12} {:>11} {:>7}",
+        "stage", "items", "batches", "p50 ms", "p99 ms", "wait p50 ms", "busy s", "util"
     ));
     for st in &r.stages {
         line(format!(
-            "  {:<8} {:>7} {:>9} {:>11.3} {:>11.3} {:>11.3} {:>6.1}%",
+            "  {:<8} {:>7} {:>9} {:>11.3} {:>11.3} {:>12.1} {:>11.3} {:>6.1}%",
             st.stage.name(),
             st.items,
             st.batches,
             st.service_per_batch.p50_ms,
             st.service_per_batch.p99_ms,
+            st.queue_wait.p50_ms,
             st.busy_ms / 1e3,
             st.utilization * 100.0
         ));
@@ -558,9 +578,10 @@ pub fn summary_text(r: &Report, path: &Path) -> String {
         String::new()
     };
     line(format!(
-        "  Memory:         peak RSS {}{workers}, min system available {}",
+        "  Memory:         peak RSS {}{workers}, min system available {}; at most {} pages in flight",
         human_bytes(m.peak_rss_bytes),
-        human_bytes(m.min_system_available_bytes)
+        human_bytes(m.min_system_available_bytes),
+        s.pages_in_flight_max
     ));
     line(format!(
         "  Overhead:       {:.0} ns per span ({} spans, {} dropped)",
@@ -760,5 +781,21 @@ pub fn measure_ocr_cer(
         missed: total.missed as u64,
         cer: total.cer(),
         pages,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_in_flight_counts_overlapping_intervals() {
+        assert_eq!(max_in_flight(std::iter::empty()), 0);
+        // Back to back (one done as the next is admitted): one at a time.
+        assert_eq!(max_in_flight([(0, 10), (10, 20), (20, 30)].into_iter()), 1);
+        assert_eq!(
+            max_in_flight([(0, 10), (5, 20), (6, 7), (15, 30)].into_iter()),
+            3
+        );
     }
 }

@@ -215,6 +215,10 @@ pub struct Summary {
     pub pages_per_s: f64,
     /// From the start of the run to the first page done.
     pub time_to_first_page_ms: f64,
+    /// The most pages in flight at once (admitted, not yet done): what a strategy holds in
+    /// memory, in pages — bounded by the queues in streaming-microbatch, the whole corpus in
+    /// staged-batch.
+    pub pages_in_flight_max: u64,
     /// Building the stages (model loading: the cold start), before the run.
     pub model_load_ms: f64,
     /// End-to-end page latency: admitted → done.
