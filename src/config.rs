@@ -11,6 +11,24 @@ use crate::models::{StageKind, available_models};
 /// The built-in default strategy (the same text as strategies/sequential.toml).
 pub const DEFAULT_STRATEGY: &str = include_str!("../strategies/sequential.toml");
 
+/// The four shipped strategy files (path, text), sequential first: what `pipebench tui` runs
+/// by default, compiled in so the binary works from any folder.
+pub const SHIPPED_STRATEGIES: [(&str, &str); 4] = [
+    ("strategies/sequential.toml", DEFAULT_STRATEGY),
+    (
+        "strategies/concurrent-render.toml",
+        include_str!("../strategies/concurrent-render.toml"),
+    ),
+    (
+        "strategies/staged-batch.toml",
+        include_str!("../strategies/staged-batch.toml"),
+    ),
+    (
+        "strategies/streaming-microbatch.toml",
+        include_str!("../strategies/streaming-microbatch.toml"),
+    ),
+];
+
 /// Execution strategies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]

@@ -22,12 +22,14 @@ pub mod assets;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod corpus;
 pub mod metrics;
 pub mod models;
 pub mod page;
 pub mod pipeline;
 pub mod report;
+pub mod tui;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -70,6 +72,7 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Run(args) => run_command(args),
+        Command::Tui(args) => tui_command(args),
         Command::Setup(args) => setup_command(args),
         Command::Models(args) => models_command(args),
         Command::BenchRender(args) => bench::render(args),
@@ -145,15 +148,10 @@ fn models_command(args: cli::ModelsArgs) -> anyhow::Result<ExitStatus> {
 }
 
 fn say(msg: &str) {
-    eprintln!("pipebench: {msg}");
+    console::message(format!("pipebench: {msg}"));
 }
 
 fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
-    let started_at = std::time::SystemTime::now();
-    let command: Vec<String> = std::env::args().collect();
-    if report::environment::build_profile() == "debug" {
-        say("warning: this is a DEBUG build; timings are not representative (use --release)");
-    }
     let (spec, strategy_file) = match &args.strategy {
         Some(p) => (config::load(p)?, p.display().to_string()),
         None => (
@@ -164,19 +162,12 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
             "(built-in) strategies/sequential.toml".to_string(),
         ),
     };
-    let device_spec: DeviceSpec = args.common.device.parse()?;
-    let device = models::device::open(device_spec)?;
-    let pdfium = assets::pdfium::bind(&args.common.pdfium, &mut |m| say(m))?;
-
+    let session = Session::open(&args.corpus, &args.common, args.max_pages)?;
+    let out_path = args
+        .out
+        .clone()
+        .unwrap_or_else(|| session.default_report_path(&spec.name));
     // Refuse early, before any work, if the report could not be written.
-    let created_at = humantime::format_rfc3339_seconds(started_at).to_string();
-    let t_scan = Instant::now();
-    let mut corpus = Corpus::discover(&args.corpus)?;
-    corpus.probe();
-    let corpus_scan_ms = t_scan.elapsed().as_secs_f64() * 1e3;
-    let out_path = args.out.clone().unwrap_or_else(|| {
-        report::default_path(Path::new("results"), &corpus.name, &spec.name, &created_at)
-    });
     if out_path.exists() && !args.force {
         return Err(report::WriteError::Exists(out_path).into());
     }
@@ -185,142 +176,20 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
     {
         return Err(report::output_check::CheckError::NotAFolder(dir.display().to_string()).into());
     }
-    for d in corpus.documents.iter().filter(|d| d.error.is_some()) {
-        eprintln!(
-            "error: {}: {}",
-            d.id,
-            d.error.as_ref().expect("filtered on is_some")
-        );
-    }
-    let pages = corpus.pages(args.max_pages);
-
-    // Measurement starts: collector, clock, sampler, calibration, model load, run.
-    let overhead = measure_overhead(&device, 20_000);
-    let collector = Collector::start(args.spans != cli::SpansMode::None);
-    let clock = Clock::start();
-    let child_pids = ChildPids::default();
-    let sampler = MemorySampler::start(
-        clock,
-        Duration::from_millis(args.sample_ms.max(1)),
-        device.clone(),
-        child_pids.clone(),
-    );
+    let options = ReportOptions {
+        spans: args.spans,
+        sample_ms: args.sample_ms,
+        save_outputs: args.save_outputs.clone(),
+        check_outputs: args.check_outputs.clone(),
+        force: args.force,
+    };
     // Progress counts page-stages (render + each model stage), so strategies whose pages only
     // complete at the end (staged-batch) still advance and give an ETA.
-    let progress = progress_bar(pages.len() as u64, STEPS_PER_PAGE, args.quiet);
-    let exec = Executor::new(clock, device.clone(), collector.sink()).with_stage_hook({
-        let progress = progress.clone();
-        Box::new(move |kind, n| progress.stage_done(kind, n))
-    });
-
-    let build_ctx = models::BuildContext {
-        cache_root: assets::cache_root(args.common.pdfium.cache_dir.as_deref()),
-        offline: args.common.pdfium.offline,
-        device: device.clone(),
-    };
-    let t_load = Instant::now();
-    let mut stages = Vec::new();
-    for kind in StageKind::MODELS {
-        let st = spec.stages.get(kind).expect("model stages have specs");
-        stages.push(
-            models::build_stage(kind, st, &build_ctx)
-                .map_err(|e| anyhow::anyhow!("stage {kind}: {e}"))?,
-        );
-    }
-    let model_load_ms = t_load.elapsed().as_secs_f64() * 1e3;
-    let mut models_info = vec![models::ModelInfo {
-        stage: StageKind::Render,
-        id: "pdfium".into(),
-        is_test_stage: false,
-        weights_sha256: None,
-    }];
-    models_info.extend(stages.iter().map(|s| s.model()));
-
+    let progress = progress_bar(session.pages.len() as u64, STEPS_PER_PAGE, args.quiet);
     pipeline::install_interrupt_handler();
-    let on_page = |r: &PageRecord| progress.page_done(r);
-    let ctx = RunContext {
-        exec: &exec,
-        corpus: &corpus,
-        spec: &spec,
-        stages,
-        child_pids,
-        on_page: &on_page,
-        pdfium_lib: pdfium.library.clone(),
-    };
-    let records = pipeline::run_strategy(ctx, &pages)?;
+    let report =
+        session.run_strategy(&spec, &strategy_file, &out_path, &options, progress.clone())?;
     progress.finish();
-    if pipeline::interrupted() {
-        say("interrupted: writing the report of the pages done");
-    }
-
-    // Before saving: the reference may be the folder this run saves into. A reference that
-    // cannot be read fails the check, not the run: what was measured is still reported.
-    let mut check_error = None;
-    let output_check = args.check_outputs.as_ref().and_then(|dir| {
-        report::output_check::check(dir, &records)
-            .map_err(|e| check_error = Some(e.to_string()))
-            .ok()
-    });
-    if let Some(dir) = &args.save_outputs {
-        let n = report::save_outputs(dir, &records)
-            .with_context(|| format!("writing outputs to {}", dir.display()))?;
-        say(&format!(
-            "outputs of {n} documents written to {}",
-            dir.display()
-        ));
-    }
-    let mut run_errors = exec.errors();
-    if let Some(message) = check_error {
-        eprintln!("error: {message}");
-        run_errors.push(pipeline::executor::RunError {
-            document: args
-                .check_outputs
-                .as_ref()
-                .map(|d| d.display().to_string())
-                .unwrap_or_default(),
-            page: None,
-            stage: "check-outputs".into(),
-            kind: "reference".into(),
-            message,
-        });
-    }
-    drop(exec);
-    let collected = collector.finish();
-    let memory = sampler.finish();
-
-    let ocr_is_real = models_info
-        .iter()
-        .any(|m| m.stage == StageKind::Ocr && !m.is_test_stage);
-    let quality = report::schema::QualityReport {
-        ocr_cer: ocr_is_real
-            .then(|| report::measure_ocr_cer(&corpus, &records, &spec.render.spec())),
-    };
-    let mut report = report::build(report::RunData {
-        command,
-        created_at,
-        environment: report::environment::collect(device_spec, pdfium),
-        corpus: &corpus,
-        corpus_scan_ms,
-        strategy: report::schema::StrategyInfo {
-            name: spec.name.clone(),
-            kind: spec.kind.name().into(),
-            file: strategy_file,
-            parameters: serde_json::to_value(&spec).context("strategy parameters")?,
-        },
-        models: models_info,
-        model_load_ms,
-        records,
-        pages_selected: pages.len() as u64,
-        run_errors,
-        collected,
-        memory,
-        sample_interval_ms: args.sample_ms,
-        overhead_ns: overhead.per_span_ns,
-        spans_mode: args.spans,
-        quality,
-        output_check,
-    });
-    report::write(&mut report, &out_path, args.force)?;
     if !args.quiet {
         print!("{}", report::summary_text(&report, &out_path));
     }
@@ -329,6 +198,443 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
     } else {
         ExitStatus::Errors
     })
+}
+
+fn tui_command(args: cli::TuiArgs) -> anyhow::Result<ExitStatus> {
+    use std::io::IsTerminal as _;
+    if !std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "pipebench tui needs a terminal (stdout is not one); use `pipebench run` in scripts and CI"
+        );
+    }
+    let mut specs = Vec::new();
+    if args.strategy.is_empty() {
+        for (file, text) in config::SHIPPED_STRATEGIES {
+            specs.push((
+                config::parse(text, Path::new(file))?,
+                format!("(built-in) {file}"),
+            ));
+        }
+    } else {
+        for p in &args.strategy {
+            specs.push((config::load(p)?, p.display().to_string()));
+        }
+    }
+    let max_pages = (!args.all_pages).then_some(args.max_pages);
+    let session = Session::open(&args.corpus, &args.common, max_pages)?;
+    let paths: Vec<std::path::PathBuf> = specs
+        .iter()
+        .map(|(spec, _)| match &args.out_dir {
+            Some(dir) => {
+                let created_at = humantime::format_rfc3339_seconds(session.started_at).to_string();
+                report::default_path(dir, &session.corpus.name, &spec.name, &created_at)
+            }
+            None => session.default_report_path(&spec.name),
+        })
+        .collect();
+    // The same strategy twice (or two files with one name) must not share a report.
+    let mut paths = paths;
+    for i in 1..paths.len() {
+        if paths[..i].contains(&paths[i]) {
+            let stem = paths[i]
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            paths[i].set_file_name(format!("{stem}-{}.json", i + 1));
+        }
+    }
+    for p in &paths {
+        if p.exists() && !args.force {
+            return Err(report::WriteError::Exists(p.clone()).into());
+        }
+    }
+    let options = ReportOptions {
+        spans: cli::SpansMode::Inline,
+        sample_ms: args.sample_ms,
+        save_outputs: None,
+        check_outputs: None,
+        force: args.force,
+    };
+    let budget = if args.all_pages || session.pages.len() < args.max_pages {
+        format!("{} pages per strategy", session.pages.len())
+    } else {
+        format!(
+            "{} pages per strategy (--max-pages; about 3 min for four on 2 cores; --all-pages for all)",
+            session.pages.len()
+        )
+    };
+    let names = specs.iter().map(|(s, _)| s.name.clone()).collect();
+    let board = metrics::live::LiveBoard::new();
+    let publisher = board.start_publisher();
+    console::hold();
+    let ui = tui::Ui::start(
+        tui::state::App::new(&session.corpus.name, names, budget),
+        board.clone(),
+        Box::new(pipeline::request_interrupt),
+    )?;
+    let ui = Arc::new(ui);
+    let observer = Arc::new(LiveObserver {
+        board: board.clone(),
+        ui: ui.clone(),
+    });
+    let mut reference: Option<String> = None;
+    let mut all_ok = true;
+    let mut finished = Vec::new();
+    for (i, ((spec, file), path)) in specs.iter().zip(&paths).enumerate() {
+        if pipeline::interrupted() {
+            break;
+        }
+        ui.send(tui::state::UiMsg::Started {
+            index: i,
+            name: spec.name.clone(),
+        });
+        match session.run_strategy(spec, file, path, &options, observer.clone()) {
+            Ok(r) => {
+                let digest = r.output.digest.clone();
+                let is_reference =
+                    spec.kind == config::StrategyKind::Sequential && reference.is_none();
+                if is_reference && !r.interrupted {
+                    reference = Some(digest.clone());
+                }
+                let row = tui::state::ComparisonRow {
+                    strategy: spec.name.clone(),
+                    ok: r.ok,
+                    interrupted: r.interrupted,
+                    wall_s: r.summary.wall_ms / 1e3,
+                    pages_per_s: r.summary.pages_per_s,
+                    p99_page_s: r.summary.page_latency.p99_ms / 1e3,
+                    peak_rss_bytes: r
+                        .memory
+                        .peak_rss_bytes
+                        .max(r.memory.peak_rss_with_children_bytes),
+                    efficiency: r.summary.bottleneck.efficiency,
+                    digest: digest[..8].to_string(),
+                    digest_matches: match &reference {
+                        Some(d) if !is_reference && !r.interrupted => Some(*d == digest),
+                        _ => None,
+                    },
+                    report: path.display().to_string(),
+                };
+                all_ok &= r.ok && row.digest_matches != Some(false);
+                ui.send(tui::state::UiMsg::Finished(row.clone()));
+                finished.push(row);
+            }
+            Err(e) => {
+                all_ok = false;
+                ui.send(tui::state::UiMsg::Failed {
+                    name: spec.name.clone(),
+                    error: format!("{e:#}"),
+                });
+            }
+        }
+    }
+    drop(observer);
+    drop(publisher);
+    let ui = Arc::into_inner(ui).expect("the observer, the only other owner, is gone");
+    let app = ui.finish()?;
+    for line in console::release() {
+        eprintln!("{line}");
+    }
+    for f in &app.failures {
+        eprintln!("error: {f}");
+    }
+    print!("{}", comparison_text(&session.corpus.name, &finished));
+    // Stopped before every strategy ran: the comparison is incomplete, say so in the code.
+    Ok(
+        if all_ok && app.failures.is_empty() && finished.len() == specs.len() {
+            ExitStatus::Ok
+        } else {
+            ExitStatus::Errors
+        },
+    )
+}
+
+/// The comparison table printed after the TUI closes (the screen it was on is gone).
+fn comparison_text(corpus: &str, rows: &[tui::state::ComparisonRow]) -> String {
+    let mut s = format!(
+        "{corpus}:\n  {:<24} {:>7} {:>8} {:>7} {:>9} {:>5}  output\n",
+        "strategy", "wall s", "pages/s", "p99 s", "peak MiB", "eff"
+    );
+    for r in rows {
+        let output = match r.digest_matches {
+            Some(true) => format!("{} = seq", r.digest),
+            Some(false) => format!("{} DIFFERS", r.digest),
+            None => r.digest.clone(),
+        };
+        s.push_str(&format!(
+            "  {:<24} {:>7.1} {:>8.3} {:>7.1} {:>9.0} {:>5.2}  {output}{}\n",
+            r.strategy,
+            r.wall_s,
+            r.pages_per_s,
+            r.p99_page_s,
+            r.peak_rss_bytes as f64 / (1u64 << 20) as f64,
+            r.efficiency,
+            if r.interrupted { " (stopped)" } else { "" },
+        ));
+    }
+    for r in rows {
+        s.push_str(&format!("report: {}\n", r.report));
+    }
+    s
+}
+
+/// Feeds the TUI: pages to the live board, phases to the screen.
+struct LiveObserver {
+    board: Arc<metrics::live::LiveBoard>,
+    ui: Arc<tui::Ui>,
+}
+
+impl RunObserver for LiveObserver {
+    fn stage_done(&self, _kind: StageKind, _pages: usize) {}
+
+    fn page_done(&self, r: &PageRecord) {
+        self.board
+            .on_page(r.ok, r.done_ns.saturating_sub(r.admitted_ns));
+    }
+
+    fn phase(&self, what: &str) {
+        self.ui.send(tui::state::UiMsg::Phase(what.to_string()));
+    }
+
+    fn live(&self) -> Option<Arc<metrics::live::LiveBoard>> {
+        Some(self.board.clone())
+    }
+}
+
+/// How a run is watched: progress bars and the TUI's live board. Called from the threads
+/// that do the work, so implementations must be cheap.
+pub trait RunObserver: Send + Sync {
+    /// A stage call processed `pages` pages.
+    fn stage_done(&self, kind: StageKind, pages: usize);
+    /// A page left the pipeline.
+    fn page_done(&self, record: &PageRecord);
+    /// What the run is doing before its pages flow (loading models…).
+    fn phase(&self, _what: &str) {}
+    /// The live board to feed, if any.
+    fn live(&self) -> Option<Arc<metrics::live::LiveBoard>> {
+        None
+    }
+}
+
+/// How reports are made, for every strategy of a command.
+pub struct ReportOptions {
+    pub spans: cli::SpansMode,
+    pub sample_ms: u64,
+    pub save_outputs: Option<std::path::PathBuf>,
+    pub check_outputs: Option<std::path::PathBuf>,
+    pub force: bool,
+}
+
+/// What every strategy of one command shares: the corpus and its selected pages, the device
+/// and libpdfium.
+pub struct Session {
+    pub corpus: Corpus,
+    pub corpus_scan_ms: f64,
+    pub pages: Vec<corpus::PageRef>,
+    device: candle_core::Device,
+    device_spec: DeviceSpec,
+    pdfium: assets::pdfium::PdfiumInfo,
+    build_ctx: models::BuildContext,
+    started_at: std::time::SystemTime,
+}
+
+impl Session {
+    /// Binds libpdfium, opens the device and scans the corpus (bad documents are reported and
+    /// left out).
+    pub fn open(
+        inputs: &[std::path::PathBuf],
+        common: &cli::CommonRunArgs,
+        max_pages: Option<usize>,
+    ) -> anyhow::Result<Self> {
+        let started_at = std::time::SystemTime::now();
+        if report::environment::build_profile() == "debug" {
+            say("warning: this is a DEBUG build; timings are not representative (use --release)");
+        }
+        let device_spec: DeviceSpec = common.device.parse()?;
+        let device = models::device::open(device_spec)?;
+        let pdfium = assets::pdfium::bind(&common.pdfium, &mut |m| say(m))?;
+        let t_scan = Instant::now();
+        let mut corpus = Corpus::discover(inputs)?;
+        corpus.probe();
+        let corpus_scan_ms = t_scan.elapsed().as_secs_f64() * 1e3;
+        for d in corpus.documents.iter().filter(|d| d.error.is_some()) {
+            eprintln!(
+                "error: {}: {}",
+                d.id,
+                d.error.as_ref().expect("filtered on is_some")
+            );
+        }
+        let pages = corpus.pages(max_pages);
+        let build_ctx = models::BuildContext {
+            cache_root: assets::cache_root(common.pdfium.cache_dir.as_deref()),
+            offline: common.pdfium.offline,
+            device: device.clone(),
+        };
+        Ok(Self {
+            corpus,
+            corpus_scan_ms,
+            pages,
+            device,
+            device_spec,
+            pdfium,
+            build_ctx,
+            started_at,
+        })
+    }
+
+    /// `results/<corpus>-<strategy>-<time>.json`, the time being when the session opened.
+    pub fn default_report_path(&self, strategy: &str) -> std::path::PathBuf {
+        let created_at = humantime::format_rfc3339_seconds(self.started_at).to_string();
+        report::default_path(
+            Path::new("results"),
+            &self.corpus.name,
+            strategy,
+            &created_at,
+        )
+    }
+
+    /// Runs one strategy over the session's pages and writes its report to `out_path`.
+    pub fn run_strategy(
+        &self,
+        spec: &config::StrategySpec,
+        strategy_file: &str,
+        out_path: &Path,
+        options: &ReportOptions,
+        observer: Arc<dyn RunObserver>,
+    ) -> anyhow::Result<report::schema::Report> {
+        let command: Vec<String> = std::env::args().collect();
+        let created_at =
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let (device, pages, corpus) = (&self.device, &self.pages, &self.corpus);
+        let live = observer.live();
+
+        // Measurement starts: collector, clock, sampler, calibration, model load, run.
+        let overhead = measure_overhead(device, 20_000);
+        let collector = Collector::start_live(options.spans != cli::SpansMode::None, live.clone());
+        let clock = Clock::start();
+        let child_pids = ChildPids::default();
+        let sampler = MemorySampler::start(
+            clock,
+            Duration::from_millis(options.sample_ms.max(1)),
+            device.clone(),
+            child_pids.clone(),
+            live.clone(),
+        );
+        let exec = Executor::new(clock, device.clone(), collector.sink()).with_stage_hook({
+            let observer = observer.clone();
+            Box::new(move |kind, n| observer.stage_done(kind, n))
+        });
+
+        observer.phase("loading models");
+        let t_load = Instant::now();
+        let mut stages = Vec::new();
+        for kind in StageKind::MODELS {
+            let st = spec.stages.get(kind).expect("model stages have specs");
+            stages.push(
+                models::build_stage(kind, st, &self.build_ctx)
+                    .map_err(|e| anyhow::anyhow!("stage {kind}: {e}"))?,
+            );
+        }
+        let model_load_ms = t_load.elapsed().as_secs_f64() * 1e3;
+        let mut models_info = vec![models::ModelInfo {
+            stage: StageKind::Render,
+            id: "pdfium".into(),
+            is_test_stage: false,
+            weights_sha256: None,
+        }];
+        models_info.extend(stages.iter().map(|s| s.model()));
+
+        observer.phase("running");
+        if let Some(live) = &live {
+            live.begin(&spec.name, pages.len() as u64, clock);
+        }
+        let on_page = |r: &PageRecord| observer.page_done(r);
+        let ctx = RunContext {
+            exec: &exec,
+            corpus,
+            spec,
+            stages,
+            child_pids,
+            on_page: &on_page,
+            pdfium_lib: self.pdfium.library.clone(),
+            live: live.clone(),
+        };
+        let records = pipeline::run_strategy(ctx, pages)?;
+        if pipeline::interrupted() {
+            say("interrupted: writing the report of the pages done");
+        }
+
+        // Before saving: the reference may be the folder this run saves into. A reference
+        // that cannot be read fails the check, not the run: what was measured is reported.
+        let mut check_error = None;
+        let output_check = options.check_outputs.as_ref().and_then(|dir| {
+            report::output_check::check(dir, &records)
+                .map_err(|e| check_error = Some(e.to_string()))
+                .ok()
+        });
+        if let Some(dir) = &options.save_outputs {
+            let n = report::save_outputs(dir, &records)
+                .with_context(|| format!("writing outputs to {}", dir.display()))?;
+            say(&format!(
+                "outputs of {n} documents written to {}",
+                dir.display()
+            ));
+        }
+        let mut run_errors = exec.errors();
+        if let Some(message) = check_error {
+            console::message(format!("error: {message}"));
+            run_errors.push(pipeline::executor::RunError {
+                document: options
+                    .check_outputs
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default(),
+                page: None,
+                stage: "check-outputs".into(),
+                kind: "reference".into(),
+                message,
+            });
+        }
+        drop(exec);
+        let collected = collector.finish();
+        let memory = sampler.finish();
+
+        let ocr_is_real = models_info
+            .iter()
+            .any(|m| m.stage == StageKind::Ocr && !m.is_test_stage);
+        let quality = report::schema::QualityReport {
+            ocr_cer: ocr_is_real
+                .then(|| report::measure_ocr_cer(corpus, &records, &spec.render.spec())),
+        };
+        let mut report = report::build(report::RunData {
+            command,
+            created_at,
+            environment: report::environment::collect(self.device_spec, self.pdfium.clone()),
+            corpus,
+            corpus_scan_ms: self.corpus_scan_ms,
+            strategy: report::schema::StrategyInfo {
+                name: spec.name.clone(),
+                kind: spec.kind.name().into(),
+                file: strategy_file.to_string(),
+                parameters: serde_json::to_value(spec).context("strategy parameters")?,
+            },
+            models: models_info,
+            model_load_ms,
+            records,
+            pages_selected: pages.len() as u64,
+            run_errors,
+            collected,
+            memory,
+            sample_interval_ms: options.sample_ms,
+            overhead_ns: overhead.per_span_ns,
+            spans_mode: options.spans,
+            quality,
+            output_check,
+        });
+        report::write(&mut report, out_path, options.force)?;
+        Ok(report)
+    }
 }
 
 /// Steps of a page: rendering and each model stage.
@@ -342,6 +648,20 @@ struct Progress {
     pages_done: std::sync::atomic::AtomicU64,
     /// Index into [`StageKind::ALL`] of the stage that ran last.
     last_stage: std::sync::atomic::AtomicUsize,
+}
+
+impl RunObserver for Progress {
+    fn stage_done(&self, kind: StageKind, pages: usize) {
+        Progress::stage_done(self, kind, pages)
+    }
+
+    fn page_done(&self, record: &PageRecord) {
+        Progress::page_done(self, record)
+    }
+
+    fn phase(&self, what: &str) {
+        self.bar.set_message(what.to_string());
+    }
 }
 
 impl Progress {

@@ -53,15 +53,29 @@ pub struct MemorySampler {
 }
 
 impl MemorySampler {
-    pub fn start(clock: Clock, interval: Duration, device: Device, children: ChildPids) -> Self {
+    /// Starts sampling; with `live`, every sample is also handed to the TUI's board.
+    pub fn start(
+        clock: Clock,
+        interval: Duration,
+        device: Device,
+        children: ChildPids,
+        live: Option<Arc<super::live::LiveBoard>>,
+    ) -> Self {
         let (stop, stop_rx) = bounded::<()>(1);
+        reset_peak_rss();
         let handle = std::thread::Builder::new()
             .name("pipebench-memory".into())
             .spawn(move || {
                 let mut probe = Probe::new(device, children);
                 let mut trace = MemoryTrace::default();
+                let accel_total =
+                    crate::models::device::accelerator_memory(&probe.device).map(|(_, t)| t);
                 loop {
-                    trace.samples.push(probe.sample(&clock));
+                    let sample = probe.sample(&clock);
+                    if let Some(live) = &live {
+                        live.on_memory(&sample, probe.sys.total_memory(), accel_total);
+                    }
+                    trace.samples.push(sample);
                     match stop_rx.recv_timeout(interval) {
                         Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
                         _ => break,
@@ -143,8 +157,28 @@ impl Probe {
     }
 }
 
-/// The kernel's high-water mark of this process's resident set.
+/// Resets the kernel's high-water mark of this process's resident set to its current size, so
+/// a run's peak is its own and not an earlier run's in the same process (`pipebench tui` runs
+/// several). Linux only (`/proc/self/clear_refs`); elsewhere the mark is the process's.
+pub fn reset_peak_rss() {
+    #[cfg(target_os = "linux")]
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The kernel's high-water mark of this process's resident set: `VmHWM` on Linux (which
+/// [`reset_peak_rss`] resets), `getrusage` elsewhere.
 pub fn peak_rss_bytes() -> u64 {
+    #[cfg(target_os = "linux")]
+    if let Some(kib) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+    {
+        return kib * 1024;
+    }
     // SAFETY: getrusage only writes into the struct we pass.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
@@ -210,6 +244,7 @@ mod tests {
             Duration::from_millis(5),
             Device::Cpu,
             ChildPids::default(),
+            None,
         );
         std::thread::sleep(Duration::from_millis(30));
         let t = m.finish();

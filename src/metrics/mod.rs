@@ -2,6 +2,7 @@
 //! and the memory sampler thread.
 
 pub mod histogram;
+pub mod live;
 pub mod memory;
 pub mod span;
 

@@ -200,6 +200,15 @@ pub struct Collector {
 impl Collector {
     /// Starts the collector. `keep_spans` false keeps only the aggregates.
     pub fn start(keep_spans: bool) -> Self {
+        Self::start_live(keep_spans, None)
+    }
+
+    /// Starts the collector, which also forwards a copy of every span to `live` (the TUI's
+    /// board) from its own thread.
+    pub fn start_live(
+        keep_spans: bool,
+        live: Option<std::sync::Arc<super::live::LiveBoard>>,
+    ) -> Self {
         let (tx, rx) = crossbeam_channel::bounded(SPAN_CHANNEL_CAPACITY);
         let sink = SpanSink {
             tx,
@@ -208,7 +217,7 @@ impl Collector {
         };
         let handle = std::thread::Builder::new()
             .name("pipebench-collector".into())
-            .spawn(move || collect(rx, keep_spans))
+            .spawn(move || collect(rx, keep_spans, live))
             .expect("spawning the collector thread");
         Self { sink, handle }
     }
@@ -257,9 +266,16 @@ impl WorkerAccum {
     }
 }
 
-fn collect(rx: Receiver<Span>, keep_spans: bool) -> Collected {
+fn collect(
+    rx: Receiver<Span>,
+    keep_spans: bool,
+    live: Option<std::sync::Arc<super::live::LiveBoard>>,
+) -> Collected {
     let mut c = Collected::default();
     for span in rx {
+        if let Some(live) = &live {
+            live.on_span(&span);
+        }
         c.stages.entry(span.stage).or_default().add(&span);
         c.workers.entry(span.worker).or_default().add(&span);
         if keep_spans {

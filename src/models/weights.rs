@@ -121,7 +121,7 @@ pub fn load_card(
     let c = card(id).map_err(|e| StageError::new("weights", e.to_string()))?;
     let f = c
         .ensure(cache_root, offline, false, &mut |m| {
-            eprintln!("pipebench: {m}")
+            crate::console::message(format!("pipebench: {m}"))
         })
         .map_err(|e| StageError::new("weights", e.to_string()))?;
     Ok((c, f))

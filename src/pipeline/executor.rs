@@ -70,13 +70,13 @@ impl Executor {
     }
 
     pub fn record_error(&self, e: RunError) {
-        eprintln!(
+        crate::console::message(format!(
             "error: {}{} [{}]: {}",
             e.document,
             e.page.map(|p| format!(" page {p}")).unwrap_or_default(),
             e.stage,
             e.message
-        );
+        ));
         if let Ok(mut v) = self.errors.lock() {
             v.push(e);
         }

@@ -29,6 +29,11 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Relaxed)
 }
 
+/// Asks the running strategy to stop as Ctrl-C does (the TUI's `q`).
+pub fn request_interrupt() {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
 /// Routes the first SIGINT to [`interrupted`]; a second one ends the process as usual.
 pub fn install_interrupt_handler() {
     #[cfg(unix)]
@@ -60,6 +65,8 @@ pub struct RunContext<'a> {
     pub on_page: &'a (dyn Fn(&PageRecord) + Sync),
     /// The bound libpdfium, for render worker processes.
     pub pdfium_lib: String,
+    /// The TUI's live board, when one watches: strategies with queues report their depths.
+    pub live: Option<Arc<crate::metrics::live::LiveBoard>>,
 }
 
 impl RunContext<'_> {

@@ -31,6 +31,7 @@ use super::scheduler::{Item, QueueParams, Scheduler};
 use super::{DEVICE, PageRecord, RENDER_THREAD, RunContext, complete_page, new_work};
 use crate::corpus::render::Renderer;
 use crate::corpus::{Corpus, PageRef};
+use crate::metrics::live::{LiveBoard, QueueView};
 use crate::metrics::span::{WorkerId, WorkerKind};
 use crate::models::{Stage, StageKind};
 use crate::page::PageWork;
@@ -130,6 +131,8 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<Pag
         // Only the workers hold senders now: if they all ended, `recv` says so.
         drop((event_tx, job_rx));
         let orchestrator = Orchestrator {
+            live: ctx.live.clone(),
+            capacities: queues.iter().map(|q| q.capacity).collect(),
             exec,
             corpus: ctx.corpus,
             on_page: ctx.on_page,
@@ -162,6 +165,8 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<Pag
 }
 
 struct Orchestrator<'a> {
+    live: Option<std::sync::Arc<LiveBoard>>,
+    capacities: Vec<usize>,
     exec: &'a Executor,
     corpus: &'a Corpus,
     on_page: &'a (dyn Fn(&PageRecord) + Sync),
@@ -195,6 +200,21 @@ impl Orchestrator<'_> {
                 if self.device.send(job).is_err() {
                     break;
                 }
+            }
+            if let Some(live) = &self.live {
+                let depths = self.sched.depths();
+                live.on_queues(
+                    self.kinds
+                        .iter()
+                        .zip(depths)
+                        .zip(&self.capacities)
+                        .map(|((k, depth), &capacity)| QueueView {
+                            stage: k.name().to_string(),
+                            depth,
+                            capacity,
+                        })
+                        .collect(),
+                );
             }
             if self.sched.finished() {
                 break;

@@ -332,7 +332,8 @@ pub struct MemoryReport {
     pub sample_interval_ms: u64,
     /// Samples taken (the series below is downsampled).
     pub samples_taken: usize,
-    /// Kernel high-water mark of pipebench's resident set (getrusage).
+    /// Kernel high-water mark of pipebench's resident set during this run (Linux: VmHWM, reset
+    /// when the run starts; elsewhere getrusage, the process's).
     pub peak_rss_bytes: u64,
     /// Largest sampled pipebench RSS + render workers' RSS.
     pub peak_rss_with_children_bytes: u64,
