@@ -265,6 +265,9 @@ fn tui_command(args: cli::TuiArgs) -> anyhow::Result<ExitStatus> {
         )
     };
     let names = specs.iter().map(|(s, _)| s.name.clone()).collect();
+    // Raw mode turns Ctrl-C into a key the TUI handles; should the TUI die and give the
+    // terminal back, Ctrl-C still stops the run like `run`'s.
+    pipeline::install_interrupt_handler();
     let board = metrics::live::LiveBoard::new();
     let publisher = board.start_publisher();
     console::hold();
@@ -389,8 +392,11 @@ impl RunObserver for LiveObserver {
     fn stage_done(&self, _kind: StageKind, _pages: usize) {}
 
     fn page_done(&self, r: &PageRecord) {
-        self.board
-            .on_page(r.ok, r.done_ns.saturating_sub(r.admitted_ns));
+        self.board.on_page(
+            r.ok,
+            r.failed_stage != Some(StageKind::Render),
+            r.done_ns.saturating_sub(r.admitted_ns),
+        );
     }
 
     fn phase(&self, what: &str) {

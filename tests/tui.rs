@@ -43,6 +43,15 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// True while the pane shows the alternate screen (a full-screen program owns it).
+    fn alternate_screen(&self) -> bool {
+        let out = Command::new("tmux")
+            .args(["display-message", "-p", "-t", &self.name, "#{alternate_on}"])
+            .output()
+            .expect("display-message");
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+
     fn keys(&self, keys: &str) {
         Command::new("tmux")
             .args(["send-keys", "-t", &self.name, keys])
@@ -116,6 +125,10 @@ fn panels_appear_q_quits_cleanly_and_the_reports_are_written() {
         &tui_command(dir.path(), &strategies),
     );
     let screen = t.wait_for("reports written", Duration::from_secs(60));
+    assert!(
+        t.alternate_screen(),
+        "the TUI draws on the alternate screen"
+    );
     for panel in [
         "timeline",
         "memory",
@@ -134,6 +147,7 @@ fn panels_appear_q_quits_cleanly_and_the_reports_are_written() {
     t.keys("q");
     let after = t.wait_for("EXIT=", Duration::from_secs(10));
     assert!(after.contains("EXIT=0"), "{after}");
+    assert!(!t.alternate_screen(), "the terminal is restored");
     // The terminal is restored (the alternate screen is gone): the comparison printed after
     // the TUI is on the normal screen.
     assert!(after.contains("streaming-null"), "{after}");
@@ -174,4 +188,31 @@ fn ctrl_c_stops_the_run_and_keeps_its_report() {
     assert_eq!(r[0]["interrupted"], true);
     let done = r[0]["summary"]["pages_ok"].as_u64().expect("pages_ok");
     assert!((1..9).contains(&done), "{done} pages");
+}
+
+#[test]
+fn a_panic_gives_the_terminal_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = Tmux::start(
+        &format!("pipebench-tui-panic-{}", std::process::id()),
+        &format!(
+            "PIPEBENCH_TEST_TUI_PANIC=1 {}",
+            tui_command(
+                dir.path(),
+                &format!(
+                    "-s '{}'",
+                    root().join("tests/fixtures/strategies/null.toml").display()
+                )
+            )
+        ),
+    );
+    let after = t.wait_for("EXIT=", Duration::from_secs(30));
+    assert!(after.contains("EXIT=2"), "{after}");
+    assert!(
+        after.contains("the TUI panics"),
+        "the panic message is readable:\n{after}"
+    );
+    assert!(!t.alternate_screen(), "the terminal is restored");
+    // The run itself went on: its report is written.
+    assert_eq!(reports(dir.path()).len(), 1);
 }

@@ -152,6 +152,7 @@ struct LiveState {
     pages_done: u64,
     pages_failed: u64,
     rendered: u64,
+    done_after_render: u64,
     recent: VecDeque<LiveSpan>,
     lanes: Vec<String>,
     stages: BTreeMap<String, (u64, u64, u64, LatencyHistogram)>,
@@ -236,10 +237,11 @@ impl LiveBoard {
         s.accelerator_total_bytes = accel_total;
     }
 
-    /// A page left the pipeline after `latency_ns`.
-    pub fn on_page(&self, ok: bool, latency_ns: u64) {
+    /// A page left the pipeline after `latency_ns`; `rendered`: it got past rendering.
+    pub fn on_page(&self, ok: bool, rendered: bool, latency_ns: u64) {
         let Ok(mut s) = self.state.lock() else { return };
         s.pages_done += 1;
+        s.done_after_render += u64::from(rendered);
         if ok {
             s.page_latency.record(latency_ns);
         } else {
@@ -266,7 +268,7 @@ impl LiveBoard {
                 pages_total: s.pages_total,
                 pages_done: s.pages_done,
                 pages_failed: s.pages_failed,
-                pages_in_flight: s.rendered.saturating_sub(s.pages_done - s.pages_failed),
+                pages_in_flight: s.rendered.saturating_sub(s.done_after_render),
                 spans: s
                     .recent
                     .iter()
@@ -386,8 +388,8 @@ mod tests {
             900,
             3,
         ));
-        board.on_page(true, 4_000_000);
-        board.on_page(false, 1);
+        board.on_page(true, true, 4_000_000);
+        board.on_page(false, false, 1);
         board.on_queues(vec![QueueView {
             stage: "ocr".into(),
             depth: 1,
@@ -397,7 +399,7 @@ mod tests {
         board.publish();
         let s = board.latest();
         assert_eq!((s.pages_total, s.pages_done, s.pages_failed), (10, 2, 1));
-        // 3 rendered, 1 done ok: 2 in flight.
+        // 3 rendered, 1 of them done (the failed page never rendered): 2 in flight.
         assert_eq!(s.pages_in_flight, 2);
         assert_eq!(s.lanes, vec!["render-thread:0", "device·ocr"]);
         assert_eq!(s.stages[0].stage, "ocr");

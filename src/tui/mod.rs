@@ -73,6 +73,8 @@ fn ui_loop(
     let _guard = terminal::TerminalGuard::enter()?;
     let mut term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     let frame = Duration::from_millis(1000 / MAX_FPS);
+    // Fault injection for the test that the terminal survives a panic.
+    let panic_for_test = std::env::var_os("PIPEBENCH_TEST_TUI_PANIC").is_some();
     loop {
         loop {
             match rx.try_recv() {
@@ -92,6 +94,9 @@ fn ui_loop(
         app.on_snapshot(board.latest());
         app.last_message = crate::console::last_held();
         term.draw(|f| view::draw(f, &app))?;
+        if panic_for_test {
+            panic!("PIPEBENCH_TEST_TUI_PANIC is set: the TUI panics after its first frame");
+        }
         // Keys until the next frame is due: they change the state at once and show in the
         // next frame, so a held key cannot push the frame rate up.
         let next = Instant::now() + frame;
