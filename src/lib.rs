@@ -73,6 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Run(args) => run_command(args),
         Command::Tui(args) => tui_command(args),
+        Command::Compare(args) => compare_command(args),
         Command::Setup(args) => setup_command(args),
         Command::Models(args) => models_command(args),
         Command::BenchRender(args) => bench::render(args),
@@ -198,6 +199,70 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
     } else {
         ExitStatus::Errors
     })
+}
+
+fn compare_command(args: cli::CompareArgs) -> anyhow::Result<ExitStatus> {
+    let load = |p: &std::path::PathBuf| -> anyhow::Result<report::schema::Report> {
+        let bytes = std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: not a JSON report", p.display()))?;
+        let version = v["schema_version"].as_u64().unwrap_or(0);
+        if version != u64::from(report::schema::SCHEMA_VERSION) {
+            anyhow::bail!(
+                "{}: report schema v{version}; this pipebench reads v{} (re-run it with this version)",
+                p.display(),
+                report::schema::SCHEMA_VERSION
+            );
+        }
+        serde_json::from_value(v)
+            .with_context(|| format!("{}: not a pipebench report", p.display()))
+    };
+    let reports: Vec<_> = args
+        .reports
+        .iter()
+        .map(load)
+        .collect::<anyhow::Result<_>>()?;
+    let name = |i: usize| args.reports[i].display().to_string();
+    let pairs: Vec<_> = (1..reports.len())
+        .map(|i| report::compare::compare(&reports[0], &name(0), &reports[i], &name(i)))
+        .collect();
+    let refused: Vec<String> = pairs
+        .iter()
+        .flat_map(|p| {
+            p.mismatches
+                .iter()
+                .map(move |m| format!("{}: {m}", p.other))
+        })
+        .collect();
+    if !refused.is_empty() && !args.force {
+        anyhow::bail!(
+            "these reports are not comparable with {}:\n  {}\n  (--force compares them anyway)",
+            name(0),
+            refused.join("\n  ")
+        );
+    }
+    print!(
+        "{}",
+        report::compare::render(&pairs, args.fail_on_regression, args.markdown)
+    );
+    if let Some(pct) = args.fail_on_regression {
+        let regressions: Vec<String> = pairs
+            .iter()
+            .flat_map(|p| {
+                report::compare::gating(p)
+                    .filter(move |m| m.regressed(pct))
+                    .map(move |m| format!("{}: {} {:+.1} %", p.other, m.name, m.change() * 100.0))
+            })
+            .collect();
+        if !regressions.is_empty() {
+            eprintln!(
+                "regression beyond {pct} % (outside noise): {}",
+                regressions.join("; ")
+            );
+            return Ok(ExitStatus::Regression);
+        }
+    }
+    Ok(ExitStatus::Ok)
 }
 
 fn tui_command(args: cli::TuiArgs) -> anyhow::Result<ExitStatus> {

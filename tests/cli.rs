@@ -913,3 +913,63 @@ fn models_lists_every_card() {
         .stdout(predicate::str::contains("ppocrv4-rec"))
         .stdout(predicate::str::contains("Apache-2.0"));
 }
+
+#[test]
+fn compare_flags_a_planted_regression_and_not_noise() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |name: &str, sleep_ms: u32, corpus: &Path| {
+        let strategy = strategy_file(
+            dir.path(),
+            name,
+            &format!(
+                "name = \"{name}\"\nkind = \"sequential\"\n[stages.ocr]\nmodel = \"null\"\nsleep_ms = {sleep_ms}\n"
+            ),
+        );
+        let out = dir.path().join(format!("{name}.json"));
+        cmd()
+            .args(["run", "-q", "--strategy"])
+            .arg(&strategy)
+            .arg("--out")
+            .arg(&out)
+            .arg(corpus)
+            .assert()
+            .success();
+        out
+    };
+    let base = run("base", 20, &smoke());
+    let again = run("again", 20, &smoke());
+    // Render time varies with machine load while the null stage's sleep does not: a 25 %
+    // threshold leaves room for that noise; the planted regression is 2.5x the work.
+    let slower = run("slower", 50, &smoke());
+    cmd()
+        .arg("compare")
+        .args([&base, &again])
+        .args(["--fail-on-regression", "25"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("pages/s"));
+    cmd()
+        .arg("compare")
+        .args([&base, &slower])
+        .args(["--fail-on-regression", "25"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("REGRESSION"))
+        .stderr(predicate::str::contains("pages/s"));
+    // Another corpus: refused, unless forced — and then said loudly.
+    let other = run("other", 20, &smoke().join("gofpdf-cellformat-tables.pdf"));
+    cmd()
+        .arg("compare")
+        .args([&base, &other])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("different corpora"))
+        .stderr(predicate::str::contains("--force"));
+    cmd()
+        .arg("compare")
+        .args([&base, &other])
+        .arg("--force")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("NOT COMPARABLE"));
+}

@@ -1,6 +1,7 @@
 //! Reports: built from the full histograms and spans of a run (never from live snapshots),
 //! written atomically, summarized for the terminal.
 
+pub mod compare;
 pub mod environment;
 pub mod output_check;
 pub mod quality;
