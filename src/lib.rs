@@ -74,6 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Run(args) => run_command(args),
         Command::Tui(args) => tui_command(args),
         Command::Compare(args) => compare_command(args),
+        Command::Export(args) => export_command(args),
         Command::Setup(args) => setup_command(args),
         Command::Models(args) => models_command(args),
         Command::BenchRender(args) => bench::render(args),
@@ -201,26 +202,52 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
     })
 }
 
-fn compare_command(args: cli::CompareArgs) -> anyhow::Result<ExitStatus> {
-    let load = |p: &std::path::PathBuf| -> anyhow::Result<report::schema::Report> {
-        let bytes = std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?;
-        let v: serde_json::Value = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{}: not a JSON report", p.display()))?;
-        let version = v["schema_version"].as_u64().unwrap_or(0);
-        if version != u64::from(report::schema::SCHEMA_VERSION) {
-            anyhow::bail!(
-                "{}: report schema v{version}; this pipebench reads v{} (re-run it with this version)",
-                p.display(),
-                report::schema::SCHEMA_VERSION
-            );
+/// Reads a report written by this version of pipebench.
+fn load_report(p: &Path) -> anyhow::Result<report::schema::Report> {
+    let bytes = std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not a JSON report", p.display()))?;
+    let version = v["schema_version"].as_u64().unwrap_or(0);
+    if version != u64::from(report::schema::SCHEMA_VERSION) {
+        anyhow::bail!(
+            "{}: report schema v{version}; this pipebench reads v{} (re-run it with this version)",
+            p.display(),
+            report::schema::SCHEMA_VERSION
+        );
+    }
+    serde_json::from_value(v).with_context(|| format!("{}: not a pipebench report", p.display()))
+}
+
+fn export_command(args: cli::ExportArgs) -> anyhow::Result<ExitStatus> {
+    let r = load_report(&args.report)?;
+    if let Some(out) = &args.trace {
+        let spans = report::export::spans(&r, &args.report).map_err(|e| anyhow::anyhow!(e))?;
+        let trace = report::export::chrome_trace(&r, &spans);
+        std::fs::write(out, serde_json::to_vec(&trace)?)
+            .with_context(|| format!("writing {}", out.display()))?;
+        say(&format!(
+            "trace of {} spans written to {} (open it in ui.perfetto.dev or chrome://tracing)",
+            spans.len(),
+            out.display()
+        ));
+    }
+    if let Some(out) = &args.markdown {
+        let md = report::export::markdown(&r);
+        if out.as_os_str() == "-" {
+            use std::io::Write as _;
+            std::io::stdout().lock().write_all(md.as_bytes())?;
+        } else {
+            std::fs::write(out, md).with_context(|| format!("writing {}", out.display()))?;
         }
-        serde_json::from_value(v)
-            .with_context(|| format!("{}: not a pipebench report", p.display()))
-    };
+    }
+    Ok(ExitStatus::Ok)
+}
+
+fn compare_command(args: cli::CompareArgs) -> anyhow::Result<ExitStatus> {
     let reports: Vec<_> = args
         .reports
         .iter()
-        .map(load)
+        .map(|p| load_report(p))
         .collect::<anyhow::Result<_>>()?;
     let name = |i: usize| args.reports[i].display().to_string();
     let pairs: Vec<_> = (1..reports.len())

@@ -973,3 +973,88 @@ fn compare_flags_a_planted_regression_and_not_noise() {
         .code(0)
         .stdout(predicate::str::contains("NOT COMPARABLE"));
 }
+
+#[test]
+fn export_writes_a_chrome_trace_and_markdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("r.json");
+    cmd()
+        .args(["run", "-q", "--strategy"])
+        .arg(root().join("tests/fixtures/strategies/concurrent-null.toml"))
+        .arg("--out")
+        .arg(&report)
+        .arg(smoke())
+        .assert()
+        .success();
+    let trace = dir.path().join("t.json");
+    cmd()
+        .arg("export")
+        .arg(&report)
+        .arg("--trace")
+        .arg(&trace)
+        .args(["--markdown", "-"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("| stage | model |"))
+        .stdout(predicate::str::contains("| ocr | null | 9 |"));
+    let t = read_json(&trace);
+    let events = t["traceEvents"].as_array().expect("events");
+    let of = |ph: &str| events.iter().filter(|e| e["ph"] == ph).count();
+    let r = read_json(&report);
+    assert_eq!(
+        of("X") as u64,
+        r["summary"]["spans_recorded"].as_u64().expect("spans")
+    );
+    // One track per worker: two render processes and the device thread.
+    let tracks: Vec<&str> = events
+        .iter()
+        .filter(|e| e["name"] == "thread_name")
+        .map(|e| e["args"]["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(tracks, vec!["render-proc:0", "render-proc:1", "device:0"]);
+    // On each track, calls never overlap.
+    for tid in 1..=3 {
+        let mut calls: Vec<(f64, f64)> = events
+            .iter()
+            .filter(|e| e["ph"] == "X" && e["tid"] == tid)
+            .map(|e| {
+                let ts = e["ts"].as_f64().expect("ts");
+                (ts, ts + e["dur"].as_f64().expect("dur"))
+            })
+            .collect();
+        calls.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert!(
+            calls.windows(2).all(|w| w[0].1 <= w[1].0 + 1e-3),
+            "track {tid}"
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e["ph"] == "C" && e["name"] == "memory")
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["ph"] == "C" && e["name"] == "pages in flight")
+    );
+
+    // Without spans there is nothing to trace, and it says how to get them.
+    let bare = dir.path().join("bare.json");
+    cmd()
+        .args(["run", "-q", "--spans", "none", "--strategy"])
+        .arg(null_strategy())
+        .arg("--out")
+        .arg(&bare)
+        .arg(smoke())
+        .assert()
+        .success();
+    cmd()
+        .arg("export")
+        .arg(&bare)
+        .arg("--trace")
+        .arg(dir.path().join("never.json"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--spans inline"));
+}

@@ -3,6 +3,7 @@
 
 pub mod compare;
 pub mod environment;
+pub mod export;
 pub mod output_check;
 pub mod quality;
 pub mod schema;
@@ -438,7 +439,7 @@ fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-fn human_bytes(b: u64) -> String {
+pub(crate) fn human_bytes(b: u64) -> String {
     const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;
     let mut i = 0;
