@@ -39,6 +39,7 @@ impl Cli {
         match &self.command {
             Command::Run(a) => a.common.threads,
             Command::Tui(a) => a.common.threads,
+            Command::Sweep(a) => a.common.threads,
             _ => None,
         }
     }
@@ -52,6 +53,11 @@ pub enum Command {
     /// memory, latency histograms, progress and a comparison table; writes the same reports
     /// as `run`.
     Tui(TuiArgs),
+    /// Run a grid of strategy parameters (and strategies): one report per point in a sweep
+    /// folder, and a summary (Markdown, CSV, JSON). Resumable; shardable across machines.
+    Sweep(SweepArgs),
+    /// Join the folders of a sharded sweep into one summary.
+    Merge(MergeArgs),
     /// Compare reports with the first one: setup, throughput, latency, memory, efficiency and
     /// per-stage figures, with relative changes and bootstrap confidence intervals.
     Compare(CompareArgs),
@@ -140,6 +146,43 @@ pub struct RunArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub common: CommonRunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// PDF files or folders (searched recursively for *.pdf).
+    #[arg(required = true, value_name = "CORPUS")]
+    pub corpus: Vec<PathBuf>,
+    /// Strategy files: every one is swept over the grid (repeat the option).
+    #[arg(long, short, required = true, value_name = "FILE")]
+    pub strategy: Vec<PathBuf>,
+    /// A grid axis: a strategy key and its values, e.g. `ocr.batch_size=1,4,8`,
+    /// `render.dpi=100,150`, `scheduler.policy=latest-stage-first,oldest-first` (repeat for
+    /// more axes; `<stage>.batch` is short for `stages.<stage>.batch_size`).
+    #[arg(long = "set", value_name = "KEY=V1,V2,…")]
+    pub set: Vec<String>,
+    /// Process at most this many pages per point (in corpus order).
+    #[arg(long, value_name = "N")]
+    pub max_pages: Option<usize>,
+    /// The sweep folder (reports of the points, summaries); reused points are kept.
+    #[arg(long, short, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Run only this machine's share of the points: `i/n` takes every n-th point from the i-th
+    /// (0-based). Join the folders with `pipebench merge`.
+    #[arg(long, value_name = "i/n")]
+    pub shard: Option<String>,
+    #[command(flatten)]
+    pub common: CommonRunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Sweep folders (the shards).
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Where to write the joined summary [default: the first folder].
+    #[arg(long, short, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -29,8 +29,10 @@ pub mod models;
 pub mod page;
 pub mod pipeline;
 pub mod report;
+pub mod sweep;
 pub mod tui;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,6 +77,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Tui(args) => tui_command(args),
         Command::Compare(args) => compare_command(args),
         Command::Export(args) => export_command(args),
+        Command::Sweep(args) => sweep_command(args),
+        Command::Merge(args) => merge_command(args),
         Command::Setup(args) => setup_command(args),
         Command::Models(args) => models_command(args),
         Command::BenchRender(args) => bench::render(args),
@@ -200,6 +204,168 @@ fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
     } else {
         ExitStatus::Errors
     })
+}
+
+fn sweep_command(args: cli::SweepArgs) -> anyhow::Result<ExitStatus> {
+    let strategies: Vec<(String, String)> = args
+        .strategy
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .map(|t| (p.display().to_string(), t))
+                .with_context(|| format!("{}: cannot read strategy file", p.display()))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let axes: Vec<sweep::Axis> = args
+        .set
+        .iter()
+        .map(|s| sweep::Axis::parse(s))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("--set {e}"))?;
+    let points = sweep::points(&strategies, &axes).map_err(|e| anyhow::anyhow!(e))?;
+    let (shard, shards) = match &args.shard {
+        Some(s) => sweep::parse_shard(s).map_err(|e| anyhow::anyhow!(e))?,
+        None => (0, 1),
+    };
+    let keys: Vec<String> = axes.iter().map(|a| a.key.clone()).collect();
+    std::fs::create_dir_all(args.out.join("points"))
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let manifest = sweep::Manifest {
+        corpus: args
+            .corpus
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        keys: keys.clone(),
+        points: points.clone(),
+    };
+    std::fs::write(
+        args.out.join("sweep.json"),
+        serde_json::to_vec_pretty(&manifest)?,
+    )?;
+    let mine: Vec<&sweep::Point> = points
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| k % shards == shard)
+        .map(|(_, p)| p)
+        .collect();
+    say(&format!(
+        "sweep: {} points ({} strategies × {} settings){}",
+        mine.len(),
+        strategies.len(),
+        points.len() / strategies.len().max(1),
+        if shards > 1 {
+            format!(", shard {shard}/{shards} of {}", points.len())
+        } else {
+            String::new()
+        }
+    ));
+    let session = Session::open(&args.corpus, &args.common, args.max_pages)?;
+    pipeline::install_interrupt_handler();
+    let options = ReportOptions {
+        spans: cli::SpansMode::Inline,
+        sample_ms: 50,
+        save_outputs: None,
+        check_outputs: None,
+        force: true,
+    };
+    let mut rows = Vec::new();
+    let mut all_ok = true;
+    for (k, p) in mine.iter().enumerate() {
+        let path = sweep::report_path(&args.out, p);
+        if let Ok(r) = load_report(&path)
+            && !r.interrupted
+        {
+            say(&format!(
+                "point {}/{}: {} kept (already measured)",
+                k + 1,
+                mine.len(),
+                p.id
+            ));
+            all_ok &= r.ok;
+            rows.push(sweep::Row::of(p, &r));
+            continue;
+        }
+        if pipeline::interrupted() {
+            break;
+        }
+        say(&format!("point {}/{}: {}", k + 1, mine.len(), p.label()));
+        let spec = p.spec()?;
+        let progress = progress_bar(session.pages.len() as u64, STEPS_PER_PAGE, false);
+        let r = session.run_strategy(&spec, &p.label(), &path, &options, progress.clone())?;
+        progress.finish();
+        all_ok &= r.ok;
+        rows.push(sweep::Row::of(p, &r));
+    }
+    sweep::write_summary(&args.out, &keys, &rows)
+        .with_context(|| format!("writing the summary into {}", args.out.display()))?;
+    print!(
+        "{}",
+        std::fs::read_to_string(args.out.join("summary.md")).unwrap_or_default()
+    );
+    say(&format!(
+        "summary: {}/summary.{{md,csv,json}}",
+        args.out.display()
+    ));
+    Ok(
+        if all_ok && !pipeline::interrupted() && rows.len() == mine.len() {
+            ExitStatus::Ok
+        } else {
+            ExitStatus::Errors
+        },
+    )
+}
+
+fn merge_command(args: cli::MergeArgs) -> anyhow::Result<ExitStatus> {
+    let mut keys: Vec<String> = Vec::new();
+    let mut rows: BTreeMap<String, sweep::Row> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut missing = 0usize;
+    for dir in &args.dirs {
+        let m: sweep::Manifest =
+            serde_json::from_slice(&std::fs::read(dir.join("sweep.json")).with_context(|| {
+                format!("{}: not a sweep folder (no sweep.json)", dir.display())
+            })?)
+            .with_context(|| format!("{}/sweep.json", dir.display()))?;
+        for k in m.keys {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        for p in &m.points {
+            if !order.contains(&p.id) {
+                order.push(p.id.clone());
+            }
+            if rows.contains_key(&p.id) {
+                continue;
+            }
+            if let Ok(r) = load_report(&sweep::report_path(dir, p)) {
+                rows.insert(p.id.clone(), sweep::Row::of(p, &r));
+            }
+        }
+    }
+    let rows: Vec<sweep::Row> = order
+        .iter()
+        .filter_map(|id| {
+            let r = rows.remove(id);
+            missing += usize::from(r.is_none());
+            r
+        })
+        .collect();
+    let out = args.out.clone().unwrap_or_else(|| args.dirs[0].clone());
+    std::fs::create_dir_all(&out)?;
+    sweep::write_summary(&out, &keys, &rows)?;
+    print!(
+        "{}",
+        std::fs::read_to_string(out.join("summary.md")).unwrap_or_default()
+    );
+    if missing > 0 {
+        say(&format!(
+            "{missing} points have no report in these folders (shards not run yet?)"
+        ));
+        return Ok(ExitStatus::Errors);
+    }
+    Ok(ExitStatus::Ok)
 }
 
 /// Reads a report written by this version of pipebench.

@@ -1058,3 +1058,95 @@ fn export_writes_a_chrome_trace_and_markdown() {
         .code(2)
         .stderr(predicate::str::contains("--spans inline"));
 }
+
+#[test]
+fn sweep_runs_a_grid_resumes_and_merges_shards() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sweep = |out: &Path, extra: &[&str]| {
+        let mut c = cmd();
+        c.arg("sweep")
+            .arg(smoke())
+            .arg("--strategy")
+            .arg(root().join("tests/fixtures/strategies/staged-null.toml"))
+            .args(["--set", "ocr.batch=1,4", "--set", "layout.batch_size=2,8"])
+            .arg("--out")
+            .arg(out)
+            .args(extra);
+        c.assert()
+    };
+    let full = dir.path().join("full");
+    sweep(&full, &[])
+        .success()
+        .stdout(predicate::str::contains("| staged-null | 4 | 8 |"));
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(full.join("summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(rows.len(), 4);
+    // Every point did the same work: the same outputs whatever the batch sizes.
+    assert!(
+        rows.iter()
+            .all(|r| r["digest"] == rows[0]["digest"] && r["pages"] == 9)
+    );
+    let csv = std::fs::read_to_string(full.join("summary.csv")).expect("csv");
+    assert!(csv.starts_with("id,strategy,stages.ocr.batch_size,stages.layout.batch_size,"));
+    assert_eq!(csv.lines().count(), 5);
+    // Four points each; the legends: one strategy, or one line per setting of the other axis.
+    for (plot, legend) in [
+        ("throughput_vs_p99.svg", 1),
+        ("throughput_vs_memory.svg", 1),
+        ("ocr_time_vs_batch.svg", 2),
+        ("layout_time_vs_batch.svg", 2),
+    ] {
+        let svg = std::fs::read_to_string(full.join(plot)).expect(plot);
+        assert!(
+            svg.starts_with("<svg") && svg.contains("staged-null"),
+            "{plot}"
+        );
+        assert_eq!(svg.matches("<circle").count(), 4 + legend, "{plot}");
+    }
+    // The point's report is a full report, with the point's parameters.
+    let point = read_json(
+        &full
+            .join("points")
+            .join("staged-null__layout.batch_size=8__ocr.batch_size=4.json"),
+    );
+    assert_schema_valid(&point);
+    assert_eq!(point["stages"][1]["batch_sizes"]["8"], 1);
+    // A restart keeps what was measured.
+    sweep(&full, &[])
+        .success()
+        .stderr(predicate::str::contains("kept (already measured)").count(4));
+    // Two shards, then merged: the same four points.
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    sweep(&a, &["--shard", "0/2"]).success();
+    sweep(&b, &["--shard", "1/2"]).success();
+    assert_eq!(std::fs::read_dir(a.join("points")).expect("a").count(), 2);
+    let merged = dir.path().join("merged");
+    cmd()
+        .arg("merge")
+        .args([&a, &b])
+        .arg("--out")
+        .arg(&merged)
+        .assert()
+        .success();
+    let merged_rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(merged.join("summary.json")).expect("summary"))
+            .expect("json");
+    let ids = |v: &[serde_json::Value]| -> Vec<String> {
+        v.iter()
+            .map(|r| r["id"].as_str().expect("id").to_string())
+            .collect()
+    };
+    assert_eq!(ids(&merged_rows), ids(&rows));
+    // A bad value names the point and the key, before anything runs.
+    let mut c = cmd();
+    c.arg("sweep")
+        .arg(smoke())
+        .arg("--strategy")
+        .arg(root().join("tests/fixtures/strategies/staged-null.toml"))
+        .args(["--set", "ocr.batch=0", "--out"])
+        .arg(dir.path().join("bad"));
+    c.assert()
+        .code(2)
+        .stderr(predicate::str::contains("stages.ocr.batch_size"));
+}

@@ -160,7 +160,16 @@ impl Probe {
 /// Resets the kernel's high-water mark of this process's resident set to its current size, so
 /// a run's peak is its own and not an earlier run's in the same process (`pipebench tui` runs
 /// several). Linux only (`/proc/self/clear_refs`); elsewhere the mark is the process's.
+///
+/// First the allocator gives back what it holds free (`malloc_trim`): `keep_freed_memory` keeps
+/// freed buffers for speed, so without this an earlier run's peak would stay resident and be
+/// counted again.
 pub fn reset_peak_rss() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     #[cfg(target_os = "linux")]
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }

@@ -5,6 +5,7 @@ pub mod compare;
 pub mod environment;
 pub mod export;
 pub mod output_check;
+pub mod plot;
 pub mod quality;
 pub mod schema;
 

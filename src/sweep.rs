@@ -1,0 +1,499 @@
+//! `pipebench sweep`: a grid over strategy parameters (and strategies), one full report per
+//! point in a sweep folder, and a summary of all points (Markdown, CSV, JSON).
+//!
+//! A point is a strategy file with some keys set (`--set ocr.batch_size=1,4,8`): its TOML is
+//! edited and validated like any strategy file, so a bad value names the point and the key.
+//! Points already measured (their report is in the folder and readable) are kept on restart;
+//! `--shard i/n` runs every n-th point, so a CI matrix can split a sweep across machines, and
+//! `pipebench merge` joins the shards' folders into one summary.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{self, StrategySpec};
+
+/// One `--set KEY=V1,V2,…`: a dotted key of the strategy file and its values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Axis {
+    pub key: String,
+    pub values: Vec<toml::Value>,
+}
+
+/// Stage names that may start a key without the `stages.` prefix.
+const STAGES: [&str; 4] = ["layout", "ocr", "table", "figure"];
+
+impl Axis {
+    /// Parses `KEY=V1,V2`. `ocr.batch=4` is short for `stages.ocr.batch_size=4`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (key, values) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}`: expected KEY=V1,V2,… (e.g. ocr.batch_size=1,4,8)"))?;
+        let mut parts: Vec<&str> = key.trim().split('.').collect();
+        if parts.len() == 2 && STAGES.contains(&parts[0]) {
+            parts.insert(0, "stages");
+        }
+        if parts.last() == Some(&"batch") {
+            *parts.last_mut().expect("non-empty") = "batch_size";
+        }
+        let values: Vec<toml::Value> = values
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(value)
+            .collect();
+        if values.is_empty() {
+            return Err(format!("`{s}`: no values"));
+        }
+        Ok(Self {
+            key: parts.join("."),
+            values,
+        })
+    }
+}
+
+fn value(v: &str) -> toml::Value {
+    if let Ok(i) = v.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(f) = v.parse::<f64>() {
+        toml::Value::Float(f)
+    } else if let Ok(b) = v.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else {
+        toml::Value::String(v.to_string())
+    }
+}
+
+fn show(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// One point of the grid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// File-name-safe id: the strategy's name and the values set.
+    pub id: String,
+    pub strategy: String,
+    /// The strategy file it came from.
+    pub file: String,
+    /// The keys set, and their values as text.
+    pub values: BTreeMap<String, String>,
+    /// The point's strategy file text (validated).
+    #[serde(skip)]
+    pub text: String,
+}
+
+impl Point {
+    pub fn spec(&self) -> Result<StrategySpec, config::ConfigError> {
+        config::parse(&self.text, Path::new(&self.label()))
+    }
+
+    /// `strategies/x.toml [ocr.batch_size=4]`, for messages.
+    pub fn label(&self) -> String {
+        let v: Vec<String> = self
+            .values
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!("{} [{}]", self.file, v.join(", "))
+    }
+}
+
+/// Every point: each strategy file × the cartesian product of the axes, validated.
+pub fn points(strategies: &[(String, String)], axes: &[Axis]) -> Result<Vec<Point>, String> {
+    let mut out = Vec::new();
+    for (file, text) in strategies {
+        let base: toml::Table =
+            toml::from_str(text).map_err(|e| format!("{file}: invalid strategy file: {e}"))?;
+        let mut combos: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
+        for axis in axes {
+            combos = combos
+                .into_iter()
+                .flat_map(|c| {
+                    axis.values.iter().map(move |v| {
+                        let mut c = c.clone();
+                        c.push((axis.key.clone(), v.clone()));
+                        c
+                    })
+                })
+                .collect();
+        }
+        for combo in combos {
+            let mut table = base.clone();
+            for (key, v) in &combo {
+                set(&mut table, key, v.clone());
+            }
+            let text = toml::to_string(&table).map_err(|e| format!("{file}: {e}"))?;
+            let values: BTreeMap<String, String> =
+                combo.iter().map(|(k, v)| (k.clone(), show(v))).collect();
+            let name = table
+                .get("name")
+                .and_then(|n| n.as_str())
+                .unwrap_or("strategy")
+                .to_string();
+            let mut id = name.clone();
+            for (k, v) in &values {
+                let short = k.strip_prefix("stages.").unwrap_or(k);
+                id.push_str(&format!("__{short}={v}"));
+            }
+            let id: String = id
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "-_.=".contains(c) {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            let point = Point {
+                id,
+                strategy: name,
+                file: file.clone(),
+                values,
+                text,
+            };
+            point.spec().map_err(|e| e.to_string())?;
+            out.push(point);
+        }
+    }
+    Ok(out)
+}
+
+fn set(table: &mut toml::Table, key: &str, v: toml::Value) {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let leaf = parts.pop().expect("a key has a leaf");
+    let mut t = table;
+    for p in parts {
+        t = t
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .expect("strategy tables are tables");
+    }
+    t.insert(leaf.to_string(), v);
+}
+
+/// `i/n`: this machine's share of the points (0-based).
+pub fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("--shard {s}: expected i/n, e.g. 0/4"))?;
+    let (i, n): (usize, usize) = (
+        i.parse().map_err(|_| format!("--shard {s}: bad index"))?,
+        n.parse().map_err(|_| format!("--shard {s}: bad count"))?,
+    );
+    if n == 0 || i >= n {
+        return Err(format!("--shard {s}: need 0 ≤ i < n"));
+    }
+    Ok((i, n))
+}
+
+/// The folder layout: `sweep.json` (the points), `points/<id>.json` (their reports), and the
+/// summaries.
+pub fn report_path(dir: &Path, p: &Point) -> PathBuf {
+    dir.join("points").join(format!("{}.json", p.id))
+}
+
+/// What `sweep.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub corpus: Vec<String>,
+    pub keys: Vec<String>,
+    pub points: Vec<Point>,
+}
+
+/// One row of the summary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Row {
+    pub id: String,
+    pub strategy: String,
+    pub values: BTreeMap<String, String>,
+    pub ok: bool,
+    pub pages: u64,
+    pub wall_s: f64,
+    pub pages_per_s: f64,
+    pub p50_page_ms: f64,
+    pub p99_page_ms: f64,
+    pub peak_rss_bytes: u64,
+    pub efficiency: f64,
+    /// Busy seconds per stage.
+    pub stage_busy_s: BTreeMap<String, f64>,
+    /// Service time per page (p50, ms) per stage.
+    pub stage_ms_per_page: BTreeMap<String, f64>,
+    pub digest: String,
+}
+
+impl Row {
+    pub fn of(p: &Point, r: &crate::report::schema::Report) -> Self {
+        Self {
+            id: p.id.clone(),
+            strategy: p.strategy.clone(),
+            values: p.values.clone(),
+            ok: r.ok,
+            pages: r.summary.pages_ok,
+            wall_s: r.summary.wall_ms / 1e3,
+            pages_per_s: r.summary.pages_per_s,
+            p50_page_ms: r.summary.page_latency.p50_ms,
+            p99_page_ms: r.summary.page_latency.p99_ms,
+            peak_rss_bytes: r
+                .memory
+                .peak_rss_bytes
+                .max(r.memory.peak_rss_with_children_bytes),
+            efficiency: r.summary.bottleneck.efficiency,
+            stage_busy_s: r
+                .stages
+                .iter()
+                .map(|s| (s.stage.name().to_string(), s.busy_ms / 1e3))
+                .collect(),
+            stage_ms_per_page: r
+                .stages
+                .iter()
+                .map(|s| (s.stage.name().to_string(), s.service_per_item.p50_ms))
+                .collect(),
+            digest: r.output.digest.chars().take(16).collect(),
+        }
+    }
+}
+
+/// The plots of a sweep, as (file name, SVG): pages/s against p99 page latency and against
+/// peak memory (one series per strategy, each point labelled with its settings), and for each
+/// batch-size axis the stage's time per page against the batch size.
+pub fn plots(keys: &[String], rows: &[Row]) -> Vec<(String, String)> {
+    use crate::report::plot::{Chart, Series};
+    let mut strategies: Vec<&str> = rows.iter().map(|r| r.strategy.as_str()).collect();
+    strategies.dedup();
+    let label = |r: &Row| -> String {
+        r.values
+            .iter()
+            .map(|(k, v)| format!("{}={v}", k.strip_prefix("stages.").unwrap_or(k)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let by_strategy = |f: &dyn Fn(&Row) -> (f64, f64)| -> Vec<Series> {
+        strategies
+            .iter()
+            .map(|s| Series {
+                name: s.to_string(),
+                points: rows
+                    .iter()
+                    .filter(|r| r.strategy == *s && r.ok)
+                    .map(|r| {
+                        let (x, y) = f(r);
+                        (x, y, label(r))
+                    })
+                    .collect(),
+            })
+            .collect()
+    };
+    let mut out = vec![
+        (
+            "throughput_vs_p99.svg".to_string(),
+            Chart {
+                title: "Throughput vs p99 page latency (up and left is better)".into(),
+                x_label: "p99 page latency (ms)".into(),
+                y_label: "pages/s".into(),
+                series: by_strategy(&|r| (r.p99_page_ms, r.pages_per_s)),
+                lines: false,
+            }
+            .svg(),
+        ),
+        (
+            "throughput_vs_memory.svg".to_string(),
+            Chart {
+                title: "Throughput vs peak memory (up and left is better)".into(),
+                x_label: "peak RSS (MiB)".into(),
+                y_label: "pages/s".into(),
+                series: by_strategy(&|r| {
+                    (r.peak_rss_bytes as f64 / (1u64 << 20) as f64, r.pages_per_s)
+                }),
+                lines: false,
+            }
+            .svg(),
+        ),
+    ];
+    for key in keys {
+        let Some(stage) = key
+            .strip_prefix("stages.")
+            .and_then(|k| k.strip_suffix(".batch_size"))
+        else {
+            continue;
+        };
+        // One line per strategy and setting of the other axes: one point per batch size.
+        let mut series: Vec<Series> = Vec::new();
+        for r in rows.iter().filter(|r| r.ok) {
+            let others: Vec<String> = r
+                .values
+                .iter()
+                .filter(|(k, _)| *k != key)
+                .map(|(k, v)| format!("{}={v}", k.strip_prefix("stages.").unwrap_or(k)))
+                .collect();
+            let name = if others.is_empty() {
+                r.strategy.clone()
+            } else {
+                format!("{} {}", r.strategy, others.join(" "))
+            };
+            let point = (
+                r.values
+                    .get(key)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0.0),
+                r.stage_ms_per_page.get(stage).copied().unwrap_or(0.0),
+                String::new(),
+            );
+            match series.iter_mut().find(|s| s.name == name) {
+                Some(s) => s.points.push(point),
+                None => series.push(Series {
+                    name,
+                    points: vec![point],
+                }),
+            }
+        }
+        out.push((
+            format!("{stage}_time_vs_batch.svg"),
+            Chart {
+                title: format!("{stage}: service time per page vs batch size"),
+                x_label: format!("{stage} batch size"),
+                y_label: format!("{stage} ms per page (p50)"),
+                series,
+                lines: true,
+            }
+            .svg(),
+        ));
+    }
+    out
+}
+
+/// The summary as Markdown, CSV and JSON, written into `dir`.
+pub fn write_summary(dir: &Path, keys: &[String], rows: &[Row]) -> std::io::Result<()> {
+    let stages: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.stage_busy_s.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut csv = String::from("id,strategy");
+    for k in keys {
+        csv.push_str(&format!(",{k}"));
+    }
+    csv.push_str(",ok,pages,wall_s,pages_per_s,p50_page_ms,p99_page_ms,peak_rss_bytes,efficiency");
+    for s in &stages {
+        csv.push_str(&format!(",{s}_busy_s,{s}_ms_per_page"));
+    }
+    csv.push_str(",digest\n");
+    let mut md = format!(
+        "| strategy | {} | pages/s | p50 page ms | p99 page ms | peak RSS MiB | efficiency | output |\n|---|{}---|---|---|---|---|---|\n",
+        keys.join(" | "),
+        "---|".repeat(keys.len())
+    );
+    for r in rows {
+        let vals: Vec<String> = keys
+            .iter()
+            .map(|k| r.values.get(k).cloned().unwrap_or_default())
+            .collect();
+        csv.push_str(&format!("{},{}", r.id, r.strategy));
+        for v in &vals {
+            csv.push_str(&format!(",{v}"));
+        }
+        csv.push_str(&format!(
+            ",{},{},{:.3},{:.4},{:.1},{:.1},{},{:.3}",
+            r.ok,
+            r.pages,
+            r.wall_s,
+            r.pages_per_s,
+            r.p50_page_ms,
+            r.p99_page_ms,
+            r.peak_rss_bytes,
+            r.efficiency
+        ));
+        for s in &stages {
+            csv.push_str(&format!(
+                ",{:.3},{:.3}",
+                r.stage_busy_s.get(s).copied().unwrap_or(0.0),
+                r.stage_ms_per_page.get(s).copied().unwrap_or(0.0)
+            ));
+        }
+        csv.push_str(&format!(",{}\n", r.digest));
+        md.push_str(&format!(
+            "| {} | {} | {:.3} | {:.0} | {:.0} | {:.0} | {:.2} | `{}`{} |\n",
+            r.strategy,
+            vals.join(" | "),
+            r.pages_per_s,
+            r.p50_page_ms,
+            r.p99_page_ms,
+            r.peak_rss_bytes as f64 / (1u64 << 20) as f64,
+            r.efficiency,
+            &r.digest[..8.min(r.digest.len())],
+            if r.ok { "" } else { " (errors)" }
+        ));
+    }
+    for (name, svg) in plots(keys, rows) {
+        std::fs::write(dir.join(name), svg)?;
+    }
+    std::fs::write(dir.join("summary.csv"), csv)?;
+    std::fs::write(dir.join("summary.md"), md)?;
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_vec_pretty(rows).expect("rows serialize"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "name = \"s\"\nkind = \"staged-batch\"\n[stages.ocr]\nmodel = \"null\"\n";
+
+    #[test]
+    fn axes_accept_short_keys_and_typed_values() {
+        let a = Axis::parse("ocr.batch=1,4").expect("axis");
+        assert_eq!(a.key, "stages.ocr.batch_size");
+        assert_eq!(
+            a.values,
+            vec![toml::Value::Integer(1), toml::Value::Integer(4)]
+        );
+        let b = Axis::parse("render.dpi=100,150.5").expect("axis");
+        assert_eq!(b.key, "render.dpi");
+        assert_eq!(b.values[1], toml::Value::Float(150.5));
+        assert!(Axis::parse("ocr.batch_size").is_err());
+    }
+
+    #[test]
+    fn the_grid_is_every_combination_validated() {
+        let axes = [
+            Axis::parse("ocr.batch_size=1,4").expect("axis"),
+            Axis::parse("layout.batch_size=1,2,3").expect("axis"),
+        ];
+        let pts = points(&[("s.toml".into(), BASE.into())], &axes).expect("points");
+        assert_eq!(pts.len(), 6);
+        assert_eq!(pts[5].id, "s__layout.batch_size=3__ocr.batch_size=4");
+        let spec = pts[5].spec().expect("valid");
+        assert_eq!(
+            (spec.stages.ocr.batch_size, spec.stages.layout.batch_size),
+            (4, 3)
+        );
+        // The null model survives the edit; nothing else changed.
+        assert_eq!(spec.stages.ocr.model, "null");
+        // A bad value names the point and the key.
+        let bad = points(
+            &[("s.toml".into(), BASE.into())],
+            &[Axis::parse("ocr.batch_size=0").expect("axis")],
+        )
+        .expect_err("batch 0");
+        assert!(
+            bad.contains("ocr.batch_size=0") && bad.contains("stages.ocr.batch_size"),
+            "{bad}"
+        );
+    }
+
+    #[test]
+    fn shards_split_the_points() {
+        assert_eq!(parse_shard("1/3"), Ok((1, 3)));
+        assert!(parse_shard("3/3").is_err());
+        assert!(parse_shard("x").is_err());
+    }
+}
