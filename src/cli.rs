@@ -58,6 +58,9 @@ pub enum Command {
     Sweep(SweepArgs),
     /// Join the folders of a sharded sweep into one summary.
     Merge(MergeArgs),
+    /// The best settings of a sweep under limits, and its Pareto frontier (pages/s, p99 page
+    /// latency, memory); writes the winner as a ready-to-use strategy file.
+    Recommend(RecommendArgs),
     /// Compare reports with the first one: setup, throughput, latency, memory, efficiency and
     /// per-stage figures, with relative changes and bootstrap confidence intervals.
     Compare(CompareArgs),
@@ -173,6 +176,22 @@ pub struct SweepArgs {
     pub shard: Option<String>,
     #[command(flatten)]
     pub common: CommonRunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RecommendArgs {
+    /// A sweep folder (or a merged one).
+    #[arg(value_name = "SWEEP_DIR")]
+    pub dir: PathBuf,
+    /// Points whose p99 page latency is above this are out.
+    #[arg(long, value_name = "MS")]
+    pub max_p99_page_ms: Option<f64>,
+    /// Points whose peak memory is above this are out (e.g. 2GiB, 512MiB).
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
+    /// Where to write the recommended strategy [default: SWEEP_DIR/recommended.toml].
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

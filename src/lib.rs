@@ -79,6 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Export(args) => export_command(args),
         Command::Sweep(args) => sweep_command(args),
         Command::Merge(args) => merge_command(args),
+        Command::Recommend(args) => recommend_command(args),
         Command::Setup(args) => setup_command(args),
         Command::Models(args) => models_command(args),
         Command::BenchRender(args) => bench::render(args),
@@ -314,6 +315,96 @@ fn sweep_command(args: cli::SweepArgs) -> anyhow::Result<ExitStatus> {
             ExitStatus::Errors
         },
     )
+}
+
+fn recommend_command(args: cli::RecommendArgs) -> anyhow::Result<ExitStatus> {
+    let read = |name: &str| {
+        std::fs::read(args.dir.join(name)).with_context(|| {
+            format!(
+                "{}: not a sweep folder (no {name}; run `pipebench sweep` or `merge` first)",
+                args.dir.display()
+            )
+        })
+    };
+    let rows: Vec<sweep::Row> = serde_json::from_slice(&read("summary.json")?)?;
+    let manifest: sweep::Manifest = serde_json::from_slice(&read("sweep.json")?)?;
+    let max_memory = args
+        .max_memory
+        .as_deref()
+        .map(sweep::parse_size)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--max-memory {e}"))?;
+    let rec = sweep::recommend(&rows, args.max_p99_page_ms, max_memory);
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    println!("Pareto frontier (pages/s ↑, p99 page latency ↓, peak memory ↓) within the limits:");
+    println!(
+        "  {:<56} {:>8} {:>10} {:>9}",
+        "point", "pages/s", "p99 ms", "peak MiB"
+    );
+    for r in &rec.frontier {
+        let mark = if rec.best.is_some_and(|b| b.id == r.id) {
+            " ← best"
+        } else {
+            ""
+        };
+        println!(
+            "  {:<56} {:>8.3} {:>10.0} {:>9.0}{mark}",
+            r.id,
+            r.pages_per_s,
+            r.p99_page_ms,
+            mib(r.peak_rss_bytes)
+        );
+    }
+    for (r, why) in &rec.excluded {
+        println!("  excluded: {} ({why})", r.id);
+    }
+    let dominated = rows.len() - rec.frontier.len() - rec.excluded.len();
+    if dominated > 0 {
+        println!(
+            "  ({dominated} more points are dominated: another point is as good on all three and better on one)"
+        );
+    }
+    let Some(best) = rec.best else {
+        say("no point meets the limits: relax them or sweep other settings");
+        return Ok(ExitStatus::Errors);
+    };
+    let point = manifest
+        .points
+        .iter()
+        .find(|p| p.id == best.id)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: point {} is not in sweep.json",
+                args.dir.display(),
+                best.id
+            )
+        })?;
+    let limits = format!(
+        "{}{}",
+        args.max_p99_page_ms
+            .map_or(String::new(), |m| format!(" p99 page ≤ {m} ms;")),
+        args.max_memory
+            .as_deref()
+            .map_or(String::new(), |m| format!(" peak memory ≤ {m};"))
+    );
+    let text = format!(
+        "# Recommended by `pipebench recommend {}`:{limits} the fastest point of the\n# Pareto frontier ({:.3} pages/s, p99 page {:.0} ms, peak {:.0} MiB) on corpus {}.\n# Point {} of {}.\n{}",
+        args.dir.display(),
+        best.pages_per_s,
+        best.p99_page_ms,
+        mib(best.peak_rss_bytes),
+        manifest.corpus.join(" "),
+        point.id,
+        point.file,
+        point.text
+    );
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.dir.join("recommended.toml"));
+    std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+    println!("recommended: {} → {}", best.id, out.display());
+    Ok(ExitStatus::Ok)
 }
 
 fn merge_command(args: cli::MergeArgs) -> anyhow::Result<ExitStatus> {

@@ -82,8 +82,7 @@ pub struct Point {
     pub file: String,
     /// The keys set, and their values as text.
     pub values: BTreeMap<String, String>,
-    /// The point's strategy file text (validated).
-    #[serde(skip)]
+    /// The point's strategy file text (validated): what `recommend` writes out.
     pub text: String,
 }
 
@@ -368,6 +367,91 @@ pub fn plots(keys: &[String], rows: &[Row]) -> Vec<(String, String)> {
     out
 }
 
+/// Settings a person can defend: the fastest point within the limits, and the Pareto frontier
+/// (no other point is at least as good on pages/s, p99 page latency and peak memory, and
+/// better on one).
+pub struct Recommendation<'a> {
+    pub best: Option<&'a Row>,
+    pub frontier: Vec<&'a Row>,
+    /// Points that failed or broke a limit, with why.
+    pub excluded: Vec<(&'a Row, String)>,
+}
+
+pub fn recommend(
+    rows: &[Row],
+    max_p99_page_ms: Option<f64>,
+    max_memory_bytes: Option<u64>,
+) -> Recommendation<'_> {
+    let mut feasible = Vec::new();
+    let mut excluded = Vec::new();
+    for r in rows {
+        if !r.ok {
+            excluded.push((r, "had errors".to_string()));
+        } else if let Some(m) = max_p99_page_ms.filter(|m| r.p99_page_ms > *m) {
+            excluded.push((r, format!("p99 page {:.0} ms > {m:.0} ms", r.p99_page_ms)));
+        } else if let Some(m) = max_memory_bytes.filter(|m| r.peak_rss_bytes > *m) {
+            excluded.push((
+                r,
+                format!(
+                    "peak RSS {:.0} MiB > {:.0} MiB",
+                    r.peak_rss_bytes as f64 / (1u64 << 20) as f64,
+                    m as f64 / (1u64 << 20) as f64
+                ),
+            ));
+        } else {
+            feasible.push(r);
+        }
+    }
+    let dominates = |a: &Row, b: &Row| {
+        a.pages_per_s >= b.pages_per_s
+            && a.p99_page_ms <= b.p99_page_ms
+            && a.peak_rss_bytes <= b.peak_rss_bytes
+            && (a.pages_per_s > b.pages_per_s
+                || a.p99_page_ms < b.p99_page_ms
+                || a.peak_rss_bytes < b.peak_rss_bytes)
+    };
+    let mut frontier: Vec<&Row> = feasible
+        .iter()
+        .copied()
+        .filter(|r| !feasible.iter().any(|o| dominates(o, r)))
+        .collect();
+    frontier.sort_by(|a, b| b.pages_per_s.total_cmp(&a.pages_per_s));
+    // The fastest; among equally fast (within 1 %, noise), the lower p99 latency.
+    let best = frontier.first().map(|top| {
+        frontier
+            .iter()
+            .copied()
+            .filter(|r| r.pages_per_s >= top.pages_per_s * 0.99)
+            .min_by(|a, b| a.p99_page_ms.total_cmp(&b.p99_page_ms))
+            .unwrap_or(top)
+    });
+    Recommendation {
+        best,
+        frontier,
+        excluded,
+    }
+}
+
+/// `512MiB`, `2GiB`, `1.5G`, or bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}`: expected a size like 2GiB or 512MiB"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(format!("`{s}`: unknown unit (use KiB, MiB or GiB)")),
+    };
+    Ok((n * mult) as u64)
+}
+
 /// The summary as Markdown, CSV and JSON, written into `dir`.
 pub fn write_summary(dir: &Path, keys: &[String], rows: &[Row]) -> std::io::Result<()> {
     let stages: Vec<String> = rows
@@ -488,6 +572,52 @@ mod tests {
             bad.contains("ocr.batch_size=0") && bad.contains("stages.ocr.batch_size"),
             "{bad}"
         );
+    }
+
+    fn row(id: &str, pages_per_s: f64, p99: f64, mib: u64) -> Row {
+        Row {
+            id: id.into(),
+            strategy: "s".into(),
+            values: BTreeMap::new(),
+            ok: true,
+            pages: 10,
+            wall_s: 1.0,
+            pages_per_s,
+            p50_page_ms: p99 / 2.0,
+            p99_page_ms: p99,
+            peak_rss_bytes: mib << 20,
+            efficiency: 1.0,
+            stage_busy_s: BTreeMap::new(),
+            stage_ms_per_page: BTreeMap::new(),
+            digest: String::new(),
+        }
+    }
+
+    #[test]
+    fn recommend_picks_the_fastest_within_limits_from_the_frontier() {
+        let rows = vec![
+            row("fast-fat", 10.0, 900.0, 4000),
+            row("balanced", 8.0, 300.0, 1000),
+            row("slow-lean", 4.0, 250.0, 500),
+            row("dominated", 7.0, 400.0, 1200),
+            row("tie-lower-p99", 8.05, 280.0, 1100),
+        ];
+        let all = recommend(&rows, None, None);
+        assert_eq!(all.best.map(|r| r.id.as_str()), Some("fast-fat"));
+        let ids: Vec<&str> = all.frontier.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            vec!["fast-fat", "tie-lower-p99", "balanced", "slow-lean"]
+        );
+        // Under 2 GiB and 500 ms: two points equally fast within 1 %; the lower p99 wins.
+        let limited = recommend(&rows, Some(500.0), Some(2 << 30));
+        assert_eq!(limited.best.map(|r| r.id.as_str()), Some("tie-lower-p99"));
+        assert_eq!(limited.excluded.len(), 1);
+        assert!(limited.excluded[0].1.contains("p99"));
+        assert!(recommend(&rows, Some(10.0), None).best.is_none());
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("512 MiB"), Ok(512 << 20));
+        assert!(parse_size("lots").is_err());
     }
 
     #[test]

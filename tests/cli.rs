@@ -1112,6 +1112,35 @@ fn sweep_runs_a_grid_resumes_and_merges_shards() {
     );
     assert_schema_valid(&point);
     assert_eq!(point["stages"][1]["batch_sizes"]["8"], 1);
+    // The recommendation is a strategy file that runs; impossible limits are said.
+    cmd()
+        .arg("recommend")
+        .arg(&full)
+        .args(["--max-memory", "4GiB"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("← best"));
+    let recommended = full.join("recommended.toml");
+    let text = std::fs::read_to_string(&recommended).expect("recommended.toml");
+    assert!(
+        text.starts_with("# Recommended by `pipebench recommend"),
+        "{text}"
+    );
+    cmd()
+        .args(["run", "-q", "--strategy"])
+        .arg(&recommended)
+        .arg("--out")
+        .arg(dir.path().join("rec.json"))
+        .arg(smoke())
+        .assert()
+        .success();
+    cmd()
+        .arg("recommend")
+        .arg(&full)
+        .args(["--max-p99-page-ms", "0.001"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no point meets the limits"));
     // A restart keeps what was measured.
     sweep(&full, &[])
         .success()
