@@ -411,6 +411,11 @@ fn merge_command(args: cli::MergeArgs) -> anyhow::Result<ExitStatus> {
     let mut keys: Vec<String> = Vec::new();
     let mut rows: BTreeMap<String, sweep::Row> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
+    let mut merged = sweep::Manifest {
+        corpus: Vec::new(),
+        keys: Vec::new(),
+        points: Vec::new(),
+    };
     let mut missing = 0usize;
     for dir in &args.dirs {
         let m: sweep::Manifest =
@@ -418,6 +423,9 @@ fn merge_command(args: cli::MergeArgs) -> anyhow::Result<ExitStatus> {
                 format!("{}: not a sweep folder (no sweep.json)", dir.display())
             })?)
             .with_context(|| format!("{}/sweep.json", dir.display()))?;
+        if merged.corpus.is_empty() {
+            merged.corpus = m.corpus.clone();
+        }
         for k in m.keys {
             if !keys.contains(&k) {
                 keys.push(k);
@@ -426,6 +434,7 @@ fn merge_command(args: cli::MergeArgs) -> anyhow::Result<ExitStatus> {
         for p in &m.points {
             if !order.contains(&p.id) {
                 order.push(p.id.clone());
+                merged.points.push(p.clone());
             }
             if rows.contains_key(&p.id) {
                 continue;
@@ -445,6 +454,8 @@ fn merge_command(args: cli::MergeArgs) -> anyhow::Result<ExitStatus> {
         .collect();
     let out = args.out.clone().unwrap_or_else(|| args.dirs[0].clone());
     std::fs::create_dir_all(&out)?;
+    merged.keys = keys.clone();
+    std::fs::write(out.join("sweep.json"), serde_json::to_vec_pretty(&merged)?)?;
     sweep::write_summary(&out, &keys, &rows)?;
     print!(
         "{}",
