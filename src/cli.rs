@@ -167,6 +167,16 @@ pub struct SweepArgs {
     /// Process at most this many pages per point (in corpus order).
     #[arg(long, value_name = "N")]
     pub max_pages: Option<usize>,
+    /// Runs per point, at least; every figure of the summary is the median over them, with a
+    /// bootstrap interval for pages/s from three runs on and outliers flagged.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub repeats: u32,
+    /// Keep repeating a point until its runs add up to this much wall time.
+    #[arg(long, default_value_t = 0.0, value_name = "S")]
+    pub min_seconds: f64,
+    /// Runs per point, at most (bounds `--min-seconds`).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub max_repeats: u32,
     /// The sweep folder (reports of the points, summaries); reused points are kept.
     #[arg(long, short, value_name = "DIR")]
     pub out: PathBuf,

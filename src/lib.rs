@@ -272,31 +272,55 @@ fn sweep_command(args: cli::SweepArgs) -> anyhow::Result<ExitStatus> {
     };
     let mut rows = Vec::new();
     let mut all_ok = true;
+    let mut cut_short = false;
     for (k, p) in mine.iter().enumerate() {
-        let path = sweep::report_path(&args.out, p);
-        if let Ok(r) = load_report(&path)
-            && !r.interrupted
-        {
+        // Repeats already measured are kept; more run until there are `--repeats` of them
+        // and they add up to `--min-seconds` of wall time (at most `--max-repeats`).
+        let mut runs = sweep::existing_repeats(&args.out, p, |path| {
+            load_report(path).ok().filter(|r| !r.interrupted)
+        });
+        if !runs.is_empty() {
             say(&format!(
-                "point {}/{}: {} kept (already measured)",
+                "point {}/{}: {} — {} repeat(s) kept (already measured)",
                 k + 1,
                 mine.len(),
-                p.id
+                p.id,
+                runs.len()
             ));
-            all_ok &= r.ok;
-            rows.push(sweep::Row::of(p, &r));
-            continue;
         }
-        if pipeline::interrupted() {
+        let enough = |runs: &[report::schema::Report]| {
+            let wall: f64 = runs.iter().map(|r| r.summary.wall_ms / 1e3).sum();
+            runs.len() as u32 >= args.max_repeats
+                || (runs.len() as u32 >= args.repeats && wall >= args.min_seconds)
+        };
+        while !enough(&runs) {
+            if pipeline::interrupted() {
+                cut_short = true;
+                break;
+            }
+            let rep = runs.len() as u32 + 1;
+            say(&format!(
+                "point {}/{}: {} (repeat {rep})",
+                k + 1,
+                mine.len(),
+                p.label()
+            ));
+            let spec = p.spec()?;
+            let progress = progress_bar(session.pages.len() as u64, STEPS_PER_PAGE, false);
+            let path = sweep::repeat_path(&args.out, p, rep);
+            let r = session.run_strategy(&spec, &p.label(), &path, &options, progress.clone())?;
+            progress.finish();
+            runs.push(r);
+        }
+        if runs.is_empty() {
             break;
         }
-        say(&format!("point {}/{}: {}", k + 1, mine.len(), p.label()));
-        let spec = p.spec()?;
-        let progress = progress_bar(session.pages.len() as u64, STEPS_PER_PAGE, false);
-        let r = session.run_strategy(&spec, &p.label(), &path, &options, progress.clone())?;
-        progress.finish();
-        all_ok &= r.ok;
-        rows.push(sweep::Row::of(p, &r));
+        let row = sweep::Row::of(p, &runs);
+        all_ok &= row.ok;
+        rows.push(row);
+        if cut_short {
+            break;
+        }
     }
     sweep::write_summary(&args.out, &keys, &rows)
         .with_context(|| format!("writing the summary into {}", args.out.display()))?;
@@ -439,8 +463,9 @@ fn merge_command(args: cli::MergeArgs) -> anyhow::Result<ExitStatus> {
             if rows.contains_key(&p.id) {
                 continue;
             }
-            if let Ok(r) = load_report(&sweep::report_path(dir, p)) {
-                rows.insert(p.id.clone(), sweep::Row::of(p, &r));
+            let runs = sweep::existing_repeats(dir, p, |path| load_report(path).ok());
+            if !runs.is_empty() {
+                rows.insert(p.id.clone(), sweep::Row::of(p, &runs));
             }
         }
     }

@@ -213,9 +213,15 @@ pub struct Row {
     pub strategy: String,
     pub values: BTreeMap<String, String>,
     pub ok: bool,
+    /// Runs of this point; every figure is their median.
+    pub repeats: u32,
     pub pages: u64,
     pub wall_s: f64,
     pub pages_per_s: f64,
+    /// Bootstrap 95 % interval of the median pages/s (three repeats or more).
+    pub pages_per_s_ci: Option<[f64; 2]>,
+    /// Repeats (1-based) whose pages/s is an outlier (modified z-score above 3.5).
+    pub outlier_repeats: Vec<u32>,
     pub p50_page_ms: f64,
     pub p99_page_ms: f64,
     pub peak_rss_bytes: u64,
@@ -228,34 +234,101 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn of(p: &Point, r: &crate::report::schema::Report) -> Self {
+    /// A point's row from its repeats: the median of each figure; for pages/s a bootstrap
+    /// 95 % interval of the median (three repeats or more) and, from five repeats on, the
+    /// outliers (modified z-score above 3.5).
+    pub fn of(p: &Point, runs: &[crate::report::schema::Report]) -> Self {
+        let med = |f: &dyn Fn(&crate::report::schema::Report) -> f64| -> f64 {
+            median(&runs.iter().map(f).collect::<Vec<_>>())
+        };
+        let pps: Vec<f64> = runs.iter().map(|r| r.summary.pages_per_s).collect();
+        let m = median(&pps);
+        let mad = median(&pps.iter().map(|x| (x - m).abs()).collect::<Vec<_>>());
+        // Modified z-score above 3.5 (Iglewicz and Hoaglin), as hyperfine flags outliers;
+        // with fewer than five runs the MAD says too little to judge.
+        let outliers = pps
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| runs.len() >= 5 && mad > 0.0 && 0.6745 * (*x - m).abs() / mad > 3.5)
+            .map(|(i, _)| i as u32 + 1)
+            .collect();
+        let ci = (runs.len() >= 3)
+            .then(|| crate::report::compare::bootstrap_ratio(&pps, &pps, median))
+            .flatten()
+            .map(|(lo, hi)| [m * (1.0 + lo), m * (1.0 + hi)]);
+        let stages: Vec<String> = runs
+            .first()
+            .map(|r| {
+                r.stages
+                    .iter()
+                    .map(|s| s.stage.name().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let per_stage = |f: &dyn Fn(&crate::report::schema::StageReport) -> f64| {
+            stages
+                .iter()
+                .map(|name| {
+                    let v: Vec<f64> = runs
+                        .iter()
+                        .filter_map(|r| r.stages.iter().find(|s| s.stage.name() == name))
+                        .map(f)
+                        .collect();
+                    (name.clone(), median(&v))
+                })
+                .collect()
+        };
         Self {
             id: p.id.clone(),
             strategy: p.strategy.clone(),
             values: p.values.clone(),
-            ok: r.ok,
-            pages: r.summary.pages_ok,
-            wall_s: r.summary.wall_ms / 1e3,
-            pages_per_s: r.summary.pages_per_s,
-            p50_page_ms: r.summary.page_latency.p50_ms,
-            p99_page_ms: r.summary.page_latency.p99_ms,
-            peak_rss_bytes: r
-                .memory
-                .peak_rss_bytes
-                .max(r.memory.peak_rss_with_children_bytes),
-            efficiency: r.summary.bottleneck.efficiency,
-            stage_busy_s: r
-                .stages
-                .iter()
-                .map(|s| (s.stage.name().to_string(), s.busy_ms / 1e3))
-                .collect(),
-            stage_ms_per_page: r
-                .stages
-                .iter()
-                .map(|s| (s.stage.name().to_string(), s.service_per_item.p50_ms))
-                .collect(),
-            digest: r.output.digest.chars().take(16).collect(),
+            ok: runs.iter().all(|r| r.ok),
+            repeats: runs.len() as u32,
+            pages: runs.first().map_or(0, |r| r.summary.pages_ok),
+            wall_s: med(&|r| r.summary.wall_ms / 1e3),
+            pages_per_s: m,
+            pages_per_s_ci: ci,
+            outlier_repeats: outliers,
+            p50_page_ms: med(&|r| r.summary.page_latency.p50_ms),
+            p99_page_ms: med(&|r| r.summary.page_latency.p99_ms),
+            peak_rss_bytes: med(&|r| {
+                r.memory
+                    .peak_rss_bytes
+                    .max(r.memory.peak_rss_with_children_bytes) as f64
+            }) as u64,
+            efficiency: med(&|r| r.summary.bottleneck.efficiency),
+            stage_busy_s: per_stage(&|s| s.busy_ms / 1e3),
+            stage_ms_per_page: per_stage(&|s| s.service_per_item.p50_ms),
+            digest: runs
+                .first()
+                .map(|r| r.output.digest.chars().take(16).collect())
+                .unwrap_or_default(),
         }
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// The reports of a point's repeats already in `dir`, in order, as `load` reads them; stops
+/// at the first missing or unreadable one.
+pub fn existing_repeats<R>(dir: &Path, p: &Point, load: impl Fn(&Path) -> Option<R>) -> Vec<R> {
+    (1..).map_while(|r| load(&repeat_path(dir, p, r))).collect()
+}
+
+/// The report of a point's repeat `r` (1-based): `points/<id>.json`, then `<id>.r2.json`, …
+pub fn repeat_path(dir: &Path, p: &Point, r: u32) -> PathBuf {
+    if r <= 1 {
+        report_path(dir, p)
+    } else {
+        dir.join("points").join(format!("{}.r{r}.json", p.id))
     }
 }
 
@@ -464,13 +537,13 @@ pub fn write_summary(dir: &Path, keys: &[String], rows: &[Row]) -> std::io::Resu
     for k in keys {
         csv.push_str(&format!(",{k}"));
     }
-    csv.push_str(",ok,pages,wall_s,pages_per_s,p50_page_ms,p99_page_ms,peak_rss_bytes,efficiency");
+    csv.push_str(",ok,repeats,pages,wall_s,pages_per_s,pages_per_s_ci_low,pages_per_s_ci_high,outlier_repeats,p50_page_ms,p99_page_ms,peak_rss_bytes,efficiency");
     for s in &stages {
         csv.push_str(&format!(",{s}_busy_s,{s}_ms_per_page"));
     }
     csv.push_str(",digest\n");
     let mut md = format!(
-        "| strategy | {} | pages/s | p50 page ms | p99 page ms | peak RSS MiB | efficiency | output |\n|---|{}---|---|---|---|---|---|\n",
+        "| strategy | {} | runs | pages/s (95 % CI) | p50 page ms | p99 page ms | peak RSS MiB | efficiency | output |\n|---|{}---|---|---|---|---|---|---|\n",
         keys.join(" | "),
         "---|".repeat(keys.len())
     );
@@ -483,12 +556,20 @@ pub fn write_summary(dir: &Path, keys: &[String], rows: &[Row]) -> std::io::Resu
         for v in &vals {
             csv.push_str(&format!(",{v}"));
         }
+        let (lo, hi) = r
+            .pages_per_s_ci
+            .map_or((String::new(), String::new()), |[a, b]| {
+                (format!("{a:.4}"), format!("{b:.4}"))
+            });
+        let outliers: Vec<String> = r.outlier_repeats.iter().map(u32::to_string).collect();
         csv.push_str(&format!(
-            ",{},{},{:.3},{:.4},{:.1},{:.1},{},{:.3}",
+            ",{},{},{},{:.3},{:.4},{lo},{hi},{},{:.1},{:.1},{},{:.3}",
             r.ok,
+            r.repeats,
             r.pages,
             r.wall_s,
             r.pages_per_s,
+            outliers.join(" "),
             r.p50_page_ms,
             r.p99_page_ms,
             r.peak_rss_bytes,
@@ -502,10 +583,19 @@ pub fn write_summary(dir: &Path, keys: &[String], rows: &[Row]) -> std::io::Resu
             ));
         }
         csv.push_str(&format!(",{}\n", r.digest));
+        let ci = r
+            .pages_per_s_ci
+            .map_or(String::new(), |[a, b]| format!(" [{a:.3}, {b:.3}]"));
+        let flag = if outliers.is_empty() {
+            String::new()
+        } else {
+            format!(" outliers: run {}", outliers.join(", "))
+        };
         md.push_str(&format!(
-            "| {} | {} | {:.3} | {:.0} | {:.0} | {:.0} | {:.2} | `{}`{} |\n",
+            "| {} | {} | {}{flag} | {:.3}{ci} | {:.0} | {:.0} | {:.0} | {:.2} | `{}`{} |\n",
             r.strategy,
             vals.join(" | "),
+            r.repeats,
             r.pages_per_s,
             r.p50_page_ms,
             r.p99_page_ms,
@@ -583,6 +673,9 @@ mod tests {
             pages: 10,
             wall_s: 1.0,
             pages_per_s,
+            repeats: 1,
+            pages_per_s_ci: None,
+            outlier_repeats: Vec::new(),
             p50_page_ms: p99 / 2.0,
             p99_page_ms: p99,
             peak_rss_bytes: mib << 20,
@@ -618,6 +711,33 @@ mod tests {
         assert_eq!(parse_size("2GiB"), Ok(2 << 30));
         assert_eq!(parse_size("512 MiB"), Ok(512 << 20));
         assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn repeats_give_medians_intervals_and_outliers() {
+        let base: crate::report::schema::Report = serde_json::from_slice(
+            &std::fs::read(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("results/baselines/smoke-null.json"),
+            )
+            .expect("the committed baseline"),
+        )
+        .expect("a v5 report");
+        let runs: Vec<_> = [10.0, 10.2, 9.9, 10.1, 4.0]
+            .iter()
+            .map(|pps| {
+                let mut r = base.clone();
+                r.summary.pages_per_s = *pps;
+                r
+            })
+            .collect();
+        let p = &points(&[("s.toml".into(), BASE.into())], &[]).expect("points")[0];
+        let row = Row::of(p, &runs);
+        assert_eq!((row.repeats, row.pages_per_s), (5, 10.0));
+        assert_eq!(row.outlier_repeats, vec![5]);
+        let [lo, hi] = row.pages_per_s_ci.expect("an interval from 5 runs");
+        assert!(lo <= 10.0 && 10.0 <= hi, "[{lo}, {hi}]");
+        let one = Row::of(p, &runs[..1]);
+        assert!(one.pages_per_s_ci.is_none() && one.outlier_repeats.is_empty());
     }
 
     #[test]

@@ -1145,6 +1145,18 @@ fn sweep_runs_a_grid_resumes_and_merges_shards() {
     sweep(&full, &[])
         .success()
         .stderr(predicate::str::contains("kept (already measured)").count(4));
+    // More repeats: only the missing runs run; the summary is over both.
+    sweep(&full, &["--repeats", "2"]).success();
+    assert_eq!(
+        std::fs::read_dir(full.join("points"))
+            .expect("points")
+            .count(),
+        8
+    );
+    let rows2: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(full.join("summary.json")).expect("summary"))
+            .expect("json");
+    assert!(rows2.iter().all(|r| r["repeats"] == 2), "{rows2:?}");
     // Two shards, then merged: the same four points.
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     sweep(&a, &["--shard", "0/2"]).success();

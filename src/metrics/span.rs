@@ -131,6 +131,8 @@ pub struct StageAccum {
     pub workers: BTreeSet<WorkerId>,
     pub first_start_ns: u64,
     pub last_end_ns: u64,
+    /// Duration of the earliest call.
+    pub first_call_ns: u64,
 }
 
 impl Default for StageAccum {
@@ -148,6 +150,7 @@ impl Default for StageAccum {
             workers: BTreeSet::new(),
             first_start_ns: u64::MAX,
             last_end_ns: 0,
+            first_call_ns: 0,
         }
     }
 }
@@ -171,6 +174,9 @@ impl StageAccum {
         *self.batch_sizes.entry(s.items.len() as u32).or_default() += 1;
         self.busy_ns += dur;
         self.workers.insert(s.worker);
+        if s.start_ns < self.first_start_ns {
+            self.first_call_ns = dur;
+        }
         self.first_start_ns = self.first_start_ns.min(s.start_ns);
         self.last_end_ns = self.last_end_ns.max(s.end_ns);
     }

@@ -139,6 +139,13 @@ pub fn markdown(r: &Report) -> String {
             "time to first page",
             format!("{:.0} ms", s.time_to_first_page_ms),
         ),
+        (
+            "steady state",
+            format!(
+                "{:.3} pages/s after {} warm-up pages",
+                s.steady_pages_per_s, s.warmup_pages
+            ),
+        ),
         ("model load", format!("{:.0} ms", s.model_load_ms)),
         (
             "peak RSS",

@@ -141,6 +141,7 @@ pub fn build(mut d: RunData<'_>) -> Report {
     let first_admit = d.records.iter().map(|r| r.admitted_ns).min().unwrap_or(0);
     let last_done = d.records.iter().map(|r| r.done_ns).max().unwrap_or(0);
     let wall_ns = last_done.saturating_sub(first_admit);
+    let steady = steady_state(d.records.iter().filter(|r| r.ok).map(|r| r.done_ns));
     let mut latency = LatencyHistogram::new();
     let mut digest = Sha256::new();
     let mut pages = Vec::with_capacity(d.records.len());
@@ -208,6 +209,7 @@ pub fn build(mut d: RunData<'_>) -> Report {
             service_per_batch: latency_summary(&acc.service),
             service_per_item: latency_summary(&acc.service_per_item),
             queue_wait: latency_summary(&acc.queue_wait),
+            first_call_ms: ms(acc.first_call_ns),
         });
     }
 
@@ -332,6 +334,8 @@ pub fn build(mut d: RunData<'_>) -> Report {
             pages_in_flight_max: max_in_flight(
                 d.records.iter().map(|r| (r.admitted_ns, r.done_ns)),
             ),
+            steady_pages_per_s: steady.0,
+            warmup_pages: steady.1,
             model_load_ms: d.model_load_ms,
             page_latency: latency_summary(&latency),
             instrumentation_overhead_ns: d.overhead_ns,
@@ -353,6 +357,23 @@ pub fn build(mut d: RunData<'_>) -> Report {
         },
         quality: d.quality,
     }
+}
+
+/// Pages per second after warm-up, and the warm-up page count: the first tenth of the pages
+/// (at least one) are warm-up; the rate is the rest over the time from the last warm-up page's
+/// completion to the last page's. (0, 0) with fewer than three pages.
+pub fn steady_state(done_ns: impl Iterator<Item = u64>) -> (f64, u64) {
+    let mut done: Vec<u64> = done_ns.collect();
+    if done.len() < 3 {
+        return (0.0, 0);
+    }
+    done.sort_unstable();
+    let k = (done.len() / 10).max(1);
+    let span = done[done.len() - 1].saturating_sub(done[k - 1]);
+    if span == 0 {
+        return (0.0, k as u64);
+    }
+    ((done.len() - k) as f64 / (span as f64 / 1e9), k as u64)
 }
 
 /// The most intervals `[admitted, done)` that overlap at one instant.
@@ -542,10 +563,13 @@ pub fn summary_text(r: &Report, path: &Path) -> String {
         out.push('\n');
     };
     line(format!(
-        "  Wall time:      {:>10.3} s    {:.2} pages/s   (first page after {:.1} ms)",
+        "  Wall time:      {:>10.3} s    {:.2} pages/s   (first page after {:.1} ms; {:.2} pages/s after {} warm-up pages; models loaded in {:.0} ms before)",
         s.wall_ms / 1e3,
         s.pages_per_s,
-        s.time_to_first_page_ms
+        s.time_to_first_page_ms,
+        s.steady_pages_per_s,
+        s.warmup_pages,
+        s.model_load_ms
     ));
     let l = &s.page_latency;
     line(format!(
@@ -790,6 +814,22 @@ pub fn measure_ocr_cer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steady_state_leaves_the_warm_up_out() {
+        // A slow first page (5 s), then one page a second.
+        let done = [
+            5_000_000_000u64,
+            6e9 as u64,
+            7e9 as u64,
+            8e9 as u64,
+            9e9 as u64,
+        ];
+        let (rate, warmup) = steady_state(done.into_iter());
+        assert_eq!(warmup, 1);
+        assert!((rate - 1.0).abs() < 1e-9, "{rate}");
+        assert_eq!(steady_state([1u64, 2].into_iter()), (0.0, 0));
+    }
 
     #[test]
     fn pages_in_flight_counts_overlapping_intervals() {

@@ -15,7 +15,7 @@ use crate::metrics::memory::MemorySample;
 use crate::metrics::span::{Span, WorkerId};
 use crate::models::{ModelInfo, StageKind};
 
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// A pipebench run report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -219,6 +219,12 @@ pub struct Summary {
     /// memory, in pages — bounded by the queues in streaming-microbatch, the whole corpus in
     /// staged-batch.
     pub pages_in_flight_max: u64,
+    /// Throughput once warm: pages done after the first tenth of the pages (at least one)
+    /// divided by the time from that page's completion to the last one's. Cold start (model
+    /// load) is `model_load_ms`; first calls are `stages[].first_call_ms`.
+    pub steady_pages_per_s: f64,
+    /// Pages counted as warm-up for `steady_pages_per_s`.
+    pub warmup_pages: u64,
     /// Building the stages (model loading: the cold start), before the run.
     pub model_load_ms: f64,
     /// End-to-end page latency: admitted → done.
@@ -323,6 +329,8 @@ pub struct StageReport {
     pub service_per_item: LatencySummary,
     /// Per item: ready (previous stage done) → call start.
     pub queue_wait: LatencySummary,
+    /// The stage's first call (lazy initialization, cold caches), apart from the rest.
+    pub first_call_ms: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
