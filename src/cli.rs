@@ -174,6 +174,9 @@ pub struct SweepArgs {
     /// Keep repeating a point until its runs add up to this much wall time.
     #[arg(long, default_value_t = 0.0, value_name = "S")]
     pub min_seconds: f64,
+    /// Keep repeating a point until its runs add up to this many pages.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub min_pages: u64,
     /// Runs per point, at most (bounds `--min-seconds`).
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub max_repeats: u32,

@@ -290,8 +290,11 @@ fn sweep_command(args: cli::SweepArgs) -> anyhow::Result<ExitStatus> {
         }
         let enough = |runs: &[report::schema::Report]| {
             let wall: f64 = runs.iter().map(|r| r.summary.wall_ms / 1e3).sum();
+            let pages: u64 = runs.iter().map(|r| r.summary.pages_ok).sum();
             runs.len() as u32 >= args.max_repeats
-                || (runs.len() as u32 >= args.repeats && wall >= args.min_seconds)
+                || (runs.len() as u32 >= args.repeats
+                    && wall >= args.min_seconds
+                    && pages >= args.min_pages)
         };
         while !enough(&runs) {
             if pipeline::interrupted() {

@@ -1038,6 +1038,12 @@ fn export_writes_a_chrome_trace_and_markdown() {
             .iter()
             .any(|e| e["ph"] == "C" && e["name"] == "pages in flight")
     );
+    // The models wait for rendered pages in the queue in front of them.
+    assert!(
+        events
+            .iter()
+            .any(|e| e["ph"] == "C" && e["name"] == "queue layout")
+    );
 
     // Without spans there is nothing to trace, and it says how to get them.
     let bare = dir.path().join("bare.json");
@@ -1146,7 +1152,8 @@ fn sweep_runs_a_grid_resumes_and_merges_shards() {
         .success()
         .stderr(predicate::str::contains("kept (already measured)").count(4));
     // More repeats: only the missing runs run; the summary is over both.
-    sweep(&full, &["--repeats", "2"]).success();
+    // (--min-pages 18 over 9-page runs asks for the same two.)
+    sweep(&full, &["--repeats", "1", "--min-pages", "18"]).success();
     assert_eq!(
         std::fs::read_dir(full.join("points"))
             .expect("points")

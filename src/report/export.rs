@@ -3,7 +3,8 @@
 //!
 //! The trace has one track per worker (render threads and processes, the device thread), so
 //! batches of different workers never collide, with each call as a complete event (its pages,
-//! queue waits, retry flag in `args`), plus counter tracks for memory and pages in flight.
+//! queue waits, retry flag in `args`), plus counter tracks for memory, each stage's queue depth
+//! (from the spans' queue waits) and pages in flight.
 //! Open it at ui.perfetto.dev or chrome://tracing.
 
 use std::path::Path;
@@ -86,6 +87,29 @@ pub fn chrome_trace(report: &Report, spans: &[Span]) -> Value {
                 "render_workers_MiB": m.children_rss_bytes as f64 / (1u64 << 20) as f64,
             }
         }));
+    }
+    // Queue depth per stage: each page waits from ready (its call's start minus its queue
+    // wait) to its call's start.
+    let mut queues: std::collections::BTreeMap<&str, Vec<(u64, i64)>> = Default::default();
+    for s in spans {
+        let q = queues.entry(s.stage.name()).or_default();
+        for w in &s.queue_wait_ns {
+            if *w > 0 {
+                q.push((s.start_ns.saturating_sub(*w), 1));
+                q.push((s.start_ns, -1));
+            }
+        }
+    }
+    for (stage, mut steps) in queues {
+        steps.sort();
+        let mut depth = 0i64;
+        for (t, step) in steps {
+            depth += step;
+            events.push(json!({
+                "name": format!("queue {stage}"), "ph": "C", "pid": 1, "ts": us(t),
+                "args": {"pages": depth}
+            }));
+        }
     }
     // Pages in flight: +1 at admission, −1 when done.
     let mut steps: Vec<(f64, i64)> = report
