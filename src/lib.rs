@@ -663,7 +663,10 @@ fn tui_command(args: cli::TuiArgs) -> anyhow::Result<ExitStatus> {
         tui::state::App::new(&session.corpus.name, names, budget),
         board.clone(),
         Box::new(pipeline::request_interrupt),
-    )?;
+    )
+    .inspect_err(|_| {
+        console::release();
+    })?;
     let ui = Arc::new(ui);
     let observer = Arc::new(LiveObserver {
         board: board.clone(),
@@ -708,7 +711,8 @@ fn tui_command(args: cli::TuiArgs) -> anyhow::Result<ExitStatus> {
                     report: path.display().to_string(),
                 };
                 all_ok &= r.ok && row.digest_matches != Some(false);
-                ui.send(tui::state::UiMsg::Finished(row.clone()));
+                // The run's last state (published when it ended), for looking back at it.
+                ui.send(tui::state::UiMsg::Finished(row.clone(), board.latest()));
                 finished.push(row);
             }
             Err(e) => {
@@ -723,10 +727,12 @@ fn tui_command(args: cli::TuiArgs) -> anyhow::Result<ExitStatus> {
     drop(observer);
     drop(publisher);
     let ui = Arc::into_inner(ui).expect("the observer, the only other owner, is gone");
-    let app = ui.finish()?;
+    let closed = ui.finish();
+    // Whatever happened to the TUI, the messages it held back are printed.
     for line in console::release() {
         eprintln!("{line}");
     }
+    let app = closed?;
     for f in &app.failures {
         eprintln!("error: {f}");
     }
@@ -955,6 +961,9 @@ impl Session {
             live: live.clone(),
         };
         let records = pipeline::run_strategy(ctx, pages)?;
+        if let Some(live) = &live {
+            live.end();
+        }
         if pipeline::interrupted() {
             say("interrupted: writing the report of the pages done");
         }

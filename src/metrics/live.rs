@@ -147,6 +147,8 @@ impl Snapshot {
 #[derive(Default)]
 struct LiveState {
     clock: Option<Clock>,
+    /// Set when the run ended: time stops there (pages/s and the timeline hold still).
+    ended_ns: Option<u64>,
     strategy: String,
     pages_total: u64,
     pages_done: u64,
@@ -185,6 +187,14 @@ impl LiveBoard {
                 pages_total,
                 ..LiveState::default()
             };
+        }
+        self.publish();
+    }
+
+    /// The run ended: its snapshots keep its final time.
+    pub fn end(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.ended_ns = s.clock.map(|c| c.now_ns());
         }
         self.publish();
     }
@@ -260,7 +270,7 @@ impl LiveBoard {
     pub fn publish(&self) {
         let snap = {
             let Ok(s) = self.state.lock() else { return };
-            let now = s.clock.map_or(0, |c| c.now_ns());
+            let now = s.ended_ns.or(s.clock.map(|c| c.now_ns())).unwrap_or(0);
             let from = now.saturating_sub(TIMELINE_WINDOW_NS);
             Snapshot {
                 strategy: s.strategy.clone(),

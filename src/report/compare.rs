@@ -321,9 +321,14 @@ pub fn render(pairs: &[Pair], fail_pct: Option<f64>, markdown: bool) -> String {
         for m in &p.mismatches {
             out.push_str(&format!("  WARNING: NOT COMPARABLE: {m}\n"));
         }
-        let differing: Vec<_> = p.setup.iter().filter(|(_, a, b)| a != b).collect();
-        for (name, a, b) in &differing {
-            out.push_str(&format!("  setup differs: {name}: {a} → {b}\n"));
+        // How each run was made, side by side; `≠` marks what differs.
+        for (name, a, b) in &p.setup {
+            let mark = if a != b { "≠" } else { " " };
+            if markdown {
+                out.push_str(&format!("- {mark} {name}: {a} | {b}\n"));
+            } else {
+                out.push_str(&format!("  {mark} {name:<16} {a:<30} {b}\n"));
+            }
         }
         if markdown {
             out.push_str(

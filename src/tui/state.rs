@@ -60,8 +60,8 @@ pub enum UiMsg {
     Started { index: usize, name: String },
     /// What the current strategy is doing (loading models, running, writing the report).
     Phase(String),
-    /// A strategy finished; its report is written.
-    Finished(ComparisonRow),
+    /// A strategy finished; its report is written. With its last snapshot, to look back at.
+    Finished(ComparisonRow, Arc<Snapshot>),
     /// A strategy could not run.
     Failed { name: String, error: String },
     /// No more strategies will run.
@@ -86,6 +86,10 @@ pub struct App {
     pub phase: String,
     pub snapshot: Arc<Snapshot>,
     pub rows: Vec<ComparisonRow>,
+    /// Each finished strategy's last snapshot (same order as `rows`).
+    pub finals: Vec<Arc<Snapshot>>,
+    /// A finished strategy shown instead of the live run (↑ ↓ in the comparison panel).
+    pub viewing: Option<usize>,
     pub failures: Vec<String>,
     pub focus: Panel,
     /// The display is frozen (the run goes on).
@@ -111,6 +115,8 @@ impl App {
             phase: "starting".into(),
             snapshot: Arc::default(),
             rows: Vec::new(),
+            finals: Vec::new(),
+            viewing: None,
             failures: Vec::new(),
             focus: Panel::Timeline,
             paused: false,
@@ -129,8 +135,9 @@ impl App {
                 self.phase = "starting".into();
             }
             UiMsg::Phase(p) => self.phase = p,
-            UiMsg::Finished(row) => {
+            UiMsg::Finished(row, last) => {
                 self.rows.push(row);
+                self.finals.push(last);
                 self.phase = "finished".into();
             }
             UiMsg::Failed { name, error } => self.failures.push(format!("{name}: {error}")),
@@ -166,6 +173,21 @@ impl App {
             KeyCode::Char('?') | KeyCode::Char('h') => self.help = true,
             KeyCode::Tab => self.focus = self.focus.next(),
             KeyCode::BackTab => self.focus = self.focus.previous(),
+            // In the comparison panel, ↑ ↓ choose what the other panels show: a finished
+            // strategy's last state, or (past either end) the live run.
+            KeyCode::Up | KeyCode::Down if self.focus == Panel::Comparison => {
+                let n = self.finals.len();
+                if n > 0 {
+                    // Positions 0..n are the finished strategies, n is live.
+                    let at = self.viewing.unwrap_or(n);
+                    let next = if key.code == KeyCode::Up {
+                        (at + n) % (n + 1)
+                    } else {
+                        (at + 1) % (n + 1)
+                    };
+                    self.viewing = (next < n).then_some(next);
+                }
+            }
             KeyCode::Right | KeyCode::Char('l') => {
                 self.histogram = (self.histogram + 1) % self.histogram_choices().len()
             }
@@ -198,12 +220,19 @@ impl App {
     pub fn histogram_choices(&self) -> Vec<String> {
         let mut v = vec!["page latency".to_string()];
         v.extend(
-            self.snapshot
+            self.shown()
                 .stages
                 .iter()
                 .map(|s| format!("{} service", s.stage)),
         );
         v
+    }
+
+    /// What the panels show: the viewed finished strategy's last snapshot, or the live one.
+    pub fn shown(&self) -> &Arc<Snapshot> {
+        self.viewing
+            .and_then(|i| self.finals.get(i))
+            .unwrap_or(&self.snapshot)
     }
 
     pub fn current_name(&self) -> &str {
@@ -285,5 +314,48 @@ mod tests {
         a.on_key(key(KeyCode::Tab));
         assert!(!a.help);
         assert_eq!(a.focus, Panel::Memory);
+    }
+
+    #[test]
+    fn finished_strategies_can_be_looked_back_at() {
+        let mut a = app();
+        let done = |pages| {
+            Arc::new(Snapshot {
+                pages_done: pages,
+                ..Snapshot::default()
+            })
+        };
+        let row = ComparisonRow {
+            strategy: "sequential".into(),
+            ok: true,
+            interrupted: false,
+            wall_s: 1.0,
+            pages_per_s: 9.0,
+            p99_page_s: 0.1,
+            peak_rss_bytes: 1,
+            efficiency: 1.0,
+            digest: "d".into(),
+            digest_matches: None,
+            report: "r".into(),
+        };
+        a.apply(UiMsg::Finished(row.clone(), done(9)));
+        a.apply(UiMsg::Finished(row, done(7)));
+        a.on_snapshot(done(3));
+        assert_eq!(a.shown().pages_done, 3, "live by default");
+        a.on_key(key(KeyCode::Down));
+        assert_eq!(
+            a.shown().pages_done,
+            3,
+            "↓ acts in the comparison panel only"
+        );
+        a.focus = Panel::Comparison;
+        a.on_key(key(KeyCode::Up));
+        assert_eq!((a.viewing, a.shown().pages_done), (Some(1), 7));
+        a.on_key(key(KeyCode::Up));
+        assert_eq!(a.shown().pages_done, 9);
+        a.on_key(key(KeyCode::Up));
+        assert_eq!((a.viewing, a.shown().pages_done), (None, 3), "back to live");
+        a.on_key(key(KeyCode::Down));
+        assert_eq!(a.viewing, Some(0));
     }
 }

@@ -63,13 +63,19 @@ fn title(f: &mut Frame, area: Rect, app: &App) {
     } else {
         ""
     };
+    let viewing = app
+        .viewing
+        .and_then(|i| app.rows.get(i))
+        .map_or(String::new(), |r| {
+            format!(" · VIEWING {} (finished; ↑ ↓)", r.strategy)
+        });
     let line = Line::from(vec![
         Span::styled(
             " pipebench ",
             Style::default().fg(Color::Black).bg(Color::Cyan),
         ),
         Span::raw(format!(
-            " {} · {index}{} · {}{paused} · {}",
+            " {} · {index}{} · {}{paused}{viewing} · {}",
             app.corpus,
             app.current_name(),
             app.phase,
@@ -80,7 +86,7 @@ fn title(f: &mut Frame, area: Rect, app: &App) {
 }
 
 fn progress(f: &mut Frame, area: Rect, app: &App) {
-    let s = &app.snapshot;
+    let s = app.shown();
     let ratio = if s.pages_total == 0 {
         0.0
     } else {
@@ -113,7 +119,7 @@ fn progress(f: &mut Frame, area: Rect, app: &App) {
 }
 
 fn timeline(f: &mut Frame, area: Rect, app: &App) {
-    let s = &app.snapshot;
+    let s = app.shown();
     let b = block(
         format!(" timeline (last {:.0} s) ", TIMELINE_WINDOW_NS as f64 / 1e9),
         app,
@@ -150,7 +156,7 @@ fn bytes(b: u64) -> String {
 }
 
 fn memory(f: &mut Frame, area: Rect, app: &App) {
-    let s = &app.snapshot;
+    let s = app.shown();
     let b = block(" memory ".into(), app, Panel::Memory);
     let inner = b.inner(area);
     f.render_widget(b, area);
@@ -225,7 +231,7 @@ fn memory(f: &mut Frame, area: Rect, app: &App) {
 }
 
 fn latency(f: &mut Frame, area: Rect, app: &App) {
-    let s = &app.snapshot;
+    let s = app.shown();
     let choices = app.histogram_choices();
     let pick = app.histogram.min(choices.len() - 1);
     let (view, color) = if pick == 0 {
@@ -256,7 +262,8 @@ fn comparison(f: &mut Frame, area: Rect, app: &App) {
     let mut rows: Vec<Row> =
         app.rows
             .iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(i, r)| {
                 let output = match r.digest_matches {
                     Some(true) => Cell::from(format!("= seq {}", r.digest))
                         .style(Style::default().fg(Color::Green)),
@@ -280,6 +287,11 @@ fn comparison(f: &mut Frame, area: Rect, app: &App) {
                     Cell::from(format!("{:.2}", r.efficiency)),
                     output,
                 ])
+                .style(if app.viewing == Some(i) {
+                    Style::default().add_modifier(Modifier::REVERSED)
+                } else {
+                    Style::default()
+                })
             })
             .collect();
     if !app.done
@@ -346,6 +358,7 @@ fn help(f: &mut Frame, area: Rect) {
         Line::from("p, space        freeze the display (the run goes on unperturbed)"),
         Line::from("tab, shift-tab  move between panels"),
         Line::from("◂ ▸             page latency or a stage's service time"),
+        Line::from("↑ ↓             (comparison panel) look back at a finished strategy"),
         Line::from("?               this help (any key closes it)"),
         Line::from(""),
         Line::from("Timeline: a lane per render worker and device stage; blocks are"),
@@ -414,7 +427,7 @@ mod tests {
                 index: i,
                 name: r.strategy.clone(),
             });
-            a.apply(UiMsg::Finished(r));
+            a.apply(UiMsg::Finished(r, Arc::default()));
         }
         a.apply(UiMsg::Started {
             index: 3,

@@ -50,14 +50,16 @@ impl Widget for Timeline<'_> {
                     .set_char('·')
                     .set_style(Style::default().fg(Color::DarkGray));
             }
-            for s in self.spans.iter().filter(|s| &s.lane == lane) {
+            // Consecutive calls alternate between two shades, so back-to-back batches still
+            // read as separate blocks.
+            for (k, s) in self.spans.iter().filter(|s| &s.lane == lane).enumerate() {
                 if s.end_ns < start || s.start_ns > self.now_ns {
                     continue;
                 }
                 let c0 = (s.start_ns.max(start) - start) / per_col;
                 let c1 = (s.end_ns.min(self.now_ns) - start) / per_col;
                 let (ch, color) = if s.ok {
-                    ('█', stage_color(&s.stage))
+                    (if k % 2 == 0 { '█' } else { '▓' }, stage_color(&s.stage))
                 } else {
                     ('×', Color::Red)
                 };
@@ -112,7 +114,8 @@ mod tests {
         let lanes = vec!["render-thread:0".to_string(), "device·ocr".to_string()];
         let spans = vec![
             span("render-thread:0", "render", 0.0, 1.0, true),
-            span("device·ocr", "ocr", 1.0, 9.9, true),
+            span("device·ocr", "ocr", 1.0, 4.9, true),
+            span("device·ocr", "ocr", 5.0, 9.9, true),
             span("device·ocr", "ocr", 15.0, 16.0, false),
         ];
         // 20 plot columns over 20 s: one second per column.
@@ -130,7 +133,8 @@ mod tests {
         assert!(render.starts_with("render-thread"), "{render}");
         let plot = |s: &str| s.chars().skip(LABEL_WIDTH as usize).collect::<String>();
         assert_eq!(plot(&render), "██··················");
-        assert_eq!(plot(&ocr), "·█████████·····××···");
+        // Back-to-back calls alternate shades; a failed call is crossed out.
+        assert_eq!(plot(&ocr), "·████▓▓▓▓▓·····××···");
         assert_eq!(
             buf[(LABEL_WIDTH + 1, 1)].fg,
             stage_color("ocr"),
