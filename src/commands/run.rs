@@ -1,0 +1,56 @@
+//! `pipebench run`: one strategy, a progress bar, a report and its summary.
+
+use std::path::Path;
+
+use crate::cli::RunArgs;
+use crate::session::{ReportOptions, STEPS_PER_PAGE, Session, progress_bar};
+use crate::{ExitStatus, config, pipeline, report};
+
+pub(crate) fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
+    let (spec, strategy_file) = match &args.strategy {
+        Some(p) => (config::load(p)?, p.display().to_string()),
+        None => (
+            config::parse(
+                config::DEFAULT_STRATEGY,
+                Path::new("strategies/sequential.toml"),
+            )?,
+            "(built-in) strategies/sequential.toml".to_string(),
+        ),
+    };
+    let session = Session::open(&args.corpus, &args.common, args.max_pages)?;
+    let out_path = args
+        .out
+        .clone()
+        .unwrap_or_else(|| session.default_report_path(&spec.name));
+    // Refuse early, before any work, if the report could not be written.
+    if out_path.exists() && !args.force {
+        return Err(report::WriteError::Exists(out_path).into());
+    }
+    if let Some(dir) = &args.check_outputs
+        && !dir.is_dir()
+    {
+        return Err(report::output_check::CheckError::NotAFolder(dir.display().to_string()).into());
+    }
+    let options = ReportOptions {
+        spans: args.spans,
+        sample_ms: args.sample_ms,
+        save_outputs: args.save_outputs.clone(),
+        check_outputs: args.check_outputs.clone(),
+        force: args.force,
+    };
+    // Progress counts page-stages (render + each model stage), so strategies whose pages only
+    // complete at the end (staged-batch) still advance and give an ETA.
+    let progress = progress_bar(session.pages.len() as u64, STEPS_PER_PAGE, args.quiet);
+    pipeline::install_interrupt_handler();
+    let report =
+        session.run_strategy(&spec, &strategy_file, &out_path, &options, progress.clone())?;
+    progress.finish();
+    if !args.quiet {
+        print!("{}", report::summary_text(&report, &out_path));
+    }
+    Ok(if report.ok {
+        ExitStatus::Ok
+    } else {
+        ExitStatus::Errors
+    })
+}
