@@ -53,7 +53,7 @@ pub struct Session {
     device_spec: DeviceSpec,
     pdfium: assets::pdfium::PdfiumInfo,
     build_ctx: models::BuildContext,
-    pub(crate) started_at: std::time::SystemTime,
+    started_at: std::time::SystemTime,
 }
 
 impl Session {
@@ -100,11 +100,12 @@ impl Session {
         })
     }
 
-    /// `results/<corpus>-<strategy>-<time>.json`, the time being when the session opened.
-    pub fn default_report_path(&self, strategy: &str) -> std::path::PathBuf {
+    /// `<dir>/<corpus>-<strategy>-<time>.json` (`dir` defaults to `results/`), the time being
+    /// when the session opened.
+    pub fn default_report_path(&self, dir: Option<&Path>, strategy: &str) -> std::path::PathBuf {
         let created_at = humantime::format_rfc3339_seconds(self.started_at).to_string();
         report::default_path(
-            Path::new("results"),
+            dir.unwrap_or(Path::new("results")),
             &self.corpus.name,
             strategy,
             &created_at,
@@ -272,20 +273,6 @@ pub(crate) struct Progress {
 
 impl RunObserver for Progress {
     fn stage_done(&self, kind: StageKind, pages: usize) {
-        Progress::stage_done(self, kind, pages)
-    }
-
-    fn page_done(&self, record: &PageRecord) {
-        Progress::page_done(self, record)
-    }
-
-    fn phase(&self, what: &str) {
-        self.bar.set_message(what.to_string());
-    }
-}
-
-impl Progress {
-    fn stage_done(&self, kind: StageKind, pages: usize) {
         let i = StageKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
         self.last_stage
             .store(i, std::sync::atomic::Ordering::Relaxed);
@@ -307,6 +294,12 @@ impl Progress {
         self.refresh(Some(&r.id));
     }
 
+    fn phase(&self, what: &str) {
+        self.bar.set_message(what.to_string());
+    }
+}
+
+impl Progress {
     fn refresh(&self, page: Option<&str>) {
         use std::sync::atomic::Ordering;
         let stage = StageKind::ALL[self.last_stage.load(Ordering::Relaxed)];
@@ -323,11 +316,12 @@ impl Progress {
     }
 }
 
-pub(crate) fn progress_bar(pages: u64, steps_per_page: u64, quiet: bool) -> Arc<Progress> {
+/// A progress bar over `pages` × [`STEPS_PER_PAGE`] page-stages (hidden when `quiet`).
+pub(crate) fn progress_bar(pages: u64, quiet: bool) -> Arc<Progress> {
     let bar = if quiet {
         indicatif::ProgressBar::hidden()
     } else {
-        indicatif::ProgressBar::new(pages * steps_per_page)
+        indicatif::ProgressBar::new(pages * STEPS_PER_PAGE)
     };
     bar.set_style(
         indicatif::ProgressStyle::with_template(

@@ -21,9 +21,6 @@ pub struct Axis {
     pub values: Vec<toml::Value>,
 }
 
-/// Stage names that may start a key without the `stages.` prefix.
-const STAGES: [&str; 4] = ["layout", "ocr", "table", "figure"];
-
 impl Axis {
     /// Parses `KEY=V1,V2`. `ocr.batch=4` is short for `stages.ocr.batch_size=4`.
     pub fn parse(s: &str) -> Result<Self, String> {
@@ -31,7 +28,13 @@ impl Axis {
             .split_once('=')
             .ok_or_else(|| format!("`{s}`: expected KEY=V1,V2,… (e.g. ocr.batch_size=1,4,8)"))?;
         let mut parts: Vec<&str> = key.trim().split('.').collect();
-        if parts.len() == 2 && STAGES.contains(&parts[0]) {
+        // A model stage's name may start a key without the `stages.` prefix.
+        let is_stage = |p: &str| {
+            crate::models::StageKind::MODELS
+                .iter()
+                .any(|k| k.name() == p)
+        };
+        if parts.len() == 2 && is_stage(parts[0]) {
             parts.insert(0, "stages");
         }
         if parts.last() == Some(&"batch") {

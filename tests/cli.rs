@@ -49,6 +49,26 @@ fn run_report(strategy: &std::path::Path, corpus: &std::path::Path) -> serde_jso
     read_json(&out)
 }
 
+/// The report's entry for `stage`.
+fn stage_of<'a>(r: &'a serde_json::Value, stage: &str) -> &'a serde_json::Value {
+    r["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .find(|s| s["stage"] == stage)
+        .unwrap_or_else(|| panic!("no {stage} stage in the report"))
+}
+
+/// The report's pages that failed.
+fn failed_pages(r: &serde_json::Value) -> Vec<&serde_json::Value> {
+    r["pages"]
+        .as_array()
+        .expect("pages")
+        .iter()
+        .filter(|p| p["ok"] == false)
+        .collect()
+}
+
 #[test]
 fn smoke_run_writes_a_schema_valid_report() {
     let r = run_report(&null_strategy(), &smoke());
@@ -162,15 +182,7 @@ fn staged_batch_runs_each_stage_over_all_pages_in_batches() {
     assert_schema_valid(&r);
     assert_eq!(r["strategy"]["kind"], "staged-batch");
     assert_eq!(r["summary"]["pages_ok"], 9);
-    let stage = |name: &str| {
-        r["stages"]
-            .as_array()
-            .expect("stages")
-            .iter()
-            .find(|s| s["stage"] == name)
-            .expect("stage")
-            .clone()
-    };
+    let stage = |name: &str| stage_of(&r, name);
     // 9 pages in batches of 4: 4 + 4 + 1.
     assert_eq!(stage("layout")["batches"], 3);
     assert_eq!(stage("layout")["batch_sizes"]["4"], 2);
@@ -352,28 +364,13 @@ fn streaming_microbatch_a_failing_page_leaves_its_batch_mates_alone() {
         .code(2);
     let r = read_json(&out);
     assert_eq!(r["summary"]["pages_ok"], 8);
-    let failed: Vec<_> = r["pages"]
-        .as_array()
-        .expect("pages")
-        .iter()
-        .filter(|p| p["ok"] == false)
-        .collect();
+    let failed = failed_pages(&r);
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["failed_stage"], "ocr");
-    let ocr = r["stages"]
-        .as_array()
-        .expect("stages")
-        .iter()
-        .find(|s| s["stage"] == "ocr")
-        .expect("ocr");
+    let ocr = stage_of(&r, "ocr");
     // The batch holding the page was re-run page by page.
     assert!(ocr["retries"].as_u64().expect("retries") >= 3, "{ocr}");
-    let table = r["stages"]
-        .as_array()
-        .expect("stages")
-        .iter()
-        .find(|s| s["stage"] == "table")
-        .expect("table");
+    let table = stage_of(&r, "table");
     assert_eq!(table["items"], 8);
 }
 
@@ -550,21 +547,11 @@ fn a_failing_stage_fails_its_page_only() {
         ),
         (Some("gofpdf-cellformat-tables.pdf"), Some(2), Some("ocr"))
     );
-    let failed: Vec<_> = r["pages"]
-        .as_array()
-        .expect("pages")
-        .iter()
-        .filter(|p| p["ok"] == false)
-        .collect();
+    let failed = failed_pages(&r);
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["failed_stage"], "ocr");
     // Later stages never saw the failed page.
-    let table = r["stages"]
-        .as_array()
-        .expect("stages")
-        .iter()
-        .find(|s| s["stage"] == "table")
-        .expect("table stage");
+    let table = stage_of(&r, "table");
     assert_eq!(table["items"], 8);
 }
 

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::cli::RunArgs;
-use crate::session::{ReportOptions, STEPS_PER_PAGE, Session, progress_bar};
+use crate::session::{ReportOptions, Session, progress_bar};
 use crate::{ExitStatus, config, pipeline, report};
 
 pub(crate) fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
@@ -21,7 +21,7 @@ pub(crate) fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
     let out_path = args
         .out
         .clone()
-        .unwrap_or_else(|| session.default_report_path(&spec.name));
+        .unwrap_or_else(|| session.default_report_path(None, &spec.name));
     // Refuse early, before any work, if the report could not be written.
     if out_path.exists() && !args.force {
         return Err(report::WriteError::Exists(out_path).into());
@@ -40,7 +40,7 @@ pub(crate) fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
     };
     // Progress counts page-stages (render + each model stage), so strategies whose pages only
     // complete at the end (staged-batch) still advance and give an ETA.
-    let progress = progress_bar(session.pages.len() as u64, STEPS_PER_PAGE, args.quiet);
+    let progress = progress_bar(session.pages.len() as u64, args.quiet);
     pipeline::install_interrupt_handler();
     let report =
         session.run_strategy(&spec, &strategy_file, &out_path, &options, progress.clone())?;

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 
 use crate::cli;
 use crate::commands::reports::load_report;
-use crate::session::{ReportOptions, STEPS_PER_PAGE, Session, progress_bar};
+use crate::session::{ReportOptions, Session, progress_bar};
 use crate::{ExitStatus, pipeline, report, say, sweep};
 
 pub(crate) fn sweep_command(args: cli::SweepArgs) -> anyhow::Result<ExitStatus> {
@@ -111,7 +111,7 @@ pub(crate) fn sweep_command(args: cli::SweepArgs) -> anyhow::Result<ExitStatus> 
                 p.label()
             ));
             let spec = p.spec()?;
-            let progress = progress_bar(session.pages.len() as u64, STEPS_PER_PAGE, false);
+            let progress = progress_bar(session.pages.len() as u64, false);
             let path = sweep::repeat_path(&args.out, p, rep);
             let r = session.run_strategy(&spec, &p.label(), &path, &options, progress.clone())?;
             progress.finish();

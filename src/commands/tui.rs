@@ -31,18 +31,11 @@ pub(crate) fn tui_command(args: cli::TuiArgs) -> anyhow::Result<ExitStatus> {
     }
     let max_pages = (!args.all_pages).then_some(args.max_pages);
     let session = Session::open(&args.corpus, &args.common, max_pages)?;
-    let paths: Vec<std::path::PathBuf> = specs
+    let mut paths: Vec<std::path::PathBuf> = specs
         .iter()
-        .map(|(spec, _)| match &args.out_dir {
-            Some(dir) => {
-                let created_at = humantime::format_rfc3339_seconds(session.started_at).to_string();
-                report::default_path(dir, &session.corpus.name, &spec.name, &created_at)
-            }
-            None => session.default_report_path(&spec.name),
-        })
+        .map(|(spec, _)| session.default_report_path(args.out_dir.as_deref(), &spec.name))
         .collect();
     // The same strategy twice (or two files with one name) must not share a report.
-    let mut paths = paths;
     for i in 1..paths.len() {
         if paths[..i].contains(&paths[i]) {
             let stem = paths[i]

@@ -341,9 +341,9 @@ impl LiveBoard {
 
 /// Render lanes first, then the device's stages in pipeline order.
 fn lane_rank(lane: &str) -> (u8, String) {
-    let stage_rank = ["layout", "ocr", "table", "figure"]
+    let stage_rank = crate::models::StageKind::MODELS
         .iter()
-        .position(|s| lane.ends_with(s))
+        .position(|s| lane.ends_with(s.name()))
         .unwrap_or(9);
     if lane.starts_with("render") {
         (0, lane.to_string())

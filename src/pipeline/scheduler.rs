@@ -175,9 +175,7 @@ impl<T> Scheduler<T> {
 
     /// Every admitted page has left the pipeline and no more will come.
     pub fn finished(&self) -> bool {
-        self.input_closed
-            && self.rendering == 0
-            && self.reorder.is_empty()
+        self.entry_drained()
             && self.running.is_none()
             && self.queues.iter().all(|q| q.items.is_empty())
     }
@@ -185,11 +183,7 @@ impl<T> Scheduler<T> {
     /// Every page before `low(stage)` has left `stage` (deterministic mode, where pages move
     /// in order): the smallest page still in it, in front of it or on its way to it.
     fn low(&self, stage: usize) -> usize {
-        let mut low = if stage == 0 {
-            self.low_entry()
-        } else {
-            self.low(stage - 1)
-        };
+        let mut low = self.upstream_low(stage);
         if let Some(front) = self.queues[stage].items.front() {
             low = low.min(front.seq);
         }
@@ -201,9 +195,7 @@ impl<T> Scheduler<T> {
 
     /// No more pages can reach `stage`: everything upstream has drained.
     fn upstream_drained(&self, stage: usize) -> bool {
-        self.input_closed
-            && self.rendering == 0
-            && self.reorder.is_empty()
+        self.entry_drained()
             && self.queues[..stage].iter().all(|q| q.items.is_empty())
             && self.running.is_none_or(|r| r.stage >= stage)
     }
@@ -220,12 +212,7 @@ impl<T> Scheduler<T> {
             } else {
                 self.total
             };
-            let upstream = if stage == 0 {
-                self.low_entry()
-            } else {
-                self.low(stage - 1)
-            };
-            if upstream < chunk_end.min(limit) {
+            if self.upstream_low(stage) < chunk_end.min(limit) {
                 return None;
             }
             q.items.iter().take_while(|i| i.seq < chunk_end).count()
@@ -246,12 +233,18 @@ impl<T> Scheduler<T> {
         Some(len)
     }
 
-    /// Deterministic mode, first stage: every page before this one has entered it (or failed).
-    fn low_entry(&self) -> usize {
-        if self.input_closed && self.rendering == 0 && self.reorder.is_empty() {
-            self.admitted
-        } else {
-            self.next_in_order
+    /// No page is being rendered, waits to enter the first stage, or will be admitted.
+    fn entry_drained(&self) -> bool {
+        self.input_closed && self.rendering == 0 && self.reorder.is_empty()
+    }
+
+    /// Every page before this one has left the stages before `stage` (for the first stage:
+    /// has entered it, or failed to render).
+    fn upstream_low(&self, stage: usize) -> usize {
+        match stage {
+            0 if self.entry_drained() => self.admitted,
+            0 => self.next_in_order,
+            s => self.low(s - 1),
         }
     }
 

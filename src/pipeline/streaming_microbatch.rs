@@ -242,12 +242,7 @@ impl Orchestrator<'_> {
         match event {
             Event::Rendered { seq, work, ok } => {
                 if ok {
-                    let item = Item {
-                        seq,
-                        ready_ns: work.ready_ns,
-                        payload: work,
-                    };
-                    self.sched.rendered(seq, Some(item));
+                    self.sched.rendered(seq, Some(queued(seq, work)));
                 } else {
                     self.sched.rendered(seq, None);
                     self.complete(work, Some(StageKind::Render));
@@ -262,12 +257,7 @@ impl Orchestrator<'_> {
                     } else if last {
                         self.complete(work, None);
                     } else {
-                        let item = Item {
-                            seq,
-                            ready_ns: work.ready_ns,
-                            payload: work,
-                        };
-                        self.sched.push(stage + 1, item);
+                        self.sched.push(stage + 1, queued(seq, work));
                     }
                 }
             }
@@ -277,5 +267,14 @@ impl Orchestrator<'_> {
     fn complete(&mut self, work: PageWork, failed_stage: Option<StageKind>) {
         let record = complete_page(self.exec, work, failed_stage, self.on_page);
         self.records.push(record);
+    }
+}
+
+/// A page entering a queue, ready since its last stage (or its render) ended.
+fn queued(seq: usize, work: PageWork) -> Item<PageWork> {
+    Item {
+        seq,
+        ready_ns: work.ready_ns,
+        payload: work,
     }
 }

@@ -11,8 +11,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::human_bytes;
 use super::schema::Report;
+use super::{human_bytes, occupancy};
 use crate::metrics::span::Span;
 
 /// The report's spans: inline, or from the side file written next to it.
@@ -90,39 +90,30 @@ pub fn chrome_trace(report: &Report, spans: &[Span]) -> Value {
     }
     // Queue depth per stage: each page waits from ready (its call's start minus its queue
     // wait) to its call's start.
-    let mut queues: std::collections::BTreeMap<&str, Vec<(u64, i64)>> = Default::default();
+    let mut waits: std::collections::BTreeMap<&str, Vec<(u64, u64)>> = Default::default();
     for s in spans {
-        let q = queues.entry(s.stage.name()).or_default();
-        for w in &s.queue_wait_ns {
-            if *w > 0 {
-                q.push((s.start_ns.saturating_sub(*w), 1));
-                q.push((s.start_ns, -1));
-            }
+        let q = waits.entry(s.stage.name()).or_default();
+        for w in s.queue_wait_ns.iter().filter(|w| **w > 0) {
+            q.push((s.start_ns.saturating_sub(*w), s.start_ns));
         }
     }
-    for (stage, mut steps) in queues {
-        steps.sort();
-        let mut depth = 0i64;
-        for (t, step) in steps {
-            depth += step;
+    for (stage, intervals) in waits {
+        for (t, depth) in occupancy(intervals.into_iter()) {
             events.push(json!({
                 "name": format!("queue {stage}"), "ph": "C", "pid": 1, "ts": us(t),
                 "args": {"pages": depth}
             }));
         }
     }
-    // Pages in flight: +1 at admission, −1 when done.
-    let mut steps: Vec<(f64, i64)> = report
+    // Pages in flight: from admission to done.
+    let ns = |ms: f64| (ms * 1e6).round() as u64;
+    let pages = report
         .pages
         .iter()
-        .flat_map(|p| [(p.admitted_ms, 1), (p.done_ms, -1)])
-        .collect();
-    steps.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let mut in_flight = 0i64;
-    for (t_ms, step) in steps {
-        in_flight += step;
+        .map(|p| (ns(p.admitted_ms), ns(p.done_ms)));
+    for (t, in_flight) in occupancy(pages) {
         events.push(json!({
-            "name": "pages in flight", "ph": "C", "pid": 1, "ts": t_ms * 1e3,
+            "name": "pages in flight", "ph": "C", "pid": 1, "ts": us(t),
             "args": {"pages": in_flight}
         }));
     }

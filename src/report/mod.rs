@@ -376,20 +376,31 @@ pub fn steady_state(done_ns: impl Iterator<Item = u64>) -> (f64, u64) {
     ((done.len() - k) as f64 / (span as f64 / 1e9), k as u64)
 }
 
-/// The most intervals `[admitted, done)` that overlap at one instant.
-pub fn max_in_flight(intervals: impl Iterator<Item = (u64, u64)>) -> u64 {
-    // Ends sort before starts at the same instant: a page done as another is admitted does
-    // not count twice.
+/// How many intervals `[from, to)` are open, after each start or end, in time order: the
+/// occupancy of a queue or of the pipeline over time. Ends sort before starts at the same
+/// instant: a page done as another is admitted does not count twice.
+pub fn occupancy(intervals: impl Iterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
     let mut events: Vec<(u64, i64)> = intervals
         .flat_map(|(a, d)| [(a, 1), (d.max(a), -1)])
         .collect();
     events.sort();
-    let (mut now, mut max) = (0i64, 0i64);
-    for (_, step) in events {
-        now += step;
-        max = max.max(now);
-    }
-    max as u64
+    let mut now = 0i64;
+    events
+        .into_iter()
+        .map(|(t, step)| {
+            now += step;
+            (t, now.max(0) as u64)
+        })
+        .collect()
+}
+
+/// The most intervals `[admitted, done)` that overlap at one instant.
+pub fn max_in_flight(intervals: impl Iterator<Item = (u64, u64)>) -> u64 {
+    occupancy(intervals)
+        .into_iter()
+        .map(|(_, n)| n)
+        .max()
+        .unwrap_or(0)
 }
 
 /// `results/<corpus>-<strategy>-<UTC time>.json`.
