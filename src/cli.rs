@@ -108,6 +108,18 @@ pub struct CommonRunArgs {
     /// [default: physical cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Model profile for every strategy: `seed` runs the production pipeline's models (DETR
+    /// layout, Table Transformer structure) where a strategy names the embedded layout and
+    /// table models [default: as each strategy file says].
+    #[arg(long, value_name = "PROFILE")]
+    pub models: Option<crate::config::ModelProfile>,
+    /// Seed model weights: `random` (seeded random weights of the full-size architecture: real
+    /// compute, meaningless outputs, reports say so), or a folder holding one checkpoint folder
+    /// per model id, e.g. DIR/detr-layout filled by `hf download
+    /// cmarkea/detr-layout-detection --local-dir DIR/detr-layout` [default: each stage's
+    /// `weights`, else models/<id>].
+    #[arg(long, value_name = "random|DIR")]
+    pub weights: Option<String>,
     #[command(flatten)]
     pub pdfium: PdfiumArgs,
 }

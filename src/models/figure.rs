@@ -23,6 +23,8 @@ impl Stage for FigureCropStage {
             stage: StageKind::Figure,
             id: "crop".into(),
             is_test_stage: false,
+            untrained: false,
+            fallback: None,
             weights_sha256: None,
         }
     }

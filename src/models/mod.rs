@@ -4,9 +4,11 @@
 //! Stages know nothing of timing: the executor (`pipeline/executor.rs`) times every call at
 //! this boundary. `models` never imports `metrics`.
 
+pub mod checkpoint;
 pub mod csp_pan;
 pub mod db_det;
 pub mod deploy_graph;
+pub mod detr;
 pub mod device;
 pub mod figure;
 pub mod layers;
@@ -93,6 +95,14 @@ pub struct ModelInfo {
     pub is_test_stage: bool,
     /// sha256 of the weights file(s), when the model has weights.
     pub weights_sha256: Option<String>,
+    /// The weights are seeded random numbers (`--weights random`): the compute is the trained
+    /// model's, the outputs are meaningless.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub untrained: bool,
+    /// Where the stage's outputs come from instead, when they are not this model's (an
+    /// untrained layout model's regions come from the embedded layout model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 /// A stage failure. The executor attaches the document and page.
@@ -152,6 +162,9 @@ pub struct BuildContext {
     /// Never fetch weights; fail if they are not cached.
     pub offline: bool,
     pub device: candle_core::Device,
+    /// `--weights`: `random`, or a folder holding one checkpoint folder per seed model id;
+    /// None: each stage's `weights`, else `models/<id>` (see `detr::stage::resolve_weights`).
+    pub weights: Option<String>,
 }
 
 /// Builds the model stage `kind` described by `spec`.
@@ -185,6 +198,30 @@ pub fn build_stage(
             ctx.offline,
             &ctx.device,
         )?)),
+        (StageKind::Layout, id @ ("detr-layout" | "tatr-detection")) => {
+            let model = load_seed(id, spec, ctx)?;
+            // Untrained regions are noise: downstream stages get the embedded model's.
+            let fallback = if model.untrained {
+                Some(layout::stage::LayoutStage::load(
+                    detr::stage::LAYOUT_FALLBACK,
+                    &ctx.cache_root,
+                    ctx.offline,
+                    &ctx.device,
+                )?)
+            } else {
+                None
+            };
+            Ok(Box::new(detr::stage::DetrLayoutStage::new(model, fallback)))
+        }
+        (StageKind::Table, id @ ("tatr-structure" | "tatr-structure-v1.1")) => {
+            let model = load_seed(id, spec, ctx)?;
+            // Table crops per forward pass: the stage's batch size (crops reach 1000 px, so
+            // SLANet's floor of eight would hold gigabytes of ResNet activations).
+            Ok(Box::new(detr::stage::TatrTableStage::new(
+                model,
+                spec.batch_size,
+            )))
+        }
         (StageKind::Figure, "crop") => Ok(Box::new(figure::FigureCropStage::default())),
         (_, other) => Err(StageError::new(
             "config",
@@ -196,6 +233,18 @@ pub fn build_stage(
     }
 }
 
+/// A seed model (DETR family) for a stage, from the weights the context and spec choose.
+fn load_seed(
+    id: &str,
+    spec: &StageSpec,
+    ctx: &BuildContext,
+) -> Result<detr::stage::SeedModel, StageError> {
+    let card = detr::stage::seed_card(id)
+        .ok_or_else(|| StageError::new("config", format!("no seed card `{id}`")))?;
+    let choice = detr::stage::resolve_weights(id, ctx.weights.as_deref(), spec.weights.as_deref());
+    detr::stage::SeedModel::load(&card, &choice, &ctx.device)
+}
+
 /// Tables per SLANet call at least (a page's tables are batched together; more when the
 /// stage's batch size asks for it). Eight bound the encoder input to 23 MB.
 const TABLES_PER_CALL: usize = 8;
@@ -203,9 +252,19 @@ const TABLES_PER_CALL: usize = 8;
 /// Model ids a strategy file may name for each stage.
 pub fn available_models(kind: StageKind) -> &'static [&'static str] {
     match kind {
-        StageKind::Layout => &["picodet-layout-cdla", "null"],
+        StageKind::Layout => &[
+            "picodet-layout-cdla",
+            "detr-layout",
+            "tatr-detection",
+            "null",
+        ],
         StageKind::Ocr => &["ppocrv5", "ppocrv4", "null"],
-        StageKind::Table => &["slanet-plus", "null"],
+        StageKind::Table => &[
+            "slanet-plus",
+            "tatr-structure",
+            "tatr-structure-v1.1",
+            "null",
+        ],
         StageKind::Figure => &["crop", "null"],
         StageKind::Render => &["null"],
     }

@@ -34,6 +34,8 @@ impl Stage for NullStage {
             stage: self.kind,
             id: "null".into(),
             is_test_stage: true,
+            untrained: false,
+            fallback: None,
             weights_sha256: None,
         }
     }

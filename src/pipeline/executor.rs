@@ -242,6 +242,8 @@ impl Stage for Noop {
             stage: StageKind::Figure,
             id: "noop".into(),
             is_test_stage: true,
+            untrained: false,
+            fallback: None,
             weights_sha256: None,
         }
     }
@@ -405,6 +407,8 @@ mod tests {
                 stage: StageKind::Layout,
                 id: "hungry".into(),
                 is_test_stage: true,
+                untrained: false,
+                fallback: None,
                 weights_sha256: None,
             }
         }
@@ -444,6 +448,8 @@ mod tests {
                 stage: StageKind::Layout,
                 id: "panicky".into(),
                 is_test_stage: true,
+                untrained: false,
+                fallback: None,
                 weights_sha256: None,
             }
         }

@@ -67,6 +67,8 @@ impl<R: PageRenderer> Stage for RenderStage<R> {
             stage: StageKind::Render,
             id: "pdfium".into(),
             is_test_stage: false,
+            untrained: false,
+            fallback: None,
             weights_sha256: None,
         }
     }

@@ -111,6 +111,23 @@ pub fn build(mut d: RunData<'_>) -> Report {
         ));
     }
 
+    if d.models.iter().any(|m| m.untrained) {
+        let stages: Vec<String> = d
+            .models
+            .iter()
+            .filter(|m| m.untrained)
+            .map(|m| match &m.fallback {
+                Some(f) => format!("{} ({}; regions from {f})", m.stage.name(), m.id),
+                None => format!("{} ({})", m.stage.name(), m.id),
+            })
+            .collect();
+        warnings.push(format!(
+            "UNTRAINED: stages {} run seeded random weights (--weights random): their compute is \
+             the real model's, their own outputs are meaningless",
+            stages.join(", ")
+        ));
+    }
+
     let outputs_differ = d
         .output_check
         .as_ref()

@@ -15,7 +15,11 @@ use crate::metrics::memory::MemorySample;
 use crate::metrics::span::{Span, WorkerId};
 use crate::models::{ModelInfo, StageKind};
 
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
+/// The oldest report version this one reads: v6 only added optional fields (models'
+/// `untrained` / `fallback`, the strategy's `models` profile, stages' `weights`), so v5 reports
+/// (e.g. committed baselines) still load and compare.
+pub const MIN_READABLE_SCHEMA: u32 = 5;
 
 /// A pipebench run report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -82,6 +82,22 @@ fn title(f: &mut Frame, area: Rect, app: &App) {
             app.budget
         )),
     ]);
+    // An untrained-weights run says so in every frame, before anything a narrow terminal
+    // could cut off (the report's warnings say which stages).
+    let line = match &app.shown().notice {
+        Some(_) => {
+            let mut spans = line.spans;
+            spans.insert(
+                1,
+                Span::styled(
+                    " UNTRAINED ",
+                    Style::default().fg(Color::Black).bg(Color::Yellow),
+                ),
+            );
+            Line::from(spans)
+        }
+        None => line,
+    };
     f.render_widget(Paragraph::new(line), area);
 }
 
@@ -501,6 +517,7 @@ mod tests {
                     capacity: 1,
                 },
             ],
+            notice: None,
         }));
         a
     }
@@ -552,6 +569,21 @@ mod tests {
         let s = screen(&app(), 120, 40);
         assert_snapshot("screen_120x40.txt", &s);
         assert!(s.contains("streaming-microbatch …"));
+    }
+
+    #[test]
+    fn untrained_weights_are_flagged_in_the_title() {
+        let mut a = app();
+        assert!(!screen(&a, 80, 24).contains("UNTRAINED"));
+        let mut s = (*a.snapshot).clone();
+        s.notice = Some("UNTRAINED weights: layout detr-layout".into());
+        a.on_snapshot(Arc::new(s));
+        let first = screen(&a, 80, 24)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        assert!(first.starts_with(" pipebench  UNTRAINED "), "{first}");
     }
 
     #[test]

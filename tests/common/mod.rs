@@ -66,3 +66,17 @@ pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
         .and_then(|d| d.to_scalar::<f32>())
         .expect("diff")
 }
+
+/// A PNG (RGB on disk, e.g. written by cv2.imwrite from a BGR array) as tightly packed BGR, the
+/// renderer's pixel order: (width, height, pixels).
+pub fn read_bgr_png(path: PathBuf) -> (usize, usize, Vec<u8>) {
+    let img = image::open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut data = img.into_raw();
+    for px in data.chunks_exact_mut(3) {
+        px.swap(0, 2);
+    }
+    (w, h, data)
+}

@@ -171,6 +171,8 @@ impl Stage for LayoutStage {
             stage: StageKind::Layout,
             id: self.id.clone(),
             is_test_stage: false,
+            untrained: false,
+            fallback: None,
             weights_sha256: Some(self.weights.clone()),
         }
     }

@@ -292,6 +292,8 @@ impl Stage for OcrStage {
             stage: StageKind::Ocr,
             id: self.id.clone(),
             is_test_stage: false,
+            untrained: false,
+            fallback: None,
             weights_sha256: Some(self.weights.clone()),
         }
     }

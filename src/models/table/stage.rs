@@ -120,6 +120,8 @@ impl Stage for TableStage {
             stage: StageKind::Table,
             id: self.id.clone(),
             is_test_stage: false,
+            untrained: false,
+            fallback: None,
             weights_sha256: Some(self.weights.clone()),
         }
     }

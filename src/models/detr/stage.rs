@@ -1,0 +1,489 @@
+//! The seed models as pipeline stages: DETR layout detection (cmarkea/detr-layout-detection,
+//! or Table Transformer detection) on the layout stage, Table Transformer structure
+//! recognition on the table stage.
+//!
+//! **Weights.** A seed card (`models/<id>.toml`) names the Hugging Face repository; the user
+//! fills a folder with `hf download <repo> --local-dir models/<id>` (config.json +
+//! model.safetensors), which is where pipebench looks by default. `--weights DIR` looks in
+//! `DIR/<id>` instead, a stage's `weights = "path"` at that folder itself, and `random` (either
+//! place) builds the card's full-size architecture with seeded random weights: the compute is
+//! the real model's, the outputs are meaningless. Reports and the TUI mark such stages
+//! untrained, and an untrained layout stage takes its regions from the embedded layout model
+//! (named in the report as the stage's `fallback`) so OCR, tables and figures downstream still
+//! do realistic work.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use super::postprocess::{self, Detection};
+use super::preprocess::{self, Normalize, Resize};
+use super::{Detr, DetrConfig};
+use crate::models::checkpoint::Checkpoint;
+use crate::models::layout::stage::LayoutStage;
+use crate::models::ocr::preprocess::Bgr;
+use crate::models::routing::{self, Route, pixel_rect, route};
+use crate::models::{ModelInfo, Stage, StageError, StageKind};
+use crate::page::{PageWork, Region};
+
+/// The seed of `--weights random`.
+pub const RANDOM_SEED: u64 = 0x5eed;
+
+/// A seed model's card: where its checkpoint comes from, its full-size architecture (what
+/// `--weights random` builds; a real checkpoint's config.json takes precedence), its
+/// preprocessing and how its classes map onto pipebench's regions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedCard {
+    pub id: String,
+    /// `detr` or `table-transformer`.
+    pub architecture: String,
+    pub task: String,
+    pub description: String,
+    pub license: String,
+    pub reference: String,
+    /// The Hugging Face repository holding the checkpoint.
+    pub hub_repo: String,
+    /// The transformers class of the checkpoint (`DetrForSegmentation` checkpoints keep the
+    /// detector under `detr.`).
+    pub checkpoint_class: String,
+    /// Score threshold for a detection (strictly above).
+    pub threshold: f32,
+    pub resize: Resize,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    /// The full-size architecture.
+    pub config: DetrConfig,
+    /// Model class name → pipebench region class (layout models).
+    #[serde(default)]
+    pub classes: BTreeMap<String, String>,
+}
+
+const SEED_CARDS: &[(&str, &str)] = &[
+    (
+        "models/detr-layout.toml",
+        include_str!("../../../models/detr-layout.toml"),
+    ),
+    (
+        "models/tatr-detection.toml",
+        include_str!("../../../models/tatr-detection.toml"),
+    ),
+    (
+        "models/tatr-structure.toml",
+        include_str!("../../../models/tatr-structure.toml"),
+    ),
+    (
+        "models/tatr-structure-v1.1.toml",
+        include_str!("../../../models/tatr-structure-v1.1.toml"),
+    ),
+];
+
+/// Every seed card.
+pub fn seed_cards() -> Result<Vec<SeedCard>, String> {
+    SEED_CARDS
+        .iter()
+        .map(|(file, text)| {
+            toml::from_str(text).map_err(|e| format!("{file}: invalid seed card: {e}"))
+        })
+        .collect()
+}
+
+/// The seed card with this id.
+pub fn seed_card(id: &str) -> Option<SeedCard> {
+    seed_cards().ok()?.into_iter().find(|c| c.id == id)
+}
+
+/// Where a seed model's weights come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WeightsChoice {
+    /// Seeded random weights of the card's full-size architecture.
+    Random { seed: u64 },
+    /// A checkpoint folder (config.json + *.safetensors).
+    Dir(PathBuf),
+}
+
+/// Resolves the weights of seed model `id`: the command line's `--weights` (`random`, or a
+/// root holding one folder per model id) wins over the stage's `weights` (`random`, or the
+/// checkpoint folder itself); the default is `models/<id>`.
+pub fn resolve_weights(id: &str, cli: Option<&str>, stage: Option<&str>) -> WeightsChoice {
+    match (cli, stage) {
+        (Some("random"), _) | (None, Some("random")) => WeightsChoice::Random { seed: RANDOM_SEED },
+        (Some(root), _) => WeightsChoice::Dir(Path::new(root).join(id)),
+        (None, Some(dir)) => WeightsChoice::Dir(PathBuf::from(dir)),
+        (None, None) => WeightsChoice::Dir(Path::new("models").join(id)),
+    }
+}
+
+/// A loaded seed model: the network, its config and where the weights came from.
+pub struct SeedModel {
+    pub card: SeedCard,
+    pub detr: Detr,
+    /// sha256 of the safetensors files (None for random weights).
+    pub weights_sha256: Option<String>,
+    pub untrained: bool,
+}
+
+impl SeedModel {
+    /// Loads `card` from `weights` onto `device`. Errors say which folder was searched and
+    /// how to fill it.
+    pub fn load(
+        card: &SeedCard,
+        weights: &WeightsChoice,
+        device: &Device,
+    ) -> Result<Self, StageError> {
+        let werr = |m: String| StageError::new("weights", format!("model {}: {m}", card.id));
+        match weights {
+            WeightsChoice::Random { seed } => {
+                let ck = Checkpoint::Random {
+                    seed: *seed,
+                    device: device.clone(),
+                };
+                let detr =
+                    Detr::load(&card.config, &ck.root(), false).map_err(|e| werr(e.to_string()))?;
+                Ok(Self {
+                    card: card.clone(),
+                    detr,
+                    weights_sha256: None,
+                    untrained: true,
+                })
+            }
+            WeightsChoice::Dir(dir) => {
+                let config_path = dir.join("config.json");
+                let fix = format!(
+                    "\n  fix: `hf download {} --local-dir {}` (on a machine that reaches the \
+                     Hugging Face hub, then copy the folder here), or pass `--weights random` \
+                     to measure the architecture with untrained weights",
+                    card.hub_repo,
+                    dir.display()
+                );
+                let text = std::fs::read_to_string(&config_path).map_err(|e| {
+                    werr(format!(
+                        "no checkpoint at {} ({e}){fix}",
+                        config_path.display()
+                    ))
+                })?;
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| werr(format!("{}: {e}", config_path.display())))?;
+                let cfg = DetrConfig::from_hf(&v, None)
+                    .map_err(|e| werr(format!("{}: {e}", dir.display())))?;
+                let ck =
+                    Checkpoint::from_dir(dir, device).map_err(|e| werr(format!("{e}{fix}")))?;
+                let segmentation = ck.has_prefix("detr.model.");
+                let detr =
+                    Detr::load(&cfg, &ck.root(), segmentation).map_err(|e| werr(e.to_string()))?;
+                let mut card = card.clone();
+                card.config = cfg;
+                Ok(Self {
+                    card,
+                    detr,
+                    weights_sha256: Some(hash_safetensors(dir).map_err(werr)?),
+                    untrained: false,
+                })
+            }
+        }
+    }
+
+    fn normalize(&self) -> Normalize {
+        Normalize {
+            mean: self.card.mean,
+            std: self.card.std,
+        }
+    }
+
+    /// Detections on each image (pixels of the image), batched with padding and pixel mask.
+    pub fn detect(&self, images: &[Bgr<'_>]) -> candle_core::Result<Vec<Vec<Detection>>> {
+        let prepared: Vec<_> = images
+            .iter()
+            .map(|img| preprocess::prepare(img, self.card.resize, self.normalize()))
+            .collect();
+        let batch = preprocess::batch(&prepared, self.detr.device())?;
+        let out = self.detr.forward(&batch.pixels, &batch.sizes)?;
+        let targets: Vec<(f32, f32)> = images
+            .iter()
+            .map(|i| (i.width as f32, i.height as f32))
+            .collect();
+        postprocess::detections(&out.logits, &out.boxes, &targets, self.card.threshold)
+    }
+
+    /// The model's label for a class id.
+    pub fn label(&self, id: usize) -> &str {
+        self.detr
+            .config
+            .labels
+            .get(id)
+            .map_or("unknown", String::as_str)
+    }
+}
+
+/// sha256 over the folder's safetensors files, in name order.
+fn hash_safetensors(dir: &Path) -> Result<String, String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| crate::models::checkpoint::is_checkpoint_file(p))
+        .collect();
+    files.sort();
+    let hashes: Vec<String> = files
+        .iter()
+        .map(|f| crate::assets::sha256_file(f).map_err(|e| format!("{}: {e}", f.display())))
+        .collect::<Result<_, _>>()?;
+    Ok(if hashes.len() == 1 {
+        hashes.into_iter().next().unwrap_or_default()
+    } else {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for x in &hashes {
+            h.update(x.as_bytes());
+        }
+        format!("{:x}", h.finalize())
+    })
+}
+
+fn model_info(stage: StageKind, m: &SeedModel, fallback: Option<String>) -> ModelInfo {
+    ModelInfo {
+        stage,
+        id: m.card.id.clone(),
+        is_test_stage: false,
+        weights_sha256: m.weights_sha256.clone(),
+        untrained: m.untrained,
+        fallback,
+    }
+}
+
+/// Layout detection with a DETR (detr-layout, tatr-detection).
+pub struct DetrLayoutStage {
+    model: SeedModel,
+    /// Untrained weights: regions come from this (the embedded layout model).
+    fallback: Option<LayoutStage>,
+}
+
+/// The embedded layout model an untrained seed layout stage takes its regions from.
+pub const LAYOUT_FALLBACK: &str = "picodet-layout-cdla";
+
+impl DetrLayoutStage {
+    pub fn new(model: SeedModel, fallback: Option<LayoutStage>) -> Self {
+        Self { model, fallback }
+    }
+
+    pub fn model_ref(&self) -> &SeedModel {
+        &self.model
+    }
+}
+
+impl Stage for DetrLayoutStage {
+    fn kind(&self) -> StageKind {
+        StageKind::Layout
+    }
+
+    fn model(&self) -> ModelInfo {
+        model_info(
+            StageKind::Layout,
+            &self.model,
+            self.fallback.as_ref().map(|_| LAYOUT_FALLBACK.to_string()),
+        )
+    }
+
+    fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
+        let mut images = Vec::with_capacity(batch.len());
+        for page in batch.iter() {
+            images.push(crate::models::page_bgr(page, StageKind::Layout)?);
+        }
+        let dets = self
+            .model
+            .detect(&images)
+            .map_err(crate::models::model_error)?;
+        let regions: Vec<Vec<Region>> = match &self.fallback {
+            Some(f) => f.detect(&images).map_err(crate::models::model_error)?,
+            None => dets
+                .iter()
+                .map(|d| {
+                    let mut r: Vec<Region> = d
+                        .iter()
+                        .map(|x| {
+                            let label = self.model.label(x.label);
+                            let class = self
+                                .model
+                                .card
+                                .classes
+                                .get(label)
+                                .cloned()
+                                .unwrap_or_else(|| label.to_lowercase());
+                            Region::detected(&class, x.bbox, x.score)
+                        })
+                        .collect();
+                    routing::reading_order(&mut r);
+                    r
+                })
+                .collect(),
+        };
+        for (page, r) in batch.iter_mut().zip(regions) {
+            page.output.regions = r;
+        }
+        Ok(())
+    }
+}
+
+/// Table structure recognition with Table Transformer: every table region's crop, batched
+/// (mixed sizes padded, with a pixel mask), rows/columns/headers/spanning cells → a grid →
+/// HTML with the OCR lines' text in their cells.
+pub struct TatrTableStage {
+    model: SeedModel,
+    /// Crops per forward pass.
+    batch: usize,
+}
+
+impl TatrTableStage {
+    pub fn new(model: SeedModel, batch: usize) -> Self {
+        Self {
+            model,
+            batch: batch.max(1),
+        }
+    }
+}
+
+impl Stage for TatrTableStage {
+    fn kind(&self) -> StageKind {
+        StageKind::Table
+    }
+
+    fn model(&self) -> ModelInfo {
+        model_info(StageKind::Table, &self.model, None)
+    }
+
+    fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
+        let mut crops = Vec::new();
+        for (pi, page) in batch.iter().enumerate() {
+            let img = crate::models::page_bgr(page, StageKind::Table)?;
+            for (ri, r) in page.output.regions.iter().enumerate() {
+                if route(&r.class) == Route::Table
+                    && let Some(rect) = pixel_rect(r.bbox, 0.0, img.width, img.height)
+                {
+                    crops.push((pi, ri, rect));
+                }
+            }
+        }
+        for chunk in crops.chunks(self.batch) {
+            let images: Vec<Bgr<'_>> = chunk
+                .iter()
+                .map(|(pi, _, rect)| {
+                    crate::models::page_bgr(&batch[*pi], StageKind::Table).map(|i| i.crop(*rect))
+                })
+                .collect::<Result<_, _>>()?;
+            let dets = self
+                .model
+                .detect(&images)
+                .map_err(crate::models::model_error)?;
+            let htmls: Vec<String> = chunk
+                .iter()
+                .zip(&dets)
+                .map(|((pi, ri, rect), d)| {
+                    let page = &batch[*pi];
+                    let (ox, oy) = (rect[0] as f32, rect[1] as f32);
+                    let grid = postprocess::table_grid(d);
+                    // Each of the region's OCR lines goes to the cell it overlaps most.
+                    let mut cells: BTreeMap<(usize, usize), Vec<&str>> = BTreeMap::new();
+                    for l in page.output.lines.iter().filter(|l| l.region == Some(*ri)) {
+                        let b = [
+                            l.bbox[0] - ox,
+                            l.bbox[1] - oy,
+                            l.bbox[2] - ox,
+                            l.bbox[3] - oy,
+                        ];
+                        let mut best = (0.0f32, None);
+                        for r in 0..grid.rows.len() {
+                            for c in 0..grid.columns.len() {
+                                let cb = grid.cell(r, c);
+                                let a = (b[2].min(cb[2]) - b[0].max(cb[0])).max(0.0)
+                                    * (b[3].min(cb[3]) - b[1].max(cb[1])).max(0.0);
+                                if a > best.0 {
+                                    best = (a, Some((r, c)));
+                                }
+                            }
+                        }
+                        if let (_, Some(rc)) = best {
+                            cells.entry(rc).or_default().push(&l.text);
+                        }
+                    }
+                    grid.html(|r, c| cells.get(&(r, c)).map_or(String::new(), |t| t.join(" ")))
+                })
+                .collect();
+            for ((pi, ri, _), html) in chunk.iter().zip(htmls) {
+                batch[*pi].output.regions[*ri].html = Some(html);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_cards_parse_and_name_their_repositories() {
+        let cards = seed_cards().expect("cards");
+        let ids: Vec<&str> = cards.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "detr-layout",
+                "tatr-detection",
+                "tatr-structure",
+                "tatr-structure-v1.1"
+            ]
+        );
+        let detr = &cards[0];
+        assert_eq!(detr.hub_repo, "cmarkea/detr-layout-detection");
+        assert_eq!(detr.config.num_queries, 100);
+        assert_eq!(detr.config.labels.len(), 11);
+        // Every DocLayNet class maps to a pipebench region class.
+        for l in &detr.config.labels {
+            assert!(detr.classes.contains_key(l), "{l} unmapped");
+        }
+        assert_eq!(cards[2].config.num_queries, 125);
+        assert_eq!(cards[1].config.num_queries, 15);
+    }
+
+    #[test]
+    fn weights_resolution_order() {
+        assert_eq!(
+            resolve_weights("detr-layout", None, None),
+            WeightsChoice::Dir(PathBuf::from("models/detr-layout"))
+        );
+        assert_eq!(
+            resolve_weights("detr-layout", Some("/w"), Some("random")),
+            WeightsChoice::Dir(PathBuf::from("/w/detr-layout"))
+        );
+        assert_eq!(
+            resolve_weights("x", None, Some("random")),
+            WeightsChoice::Random { seed: RANDOM_SEED }
+        );
+        assert_eq!(
+            resolve_weights("x", Some("random"), Some("ckpt")),
+            WeightsChoice::Random { seed: RANDOM_SEED }
+        );
+        assert_eq!(
+            resolve_weights("x", None, Some("ckpt")),
+            WeightsChoice::Dir(PathBuf::from("ckpt"))
+        );
+    }
+
+    #[test]
+    fn a_missing_checkpoint_says_how_to_get_it() {
+        let card = seed_card("detr-layout").expect("card");
+        let dir = PathBuf::from("/nonexistent/detr-layout");
+        let e = SeedModel::load(&card, &WeightsChoice::Dir(dir), &Device::Cpu)
+            .err()
+            .expect("missing");
+        assert_eq!(e.kind, "weights");
+        assert!(
+            e.message
+                .contains("hf download cmarkea/detr-layout-detection"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("--weights random"), "{}", e.message);
+    }
+}
