@@ -299,3 +299,284 @@ pub fn ocr(args: crate::cli::BenchOcrArgs) -> anyhow::Result<ExitStatus> {
     }
     Ok(ExitStatus::Ok)
 }
+
+/// An owned BGR image (a rendered page or a crop of one).
+struct OwnedBgr {
+    width: usize,
+    height: usize,
+    data: Vec<u8>,
+}
+
+impl OwnedBgr {
+    fn view(&self) -> crate::models::ocr::preprocess::Bgr<'_> {
+        crate::models::ocr::preprocess::Bgr {
+            width: self.width,
+            height: self.height,
+            stride: self.width * 3,
+            data: &self.data,
+        }
+    }
+
+    /// Writes the image as an RGB PNG.
+    fn save_png(&self, path: &Path) -> anyhow::Result<()> {
+        let mut rgb = self.data.clone();
+        for px in rgb.chunks_exact_mut(3) {
+            px.swap(0, 2);
+        }
+        image::save_buffer(
+            path,
+            &rgb,
+            self.width as u32,
+            self.height as u32,
+            image::ExtendedColorType::Rgb8,
+        )?;
+        Ok(())
+    }
+}
+
+/// The batches of `n` images at batch size `b`: the image list repeated until it holds at least
+/// `b`, cut into consecutive batches (the last may be shorter). benches/seed_torch.py makes the
+/// same ones, so both sides time the same input shapes.
+fn seed_batches(n: usize, b: usize) -> Vec<Vec<usize>> {
+    let mut pool: Vec<usize> = (0..n).collect();
+    while pool.len() < b && n > 0 {
+        pool.extend(0..n);
+    }
+    pool.chunks(b.max(1)).map(<[usize]>::to_vec).collect()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// `pipebench bench-seed`: the seed models' forward passes in candle at several batch sizes on
+/// real pages and table crops, then transformers on the same images (benches/seed_torch.py).
+pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
+    use crate::models::detr::preprocess;
+    use crate::models::detr::stage::{SeedModel, resolve_weights, seed_card};
+    if crate::report::environment::build_profile() == "debug" {
+        eprintln!(
+            "pipebench: warning: this is a DEBUG build; timings are not representative (use --release)"
+        );
+    }
+    crate::assets::pdfium::bind(&args.pdfium, &mut |m| eprintln!("pipebench: {m}"))?;
+    let device = candle_core::Device::Cpu;
+    let root = crate::assets::cache_root(args.pdfium.cache_dir.as_deref());
+    let mut corpus = Corpus::discover(&args.corpus)?;
+    corpus.probe();
+    let picked: Vec<PageRef> = corpus.pages_spread(args.pages);
+    let spec = RenderSpec {
+        dpi: args.dpi,
+        max_long_side_px: None,
+    };
+    let mut renderer = Renderer::new();
+    let mut pages = Vec::new();
+    for p in &picked {
+        let doc = &corpus.documents[p.doc as usize];
+        let img = renderer.render(&doc.path, p.page, &spec)?;
+        let (w, h, stride) = (img.width as usize, img.height as usize, img.stride as usize);
+        let data = (0..h)
+            .flat_map(|y| img.data[y * stride..y * stride + w * 3].iter().copied())
+            .collect();
+        pages.push(OwnedBgr {
+            width: w,
+            height: h,
+            data,
+        });
+    }
+    // Table crops: the tables the embedded layout model finds, as the pipeline's table stage
+    // receives them.
+    let needs_tables = args.models.iter().any(|m| m.starts_with("tatr-structure"));
+    let mut tables = Vec::new();
+    if needs_tables {
+        let layout = crate::models::layout::stage::LayoutStage::load(
+            crate::models::detr::stage::LAYOUT_FALLBACK,
+            &root,
+            args.pdfium.offline,
+            &device,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        for page in &pages {
+            let regions = layout.detect(&[page.view()])?;
+            for r in regions.iter().flatten().filter(|r| r.class == "table") {
+                let Some([x0, y0, x1, y1]) =
+                    crate::models::routing::pixel_rect(r.bbox, 0.0, page.width, page.height)
+                else {
+                    continue;
+                };
+                let data = (y0..y1)
+                    .flat_map(|y| page.data[(y * page.width + x0) * 3..(y * page.width + x1) * 3].iter().copied())
+                    .collect();
+                tables.push(OwnedBgr {
+                    width: x1 - x0,
+                    height: y1 - y0,
+                    data,
+                });
+            }
+        }
+        tables.truncate(args.pages.max(1));
+    }
+    let dir = match &args.images_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("pipebench-bench-seed-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let threads = candle_core::utils::get_num_threads();
+    println!(
+        "bench-seed: {} pages of {} at {} dpi ({} table crops), weights {}, candle on cpu with {threads} threads; forward pass only",
+        pages.len(),
+        corpus.name,
+        args.dpi,
+        tables.len(),
+        args.weights
+    );
+    println!(
+        "  {:<20} {:>5} {:>7} {:>12} {:>12}   input shapes",
+        "model", "batch", "images", "ms/image", "ms/batch"
+    );
+    let mut candle_rows: Vec<serde_json::Value> = Vec::new();
+    for id in &args.models {
+        let card = seed_card(id).ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown seed model `{id}`: detr-layout, tatr-detection, tatr-structure, tatr-structure-v1.1"
+            )
+        })?;
+        let images: &[OwnedBgr] = if id.starts_with("tatr-structure") {
+            &tables
+        } else {
+            &pages
+        };
+        if images.is_empty() {
+            eprintln!("pipebench: {id}: no input images (no tables found?); skipped");
+            continue;
+        }
+        let files: Vec<std::path::PathBuf> = images
+            .iter()
+            .enumerate()
+            .map(|(i, img)| {
+                let p = dir.join(format!("{id}-{i}.png"));
+                img.save_png(&p).map(|_| p)
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let model = SeedModel::load(&card, &resolve_weights(id, Some(&args.weights), None), &device)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let norm = preprocess::Normalize {
+            mean: card.mean,
+            std: card.std,
+        };
+        for &bs in &args.batch_sizes {
+            let (mut batch_ms, mut image_ms, mut shapes) = (Vec::new(), Vec::new(), Vec::new());
+            for batch in seed_batches(images.len(), bs) {
+                let prepared: Vec<_> = batch
+                    .iter()
+                    .map(|&i| preprocess::prepare(&images[i].view(), card.resize, norm))
+                    .collect();
+                let input = preprocess::batch(&prepared, &device)?;
+                shapes.push(input.pixels.dims().to_vec());
+                for _ in 0..args.warmup {
+                    model.detr.forward(&input.pixels, &input.sizes)?;
+                }
+                let mut times: Vec<f64> = (0..args.repeats.max(1))
+                    .map(|_| {
+                        let t = Instant::now();
+                        model
+                            .detr
+                            .forward(&input.pixels, &input.sizes)
+                            .map(|_| t.elapsed().as_secs_f64() * 1e3)
+                    })
+                    .collect::<candle_core::Result<_>>()?;
+                let m = median(&mut times);
+                batch_ms.push(m);
+                image_ms.push(m / batch.len() as f64);
+            }
+            let row = serde_json::json!({
+                "model": id,
+                "batch_size": bs,
+                "images": seed_batches(images.len(), bs).iter().map(Vec::len).sum::<usize>(),
+                "threads": threads,
+                "ms_per_image_median": median(&mut image_ms.clone()),
+                "ms_per_batch_median": median(&mut batch_ms.clone()),
+                "input_shapes": shapes,
+            });
+            println!(
+                "  {:<20} {:>5} {:>7} {:>12.1} {:>12.1}   {}",
+                id,
+                bs,
+                row["images"],
+                row["ms_per_image_median"].as_f64().unwrap_or(f64::NAN),
+                row["ms_per_batch_median"].as_f64().unwrap_or(f64::NAN),
+                serde_json::to_string(&row["input_shapes"])?
+            );
+            candle_rows.push(row);
+        }
+        let Some(py) = &args.torch_python else {
+            continue;
+        };
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/seed_torch.py");
+        let batch_list = args
+            .batch_sizes
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let reference_id = id.trim_end_matches("-v1.1");
+        let mut cmd = std::process::Command::new(py);
+        cmd.arg(&script)
+            .args(["--model", reference_id, "--batch-sizes", &batch_list])
+            .args(["--threads", &threads.to_string()])
+            .args(["--repeats", &args.repeats.max(1).to_string()])
+            .args(["--warmup", &args.warmup.to_string()]);
+        match card.resize {
+            preprocess::Resize::ShortestLongest { shortest, longest } => {
+                cmd.args(["--size", &format!("{shortest},{longest}")]);
+            }
+            preprocess::Resize::Longest { longest } => {
+                cmd.args(["--size", &format!("0,{longest}")]);
+            }
+        }
+        cmd.arg("--images").args(&files);
+        match cmd.output() {
+            Ok(o) if o.status.success() => {
+                for line in String::from_utf8_lossy(&o.stdout).lines() {
+                    let Ok(r) = serde_json::from_str::<serde_json::Value>(line) else {
+                        continue;
+                    };
+                    let bs = r["batch_size"].as_u64().unwrap_or(0) as usize;
+                    let torch_ms = r["ms_per_image_median"].as_f64().unwrap_or(f64::NAN);
+                    let ours = candle_rows
+                        .iter()
+                        .find(|c| c["model"] == id.as_str() && c["batch_size"] == bs)
+                        .and_then(|c| c["ms_per_image_median"].as_f64())
+                        .unwrap_or(f64::NAN);
+                    println!(
+                        "  {:<20} {:>5} {:>7} {:>12.1} {:>12.1}   torch {} (same images, shapes {}); candle / torch {:.2}x",
+                        format!("{reference_id} (torch)"),
+                        bs,
+                        r["images"],
+                        torch_ms,
+                        r["ms_per_batch_median"].as_f64().unwrap_or(f64::NAN),
+                        r["torch"].as_str().unwrap_or("?"),
+                        serde_json::to_string(&r["input_shapes"])?,
+                        ours / torch_ms
+                    );
+                }
+            }
+            Ok(o) => eprintln!(
+                "pipebench: transformers reference skipped: {} failed: {}",
+                script.display(),
+                String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
+            ),
+            Err(e) => eprintln!(
+                "pipebench: transformers reference skipped: cannot run {}: {e}",
+                py.display()
+            ),
+        }
+    }
+    println!("  images: {}", dir.display());
+    Ok(ExitStatus::Ok)
+}

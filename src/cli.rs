@@ -76,6 +76,10 @@ pub enum Command {
     /// Measure OCR (PP-OCR det + rec in candle) on real pages, and onnxruntime on the same
     /// workload with the same weights when Python has onnxruntime.
     BenchOcr(BenchOcrArgs),
+    /// Measure the seed models (DETR layout, Table Transformer) in candle on real pages and
+    /// table crops at several batch sizes (model forward only), and transformers on the same
+    /// images when a Python with torch is given.
+    BenchSeed(BenchSeedArgs),
     /// Print the JSON schema of the report (results/report.schema.json is this output).
     Schema,
     /// Internal: a render worker process of the render pool (speaks a binary protocol on
@@ -339,6 +343,47 @@ pub struct BenchRenderArgs {
     /// Also write the results as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub pdfium: PdfiumArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSeedArgs {
+    /// PDF files or folders.
+    #[arg(required = true, value_name = "CORPUS")]
+    pub corpus: Vec<PathBuf>,
+    /// Pages to take, spread evenly over the corpus (table crops: the tables the embedded
+    /// layout model finds on them, at most this many).
+    #[arg(long, default_value_t = 4)]
+    pub pages: usize,
+    /// Seed models, comma-separated: detr-layout, tatr-detection, tatr-structure,
+    /// tatr-structure-v1.1.
+    #[arg(long, default_value = "detr-layout,tatr-structure", value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Images per forward pass, comma-separated.
+    #[arg(long, default_value = "1,2,4", value_delimiter = ',')]
+    pub batch_sizes: Vec<usize>,
+    /// Untimed forward passes per batch before the timed ones.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Timed forward passes per batch (the median counts).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Rendering resolution.
+    #[arg(long, default_value_t = 150.0)]
+    pub dpi: f32,
+    /// Seed model weights: `random` (full-size architecture, seeded) or a folder holding one
+    /// checkpoint folder per model id.
+    #[arg(long, default_value = "random", value_name = "random|DIR")]
+    pub weights: String,
+    /// Where to write the benchmarked images as PNG (the reference reads them)
+    /// [default: a temporary folder].
+    #[arg(long, value_name = "DIR")]
+    pub images_dir: Option<PathBuf>,
+    /// Python with torch, transformers and timm for the reference (benches/seed_torch.py);
+    /// without it only candle is measured. Also read from PIPEBENCH_TORCH_PYTHON.
+    #[arg(long, env = "PIPEBENCH_TORCH_PYTHON", value_name = "PYTHON")]
+    pub torch_python: Option<PathBuf>,
     #[command(flatten)]
     pub pdfium: PdfiumArgs,
 }

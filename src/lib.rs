@@ -77,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Models(args) => models_command(args),
         Command::BenchRender(args) => bench::render(args),
         Command::BenchOcr(args) => bench::ocr(args),
+        Command::BenchSeed(args) => bench::seed(args),
         Command::Schema => {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();
