@@ -410,7 +410,11 @@ pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
                     continue;
                 };
                 let data = (y0..y1)
-                    .flat_map(|y| page.data[(y * page.width + x0) * 3..(y * page.width + x1) * 3].iter().copied())
+                    .flat_map(|y| {
+                        page.data[(y * page.width + x0) * 3..(y * page.width + x1) * 3]
+                            .iter()
+                            .copied()
+                    })
                     .collect();
                 tables.push(OwnedBgr {
                     width: x1 - x0,
@@ -463,8 +467,14 @@ pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
                 img.save_png(&p).map(|_| p)
             })
             .collect::<anyhow::Result<_>>()?;
-        let model = SeedModel::load(&card, &resolve_weights(id, Some(&args.weights), None), &device)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let masks = args.masks && card.checkpoint_class == "DetrForSegmentation";
+        let model = SeedModel::load(
+            &card,
+            &resolve_weights(id, Some(&args.weights), None),
+            masks,
+            &device,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         let norm = preprocess::Normalize {
             mean: card.mean,
             std: card.std,
@@ -495,7 +505,7 @@ pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
                 image_ms.push(m / batch.len() as f64);
             }
             let row = serde_json::json!({
-                "model": id,
+                "model": if masks { format!("{id}+masks") } else { id.clone() },
                 "batch_size": bs,
                 "images": seed_batches(images.len(), bs).iter().map(Vec::len).sum::<usize>(),
                 "threads": threads,
@@ -505,7 +515,7 @@ pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
             });
             println!(
                 "  {:<20} {:>5} {:>7} {:>12.1} {:>12.1}   {}",
-                id,
+                row["model"].as_str().unwrap_or(id),
                 bs,
                 row["images"],
                 row["ms_per_image_median"].as_f64().unwrap_or(f64::NAN),
@@ -514,7 +524,7 @@ pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
             );
             candle_rows.push(row);
         }
-        let Some(py) = &args.torch_python else {
+        let Some(py) = args.torch_python.as_ref().filter(|_| !masks) else {
             continue;
         };
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/seed_torch.py");
@@ -569,7 +579,10 @@ pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
             Ok(o) => eprintln!(
                 "pipebench: transformers reference skipped: {} failed: {}",
                 script.display(),
-                String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
             ),
             Err(e) => eprintln!(
                 "pipebench: transformers reference skipped: cannot run {}: {e}",

@@ -358,7 +358,11 @@ pub struct BenchSeedArgs {
     pub pages: usize,
     /// Seed models, comma-separated: detr-layout, tatr-detection, tatr-structure,
     /// tatr-structure-v1.1.
-    #[arg(long, default_value = "detr-layout,tatr-structure", value_delimiter = ',')]
+    #[arg(
+        long,
+        default_value = "detr-layout,tatr-structure",
+        value_delimiter = ','
+    )]
     pub models: Vec<String>,
     /// Images per forward pass, comma-separated.
     #[arg(long, default_value = "1,2,4", value_delimiter = ',')]
@@ -376,6 +380,9 @@ pub struct BenchSeedArgs {
     /// checkpoint folder per model id.
     #[arg(long, default_value = "random", value_name = "random|DIR")]
     pub weights: String,
+    /// Also run detr-layout's segmentation mask head (measures its cost; no torch reference).
+    #[arg(long)]
+    pub masks: bool,
     /// Where to write the benchmarked images as PNG (the reference reads them)
     /// [default: a temporary folder].
     #[arg(long, value_name = "DIR")]

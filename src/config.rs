@@ -248,6 +248,10 @@ pub struct StageSpec {
     /// (`hf download <repo> --local-dir <folder>`) [default: models/<model id>]. The command
     /// line's `--weights` takes precedence.
     pub weights: Option<String>,
+    /// detr-layout only: also run the checkpoint's segmentation mask head (DetrForSegmentation;
+    /// about 4.5× the detector's compute). The masks are discarded: this measures what a
+    /// pipeline that keeps them pays.
+    pub masks: bool,
 }
 
 impl StageSpec {
@@ -315,6 +319,7 @@ impl Default for StageSpec {
             queue_capacity: None,
             max_wait_ms: None,
             weights: None,
+            masks: false,
         }
     }
 }
@@ -512,6 +517,15 @@ fn validate(s: &StrategySpec) -> Result<(), (String, String)> {
                 format!(
                     "applies to the seed models only (detr-layout, tatr-detection, \
                      tatr-structure, tatr-structure-v1.1), not `{}`",
+                    st.model
+                ),
+            );
+        }
+        if st.masks && st.model != "detr-layout" {
+            return bad(
+                &key("masks"),
+                format!(
+                    "applies to detr-layout only (a DetrForSegmentation checkpoint), not `{}`",
                     st.model
                 ),
             );

@@ -145,6 +145,28 @@ fn models_command(args: cli::ModelsArgs) -> anyhow::Result<ExitStatus> {
             format!("{}=={}", card.weights.package, card.weights.version)
         );
     }
+    // Seed models: checkpoints the user fetches from the Hugging Face hub.
+    println!();
+    println!(
+        "{:<20} {:<17} {:<16} {:<10} {:<58} checkpoint (default folder)",
+        "seed model", "arch", "task", "license", "hub repository"
+    );
+    for card in models::detr::stage::seed_cards().map_err(|e| anyhow::anyhow!(e))? {
+        let dir = std::path::Path::new("models").join(&card.id);
+        let state = if dir.join("config.json").is_file() {
+            format!("{} (found)", dir.display())
+        } else {
+            format!(
+                "none: `hf download {} --local-dir {}`, or --weights random",
+                card.hub_repo,
+                dir.display()
+            )
+        };
+        println!(
+            "{:<20} {:<17} {:<16} {:<10} {:<58} {state}",
+            card.id, card.architecture, card.task, card.license, card.hub_repo
+        );
+    }
     Ok(ExitStatus::Ok)
 }
 

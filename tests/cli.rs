@@ -1185,3 +1185,162 @@ fn sweep_runs_a_grid_resumes_and_merges_shards() {
         .code(2)
         .stderr(predicate::str::contains("stages.ocr.batch_size"));
 }
+
+/// The seed profile on random weights: the full-size DETR and Table Transformer run (batched
+/// by streaming-microbatch), the report marks both untrained and names the layout fallback
+/// whose regions the rest of the pipeline used.
+#[test]
+fn seed_profile_with_random_weights_is_marked_untrained() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strategy = strategy_file(
+        dir.path(),
+        "seed",
+        "name = \"seed-streaming\"\nkind = \"streaming-microbatch\"\nmodels = \"seed\"\n\
+         [stages.layout]\nmodel = \"picodet-layout-cdla\"\nbatch_size = 2\nqueue_capacity = 2\n\
+         [stages.ocr]\nmodel = \"null\"\n\
+         [stages.table]\nmodel = \"slanet-plus\"\n\
+         [stages.figure]\nmodel = \"crop\"\n",
+    );
+    let out = dir.path().join("r.json");
+    let assert = cmd()
+        .args([
+            "run",
+            "--weights",
+            "random",
+            "--max-pages",
+            "2",
+            "--strategy",
+        ])
+        .arg(&strategy)
+        .arg("--out")
+        .arg(&out)
+        .arg(smoke())
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    assert!(stdout.contains("UNTRAINED"), "{stdout}");
+    let r = read_json(&out);
+    assert_schema_valid(&r);
+    assert_eq!(r["ok"], true);
+    assert_eq!(r["strategy"]["parameters"]["models"], "seed");
+    let model = |stage: &str| {
+        r["models"]
+            .as_array()
+            .expect("models")
+            .iter()
+            .find(|m| m["stage"] == stage)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {stage} model"))
+    };
+    let layout = model("layout");
+    assert_eq!(layout["id"], "detr-layout");
+    assert_eq!(layout["untrained"], true);
+    assert_eq!(layout["fallback"], "picodet-layout-cdla");
+    let table = model("table");
+    assert_eq!(table["id"], "tatr-structure");
+    assert_eq!(table["untrained"], true);
+    assert!(
+        model("ocr")["untrained"].is_null(),
+        "trained models are not marked"
+    );
+    assert!(
+        r["warnings"]
+            .as_array()
+            .expect("warnings")
+            .iter()
+            .any(|w| w.as_str().unwrap_or("").contains("UNTRAINED")),
+        "{}",
+        r["warnings"]
+    );
+    // The fallback's regions reached the pages.
+    let regions: u64 = r["output"]["content"]["regions_by_class"]
+        .as_object()
+        .expect("regions by class")
+        .values()
+        .map(|v| v.as_u64().unwrap_or(0))
+        .sum();
+    assert!(regions > 0, "no regions: {}", r["output"]["content"]);
+    // Both pages went through layout in one batch of two.
+    assert_eq!(batches_of(&r, "layout"), vec![vec![0, 1]]);
+}
+
+/// Without weights, a seed model fails with the folder it looked in and how to fill it.
+#[test]
+fn missing_seed_weights_say_how_to_get_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    cmd()
+        .current_dir(dir.path())
+        .args(["run", "--models", "seed", "--max-pages", "1", "--out"])
+        .arg(dir.path().join("r.json"))
+        .arg(smoke())
+        .assert()
+        .failure()
+        .stderr(
+            predicate::str::contains("models/detr-layout/config.json")
+                .and(predicate::str::contains(
+                    "hf download cmarkea/detr-layout-detection --local-dir models/detr-layout",
+                ))
+                .and(predicate::str::contains("--weights random")),
+        );
+}
+
+#[test]
+fn seed_only_keys_are_refused_elsewhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (text, key) in [
+        (
+            "name = \"x\"\nkind = \"sequential\"\n[stages.layout]\nmodel = \"picodet-layout-cdla\"\nweights = \"random\"\n",
+            "stages.layout.weights",
+        ),
+        (
+            "name = \"x\"\nkind = \"sequential\"\n[stages.table]\nmodel = \"tatr-structure\"\nmasks = true\n",
+            "stages.table.masks",
+        ),
+    ] {
+        let s = strategy_file(dir.path(), "bad", text);
+        cmd()
+            .args(["run", "--strategy"])
+            .arg(&s)
+            .arg(smoke())
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(key));
+    }
+}
+
+/// A checkpoint folder (here the tiny HF-ResNet parity fixture, as `hf download` would leave
+/// it) runs as trained weights: no untrained mark, no fallback, its hash in the report.
+#[test]
+fn a_seed_checkpoint_folder_runs_as_trained_weights() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ckpt = root().join("tests/fixtures/detr/detr_hfresnet");
+    let strategy = strategy_file(
+        dir.path(),
+        "ckpt",
+        &format!(
+            "name = \"ckpt\"\nkind = \"sequential\"\n[stages.layout]\nmodel = \"detr-layout\"\n\
+             weights = {:?}\n[stages.ocr]\nmodel = \"null\"\n",
+            ckpt.display().to_string()
+        ),
+    );
+    let r = run_report(&strategy, &smoke());
+    assert_eq!(r["ok"], true);
+    let layout = r["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .find(|m| m["stage"] == "layout")
+        .cloned()
+        .expect("layout model");
+    assert!(
+        layout["untrained"].is_null() && layout["fallback"].is_null(),
+        "{layout}"
+    );
+    let sha = pipebench::assets::sha256_file(&ckpt.join("model.safetensors")).expect("sha");
+    assert_eq!(layout["weights_sha256"], sha.as_str());
+    assert!(
+        !r["warnings"].to_string().contains("UNTRAINED"),
+        "{}",
+        r["warnings"]
+    );
+}

@@ -64,6 +64,10 @@ fn tiny_timm(name: &str) -> Option<ResNetConfig> {
 }
 
 fn load(name: &str) -> (Detr, bool) {
+    load_with(name, false)
+}
+
+fn load_with(name: &str, masks: bool) -> (Detr, bool) {
     let d = dir(name);
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("config.json")).expect("config"))
@@ -75,7 +79,7 @@ fn load(name: &str) -> (Detr, bool) {
     let ck = Checkpoint::from_dir(&d, &Device::Cpu).expect("checkpoint");
     let seg = ck.has_prefix("detr.model.");
     (
-        Detr::load(&cfg, &ck.root(), seg).unwrap_or_else(|e| panic!("{name}: {e}")),
+        Detr::load(&cfg, &ck.root(), seg, masks).unwrap_or_else(|e| panic!("{name}: {e}")),
         seg,
     )
 }
@@ -187,6 +191,61 @@ fn a_padded_batch_gives_each_image_its_unbatched_outputs() {
             );
         }
     }
+}
+
+#[test]
+fn the_segmentation_mask_head_matches_and_batches_exactly() {
+    let name = "detr_seg_timm";
+    let (model, seg) = load_with(name, true);
+    assert!(seg);
+    let inputs = tensors(dir(name).join("inputs.safetensors"));
+    let want = tensors(dir(name).join("expected.safetensors"));
+    for i in 0..2 {
+        let x = &inputs[&format!("pixel_values_{i}")];
+        let (_, _, h, w) = x.dims4().expect("4-D");
+        let out = model.forward(x, &[(h, w)]).expect("forward");
+        let masks = out.masks.expect("mask head loaded");
+        check(
+            name,
+            "pred_masks",
+            &masks,
+            &want[&format!("pred_masks_{i}")],
+        );
+        // The detector's outputs do not change with the head on.
+        check(name, "logits", &out.logits, &want[&format!("logits_{i}")]);
+    }
+    // Padded batch: each image's masks, on its valid quarter-size region, equal its own.
+    let out = model
+        .forward(&inputs["pixel_values_batch"], &[(48, 65), (80, 31)])
+        .expect("batched forward");
+    let masks = out.masks.expect("masks");
+    for (i, (mh, mw)) in [(12usize, 17usize), (20, 8)].into_iter().enumerate() {
+        let got = masks
+            .narrow(0, i, 1)
+            .and_then(|t| t.narrow(2, 0, mh))
+            .and_then(|t| t.narrow(3, 0, mw))
+            .expect("valid region");
+        check(
+            name,
+            "batched pred_masks",
+            &got,
+            &want[&format!("pred_masks_{i}")],
+        );
+    }
+    // A detector-only checkpoint has no mask head to load.
+    let d = dir("detr_timm");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("config.json")).expect("config"))
+            .expect("json");
+    let cfg = DetrConfig::from_hf(
+        &v,
+        v["backbone_config"]["backbone"]
+            .as_str()
+            .and_then(tiny_timm),
+    )
+    .expect("config");
+    let ck = Checkpoint::from_dir(&d, &Device::Cpu).expect("checkpoint");
+    assert!(Detr::load(&cfg, &ck.root(), false, true).is_err());
 }
 
 #[test]

@@ -242,7 +242,7 @@ fn load_seed(
     let card = detr::stage::seed_card(id)
         .ok_or_else(|| StageError::new("config", format!("no seed card `{id}`")))?;
     let choice = detr::stage::resolve_weights(id, ctx.weights.as_deref(), spec.weights.as_deref());
-    detr::stage::SeedModel::load(&card, &choice, &ctx.device)
+    detr::stage::SeedModel::load(&card, &choice, spec.masks, &ctx.device)
 }
 
 /// Tables per SLANet call at least (a page's tables are batched together; more when the

@@ -29,6 +29,7 @@
 //! regions). transformers skips that step, so its batched outputs drift from its unbatched
 //! ones near the padding; ours match its unbatched outputs at any batch size.
 
+pub mod mask_head;
 pub mod postprocess;
 pub mod preprocess;
 pub mod resnet;
@@ -316,6 +317,8 @@ pub struct DetrOutput {
     pub encoder_hidden: Tensor,
     /// [B, Q, d] the decoder's output (after its final layer norm).
     pub decoder_hidden: Tensor,
+    /// [B, Q, H/4, W/4] mask logits, when the mask head is loaded.
+    pub masks: Option<Tensor>,
 }
 
 /// The detector: backbone, transformer, heads.
@@ -331,13 +334,19 @@ pub struct Detr {
     decoder_norm: LayerNorm,
     class_head: Linear,
     box_head: [Linear; 3],
+    mask_head: Option<mask_head::MaskHead>,
     device: Device,
 }
 
 impl Detr {
     /// Loads from a checkpoint's root. A `DetrForSegmentation` checkpoint's detector lives under
-    /// `detr.`; its mask head is left out.
-    pub fn load(cfg: &DetrConfig, root: &Weights<'_>, segmentation: bool) -> Result<Self> {
+    /// `detr.`; its mask head (beside it) is loaded only with `masks`.
+    pub fn load(
+        cfg: &DetrConfig,
+        root: &Weights<'_>,
+        segmentation: bool,
+        masks: bool,
+    ) -> Result<Self> {
         let top = if segmentation {
             root.pp("detr")
         } else {
@@ -403,9 +412,26 @@ impl Detr {
             linear(&bp.pp("1"), d, d)?,
             linear(&bp.pp("2"), d, 4)?,
         ];
+        let mask_head = if masks {
+            if !segmentation && !root.is_random() {
+                candle_core::bail!(
+                    "masks need a DetrForSegmentation checkpoint (tensors under `detr.` and a \
+                     `mask_head`); this one is a detector only"
+                );
+            }
+            Some(mask_head::MaskHead::load(
+                root,
+                d,
+                cfg.encoder_heads,
+                &cfg.backbone.widths,
+            )?)
+        } else {
+            None
+        };
         Ok(Self {
             config: cfg.clone(),
             backbone,
+            mask_head,
             input_projection,
             input_projection_bias,
             query_pos,
@@ -432,7 +458,10 @@ impl Detr {
         }
         let padded = sizes.iter().any(|s| *s != (h, w));
         let mut valid = padded.then(|| sizes.to_vec());
-        let features = self.backbone.forward(pixels, &mut valid)?;
+        let stages = self
+            .backbone
+            .forward_stages(pixels, &mut valid, self.mask_head.is_some())?;
+        let features = stages.last().expect("a ResNet has stages").0.clone();
         let (_, cb, fh, fw) = features.dims4()?;
         let d = self.config.d_model;
         // Valid feature sizes: exact for padded batches, the whole map otherwise.
@@ -450,6 +479,7 @@ impl Detr {
         } else {
             None
         };
+        let memory_input = src.clone();
         let mut x = src;
         for l in &self.encoder {
             x = self.encoder_layer(l, &x, &pos, mask.as_ref())?;
@@ -471,7 +501,15 @@ impl Detr {
         let bx = self.box_head[0].forward(&t)?.relu()?;
         let bx = self.box_head[1].forward(&bx)?.relu()?;
         let boxes = sigmoid(&self.box_head[2].forward(&bx)?)?;
+        let masks = match &self.mask_head {
+            Some(head) => {
+                let projected = src_projected(&memory_input, b, d, fh, fw)?;
+                Some(head.forward(&projected, &memory, &t, &stages, mask.as_ref())?)
+            }
+            None => None,
+        };
         Ok(DetrOutput {
+            masks,
             logits,
             boxes,
             features,
@@ -539,6 +577,11 @@ impl Detr {
             }
         }
     }
+}
+
+/// The projected feature map [B, d, h, w] back from its flattened [B, h·w, d] form.
+fn src_projected(src: &Tensor, b: usize, d: usize, h: usize, w: usize) -> Result<Tensor> {
+    src.transpose(1, 2)?.reshape((b, d, h, w))
 }
 
 /// DETR's sine position embedding for a feature map of `h`×`w` whose image `i` is valid on

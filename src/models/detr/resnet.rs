@@ -217,12 +217,17 @@ impl ResBlock {
     }
 }
 
-/// The backbone: stem, max pool, four stages; returns the last stage's feature map.
+/// The backbone: stem, max pool, four stages; returns the last stage's feature map (and the
+/// earlier ones on request, for the segmentation mask head).
 pub struct ResNet {
     stem: ConvBn,
-    blocks: Vec<ResBlock>,
+    /// Blocks, stage by stage.
+    stages: Vec<Vec<ResBlock>>,
     pub config: ResNetConfig,
 }
+
+/// One stage's output and each image's valid size in it (None: no image padded).
+pub type StageOutput = (Tensor, Option<Vec<(usize, usize)>>);
 
 impl ResNet {
     /// Loads from `w` (the backbone's root: `…conv_encoder.model`).
@@ -244,9 +249,10 @@ impl ResNet {
                 )?
             }
         };
-        let mut blocks = Vec::new();
+        let mut stages = Vec::new();
         let mut cin = cfg.stem;
         for (s, (&depth, &cout)) in cfg.depths.iter().zip(&cfg.widths).enumerate() {
+            let mut blocks = Vec::new();
             for b in 0..depth {
                 let stride = if b == 0 && s > 0 { 2 } else { 1 };
                 let block_in = if b == 0 { cin } else { cout };
@@ -266,11 +272,12 @@ impl ResNet {
                 };
                 blocks.push(load_block(&bw, names, cfg.block, block_in, cout, stride)?);
             }
+            stages.push(blocks);
             cin = cout;
         }
         Ok(Self {
             stem,
-            blocks,
+            stages,
             config: cfg.clone(),
         })
     }
@@ -278,6 +285,18 @@ impl ResNet {
     /// The last feature map of `x` [N, 3, H, W]; `valid` holds each image's unpadded size (or
     /// None when no image is padded) and comes back at the feature map's resolution.
     pub fn forward(&self, x: &Tensor, valid: &mut Option<Vec<(usize, usize)>>) -> Result<Tensor> {
+        let mut stages = self.forward_stages(x, valid, false)?;
+        Ok(stages.pop().expect("a ResNet has stages").0)
+    }
+
+    /// Like [`ResNet::forward`]; with `keep_all`, every stage's output comes back (first to
+    /// last), else only the last.
+    pub fn forward_stages(
+        &self,
+        x: &Tensor,
+        valid: &mut Option<Vec<(usize, usize)>>,
+        keep_all: bool,
+    ) -> Result<Vec<StageOutput>> {
         let y = self.stem.forward(x, valid)?;
         // Max pool 3×3, stride 2, pad 1: after the ReLU every value is ≥ 0, so zero padding
         // equals PyTorch's −∞ padding (every window holds at least one real value).
@@ -295,10 +314,16 @@ impl ResNet {
             }
         }
         let mut y = y;
-        for b in &self.blocks {
-            y = b.forward(&y, valid)?;
+        let mut out = Vec::new();
+        for (i, blocks) in self.stages.iter().enumerate() {
+            for b in blocks {
+                y = b.forward(&y, valid)?;
+            }
+            if keep_all || i + 1 == self.stages.len() {
+                out.push((y.clone(), valid.clone()));
+            }
         }
-        Ok(y)
+        Ok(out)
     }
 }
 

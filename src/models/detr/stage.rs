@@ -128,20 +128,31 @@ pub struct SeedModel {
 impl SeedModel {
     /// Loads `card` from `weights` onto `device`. Errors say which folder was searched and
     /// how to fill it.
+    /// With `masks`, a segmentation checkpoint's mask head is loaded and run too.
     pub fn load(
         card: &SeedCard,
         weights: &WeightsChoice,
+        masks: bool,
         device: &Device,
     ) -> Result<Self, StageError> {
         let werr = |m: String| StageError::new("weights", format!("model {}: {m}", card.id));
+        if masks && card.checkpoint_class != "DetrForSegmentation" {
+            return Err(StageError::new(
+                "config",
+                format!(
+                    "model {}: masks need a DetrForSegmentation model (detr-layout); this is a {}",
+                    card.id, card.checkpoint_class
+                ),
+            ));
+        }
         match weights {
             WeightsChoice::Random { seed } => {
                 let ck = Checkpoint::Random {
                     seed: *seed,
                     device: device.clone(),
                 };
-                let detr =
-                    Detr::load(&card.config, &ck.root(), false).map_err(|e| werr(e.to_string()))?;
+                let detr = Detr::load(&card.config, &ck.root(), false, masks)
+                    .map_err(|e| werr(e.to_string()))?;
                 Ok(Self {
                     card: card.clone(),
                     detr,
@@ -171,8 +182,8 @@ impl SeedModel {
                 let ck =
                     Checkpoint::from_dir(dir, device).map_err(|e| werr(format!("{e}{fix}")))?;
                 let segmentation = ck.has_prefix("detr.model.");
-                let detr =
-                    Detr::load(&cfg, &ck.root(), segmentation).map_err(|e| werr(e.to_string()))?;
+                let detr = Detr::load(&cfg, &ck.root(), segmentation, masks)
+                    .map_err(|e| werr(e.to_string()))?;
                 let mut card = card.clone();
                 card.config = cfg;
                 Ok(Self {
