@@ -485,7 +485,7 @@ mod tests {
     fn a_missing_checkpoint_says_how_to_get_it() {
         let card = seed_card("detr-layout").expect("card");
         let dir = PathBuf::from("/nonexistent/detr-layout");
-        let e = SeedModel::load(&card, &WeightsChoice::Dir(dir), &Device::Cpu)
+        let e = SeedModel::load(&card, &WeightsChoice::Dir(dir), false, &Device::Cpu)
             .err()
             .expect("missing");
         assert_eq!(e.kind, "weights");
