@@ -87,6 +87,9 @@ fn load_with(name: &str, masks: bool) -> (Detr, bool) {
 fn check(name: &str, what: &str, got: &Tensor, want: &Tensor) {
     assert_eq!(got.dims(), want.dims(), "{name}: {what} shape");
     let d = max_abs_diff(got, want);
+    if std::env::var_os("DETR_PARITY_PRINT").is_some() {
+        eprintln!("{name} {what} {d:e}");
+    }
     assert!(d < TOL, "{name}: {what} differs by {d}");
 }
 

@@ -80,6 +80,7 @@ impl Conv {
                     kernel: (kh, kw),
                     pad: (top, left),
                     epi: None,
+                    taps: None,
                 })
             }
             // A stride-2 conv is a stride-1 conv over the space-to-depth input (see
@@ -95,13 +96,25 @@ impl Conv {
                         for ky in 0..kh {
                             for kx in 0..kw {
                                 let (a, py, b, px) = (ky / 2, ky % 2, kx / 2, kx % 2);
-                                let c4 = (py * 2 + px) * in_per_group + ci;
+                                let c4 = phase_slot(py, px) * in_per_group + ci;
                                 weight[((co * cin4 + c4) * kh2 + a) * kw2 + b] =
                                     w[((co * in_per_group + ci) * kh + ky) * kw + kx];
                             }
                         }
                     }
                 }
+                // The last tap row sees only phase row 0, the last column only phase column
+                // 0; with the slot order of `phase_slot` each tap's phases are contiguous.
+                let c = in_per_group;
+                let taps = (0..kh2)
+                    .flat_map(|a| (0..kw2).map(move |b| (a + 1 == kh2, b + 1 == kw2)))
+                    .map(|(last_row, last_col)| match (last_row, last_col) {
+                        (false, false) => (0, 4 * c),
+                        (false, true) => (0, 2 * c),
+                        (true, false) => (c, 2 * c),
+                        (true, true) => (c, c),
+                    })
+                    .collect();
                 Some(DenseConvOp {
                     weight,
                     cout: out_c,
@@ -109,6 +122,7 @@ impl Conv {
                     kernel: (kh2, kw2),
                     pad: (0, 0),
                     epi: None,
+                    taps: Some(taps),
                 })
             }
             _ => None,
@@ -203,9 +217,21 @@ impl Module for Conv {
     }
 }
 
+/// Where phase (py, px) of a 2×2 block goes among the 4 channel groups of [`space_to_depth2`]:
+/// slots hold phases (1,0), (0,0), (0,1), (1,1), so the phases a folded kernel's last tap row
+/// ((0,0), (0,1)), last column ((1,0), (0,0)) or corner ((0,0)) reads are contiguous.
+fn phase_slot(py: usize, px: usize) -> usize {
+    match (py, px) {
+        (1, 0) => 0,
+        (0, 0) => 1,
+        (0, 1) => 2,
+        _ => 3,
+    }
+}
+
 /// The input of a stride-2 convolution rearranged for a stride-1 one: zero-padded by `pad`
 /// (plus what evens the size and covers the folded kernel `k2`), then each 2×2 block of pixels
-/// becomes 4 channels (phase-major: `(py·2 + px)·C + c`). A k×k stride-2 conv over `x` equals a
+/// becomes 4 channels (slot-major: `phase_slot(py, px)·C + c`). A k×k stride-2 conv over `x` equals a
 /// ⌈k/2⌉×⌈k/2⌉ stride-1 conv over this with the weights regrouped the same way.
 fn space_to_depth2(x: &Tensor, pad: (usize, usize), k2: (usize, usize)) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
@@ -230,6 +256,9 @@ fn space_to_depth2(x: &Tensor, pad: (usize, usize), k2: (usize, usize)) -> Resul
         .pad_with_zeros(3, pad.1, right)?
         .reshape((n, c, h2, 2, w2, 2))?
         .permute((0, 3, 5, 1, 2, 4))?
+        .reshape((n, 4, c, h2, w2))?
+        // phase index py·2 + px of each slot (see `phase_slot`)
+        .index_select(&Tensor::new(&[2u32, 0, 1, 3], x.device())?, 1)?
         .reshape((n, 4 * c, h2, w2))?
         .contiguous()
 }
@@ -262,7 +291,7 @@ impl candle_core::CustomOp1 for SpaceToDepth2 {
                     let (ry, phy) = (py / 2, py % 2);
                     let row = &plane[y * w..(y + 1) * w];
                     for phx in 0..2 {
-                        let oc = (b * 4 + phy * 2 + phx) * c + ci;
+                        let oc = (b * 4 + phase_slot(phy, phx)) * c + ci;
                         let dst = &mut out[(oc * h2 + ry) * w2..(oc * h2 + ry + 1) * w2];
                         // Input columns x with (x + pad) % 2 == phx land at (x + pad) / 2.
                         let first = (phx + 2 - pad.1 % 2) % 2;

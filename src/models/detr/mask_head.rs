@@ -18,7 +18,7 @@ use candle_core::{D, Module, Result, Tensor};
 use super::resnet::{StageOutput, mask_padding};
 use crate::models::checkpoint::{Init, Weights};
 use crate::models::deploy_graph::ConvParams;
-use crate::models::layers::{Conv, Linear, softmax_last};
+use crate::models::layers::{Conv, Linear};
 
 struct ConvGn {
     conv: Conv,
@@ -211,7 +211,8 @@ impl MaskHead {
             None => scores,
         };
         let attn =
-            softmax_last(&scores.reshape((b, nq, nh * h * w))?)?.reshape((b * nq, nh, h, w))?;
+            crate::models::ops::fused::softmax_rows(&scores.reshape((b, nq, nh * h * w))?)?
+                .reshape((b * nq, nh, h, w))?;
         // Per query: [projected features ‖ its attention maps].
         let per_query = |t: &Tensor| -> Result<Tensor> {
             let (_, c, th, tw) = t.dims4()?;

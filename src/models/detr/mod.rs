@@ -39,7 +39,7 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use serde_json::Value;
 
 use crate::models::checkpoint::{Init, Weights};
-use crate::models::layers::{LayerNorm, Linear, softmax_last};
+use crate::models::layers::{LayerNorm, Linear};
 use crate::models::ops::pointwise::sigmoid;
 use resnet::{ResNet, ResNetConfig};
 
@@ -272,7 +272,7 @@ impl Attention {
             Some(m) => scores.broadcast_add(m)?,
             None => scores,
         };
-        let p = softmax_last(&scores)?;
+        let p = crate::models::ops::fused::softmax_rows(&scores)?;
         let o = p.matmul(&v)?.transpose(1, 2)?.reshape((b, lq, d))?;
         self.out.forward(&o)
     }

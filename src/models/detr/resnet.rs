@@ -213,7 +213,7 @@ impl ResBlock {
             Some(sc) => sc.forward(x, &mut input_valid.clone())?,
             None => x.clone(),
         };
-        (y + s)?.relu()
+        crate::models::ops::fused::add_relu(&y, &s)
     }
 }
 
@@ -298,16 +298,13 @@ impl ResNet {
         keep_all: bool,
     ) -> Result<Vec<StageOutput>> {
         let y = self.stem.forward(x, valid)?;
-        // Max pool 3×3, stride 2, pad 1: after the ReLU every value is ≥ 0, so zero padding
-        // equals PyTorch's −∞ padding (every window holds at least one real value).
+        // Max pool 3×3, stride 2, pad 1. In a padded batch the padding is zeroed first: after
+        // the ReLU every real value is ≥ 0, so a zero never changes a window's maximum.
         let y = match valid.as_ref() {
             Some(v) => mask_padding(&y, v)?,
             None => y,
         };
-        let y = y
-            .pad_with_zeros(2, 1, 1)?
-            .pad_with_zeros(3, 1, 1)?
-            .max_pool2d_with_stride((3, 3), (2, 2))?;
+        let y = crate::models::ops::fused::max_pool_3x3_s2(&y)?;
         if let Some(v) = valid.as_mut() {
             for s in v.iter_mut() {
                 *s = ((s.0 - 1) / 2 + 1, (s.1 - 1) / 2 + 1);

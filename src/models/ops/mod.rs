@@ -3,6 +3,7 @@
 pub mod conv_transpose;
 pub mod dense_conv;
 pub mod depthwise;
+pub mod fused;
 pub mod pointwise;
 pub mod resize;
 pub mod squeeze_excite;

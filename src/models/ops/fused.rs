@@ -1,0 +1,182 @@
+//! Small fused CPU ops for the DETR family, where candle's op-by-op path makes several full
+//! passes (each allocating) over large tensors:
+//!
+//! - [`softmax_rows`]: softmax over the last axis in one pass per row (max, exp, sum, scale)
+//!   instead of five (the encoder's attention maps are 8 × 825 × 825 per page);
+//! - [`add_relu`]: `relu(a + b)`, a ResNet block's residual join, in one pass instead of two
+//!   (at stride 4 a ResNet-50 block's output is 256 × 259 × 200 floats);
+//! - [`max_pool_3x3_s2`]: the ResNet stem's 3×3 stride-2 max pool with PyTorch's padding 1,
+//!   straight from the input (two padding copies and candle's pool took 33–53 ms per page).
+//!
+//! Other devices, dtypes and layouts take the candle path; both paths compute the same values.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::contiguous_f32;
+
+struct SoftmaxRows;
+
+impl CustomOp1 for SoftmaxRows {
+    fn name(&self) -> &'static str {
+        "softmax-rows"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32("softmax-rows", storage, layout)?;
+        let n = layout.shape().dims().last().copied().unwrap_or(1).max(1);
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(n * 64.max(1))
+            .zip(x.par_chunks(n * 64))
+            .for_each(|(o, x)| {
+                for (o, x) in o.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
+                    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let mut sum = 0f32;
+                    for (o, v) in o.iter_mut().zip(x) {
+                        *o = (v - m).exp();
+                        sum += *o;
+                    }
+                    let inv = 1.0 / sum;
+                    for o in o.iter_mut() {
+                        *o *= inv;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// Softmax over the last axis.
+pub fn softmax_rows(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        return x.contiguous()?.apply_op1_no_bwd(&SoftmaxRows);
+    }
+    crate::models::layers::softmax_last(x)
+}
+
+struct AddRelu;
+
+impl CustomOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        "add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let a = contiguous_f32("add-relu", s1, l1)?;
+        let b = contiguous_f32("add-relu", s2, l2)?;
+        if a.len() != b.len() {
+            candle_core::bail!("add-relu: {:?} vs {:?}", l1.shape(), l2.shape());
+        }
+        let mut out = vec![0f32; a.len()];
+        out.par_chunks_mut(1 << 16)
+            .zip(a.par_chunks(1 << 16).zip(b.par_chunks(1 << 16)))
+            .for_each(|(o, (a, b))| {
+                for ((o, a), b) in o.iter_mut().zip(a).zip(b) {
+                    *o = (a + b).max(0.0);
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// `relu(a + b)` for tensors of one shape.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.device().is_cpu() && a.dtype() == DType::F32 && a.dims() == b.dims() {
+        return a.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &AddRelu);
+    }
+    (a + b)?.relu()
+}
+
+struct MaxPool3s2;
+
+impl CustomOp1 for MaxPool3s2 {
+    fn name(&self) -> &'static str {
+        "max-pool-3x3-s2"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32("max-pool-3x3-s2", storage, layout)?;
+        let (n, c, h, w) = layout.shape().dims4()?;
+        let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+        let mut out = vec![0f32; n * c * ho * wo];
+        out.par_chunks_mut(ho * wo)
+            .zip(x.par_chunks(h * w))
+            .for_each(|(o, x)| {
+                for oy in 0..ho {
+                    // Rows 2·oy − 1 ..= 2·oy + 1 that exist (padding never wins a max).
+                    let (y0, y1) = ((2 * oy).saturating_sub(1), (2 * oy + 1).min(h - 1));
+                    let orow = &mut o[oy * wo..(oy + 1) * wo];
+                    for (ox, v) in orow.iter_mut().enumerate() {
+                        let (x0, x1) = ((2 * ox).saturating_sub(1), (2 * ox + 1).min(w - 1));
+                        let mut m = f32::NEG_INFINITY;
+                        for yy in y0..=y1 {
+                            for &p in &x[yy * w + x0..=yy * w + x1] {
+                                m = m.max(p);
+                            }
+                        }
+                        *v = m;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((n, c, ho, wo))))
+    }
+}
+
+/// Max pool, 3×3 window, stride 2, padding 1 (padding never selected), as
+/// `torch.nn.MaxPool2d(3, 2, 1)`.
+pub fn max_pool_3x3_s2(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        return x.contiguous()?.apply_op1_no_bwd(&MaxPool3s2);
+    }
+    max_pool_generic(x)
+}
+
+/// [`max_pool_3x3_s2`] with candle operations: pad with the lowest value, pool.
+fn max_pool_generic(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let low = |shape: (usize, usize, usize, usize)| {
+        Tensor::full(f32::MIN, shape, x.device())?.to_dtype(x.dtype())
+    };
+    let x = Tensor::cat(&[&low((n, c, 1, w))?, x, &low((n, c, 1, w))?], 2)?;
+    let x = Tensor::cat(&[&low((n, c, h + 2, 1))?, &x, &low((n, c, h + 2, 1))?], 3)?;
+    x.max_pool2d_with_stride((3, 3), (2, 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .and_then(|d| d.abs())
+            .and_then(|d| d.flatten_all())
+            .and_then(|d| d.max(0))
+            .and_then(|d| d.to_scalar::<f32>())
+            .expect("diff")
+    }
+
+    #[test]
+    fn fused_ops_match_the_candle_path() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 3.0, (2, 3, 70, 129), &dev).expect("x");
+        let want = crate::models::layers::softmax_last(&x).expect("candle");
+        assert!(max_diff(&softmax_rows(&x).expect("fused"), &want) < 1e-6);
+        let y = Tensor::randn(0f32, 1.0, (2, 3, 70, 129), &dev).expect("y");
+        let want = (&x + &y).and_then(|t| t.relu()).expect("candle");
+        assert_eq!(max_diff(&add_relu(&x, &y).expect("fused"), &want), 0.0);
+        for (h, w) in [(9, 12), (10, 7), (1, 1), (2, 3)] {
+            let x = Tensor::randn(0f32, 1.0, (2, 3, h, w), &dev).expect("x");
+            let fused = max_pool_3x3_s2(&x).expect("fused");
+            let generic = max_pool_generic(&x).expect("generic");
+            assert_eq!(fused.dims(), generic.dims(), "{h}x{w}");
+            assert_eq!(max_diff(&fused, &generic), 0.0, "{h}x{w}");
+        }
+    }
+}
