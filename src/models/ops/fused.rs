@@ -55,7 +55,7 @@ impl CustomOp1 for SoftmaxRows {
         let x = contiguous_f32("softmax-rows", storage, layout)?;
         let n = layout.shape().dims().last().copied().unwrap_or(1).max(1);
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(n * 64.max(1))
+        out.par_chunks_mut(n * 64)
             .zip(x.par_chunks(n * 64))
             .for_each(|(o, x)| {
                 for (o, x) in o.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
