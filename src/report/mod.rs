@@ -554,8 +554,10 @@ pub fn output_content<'a>(
     for out in outputs {
         for r in &out.regions {
             *c.regions_by_class.entry(r.class.clone()).or_default() += 1;
-            if let Some(steps) = r.decoder_steps {
+            if r.html.is_some() {
                 c.tables += 1;
+            }
+            if let Some(steps) = r.decoder_steps {
                 c.table_decoder_steps += u64::from(steps);
                 c.table_decoder_steps_max = c.table_decoder_steps_max.max(u64::from(steps));
             }

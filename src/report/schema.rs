@@ -487,7 +487,8 @@ pub struct OutputContent {
     /// Table regions that got a structure.
     pub tables: u64,
     /// Table structure decoder steps, summed over tables: the data-dependent part of the
-    /// table stage's cost (one step per structure token, up to the model's limit).
+    /// table stage's cost (one step per structure token, up to the model's limit; SLANet only,
+    /// Table Transformer has no decoder loop).
     pub table_decoder_steps: u64,
     /// The most decoder steps any one table took.
     pub table_decoder_steps_max: u64,
