@@ -101,15 +101,32 @@ pub fn keep_freed_memory() {
     }
 }
 
-/// Sets the CPU thread count for candle/rayon. Call first thing in `main`, before any thread
-/// pool exists.
+/// How long candle's element-wise worker threads spin for more work before they sleep, in
+/// `spin_loop` iterations (candle's default is 25 000).
+///
+/// Why: candle 0.11 runs its element-wise ops (bias adds, layer norm steps, activations) on a
+/// pool of its own whose workers spin after every op, while the GEMMs that follow run on
+/// rayon's threads. On two cores each spin took a core from the next matrix product: Table
+/// Transformer used 5 % more CPU time and ran 4–10 % slower per table with the default
+/// (`perf stat` task-clock over `bench-seed --models tatr-structure`). A short spin still
+/// catches back-to-back ops; a user's `CANDLE_BARRIER_POOL_SPIN_LIMIT` wins.
+const CANDLE_SPIN_LIMIT: u32 = 200;
+
+/// Sets the CPU thread count for candle/rayon, and how long candle's pool spins
+/// ([`CANDLE_SPIN_LIMIT`]). Call first thing in `main`, before any thread pool exists.
 pub fn apply_thread_count(threads: Option<usize>) {
-    if let Some(n) = threads.filter(|n| *n > 0) {
-        // SAFETY: called at the start of main, before any other thread is spawned, so nothing
-        // reads the environment concurrently.
-        unsafe {
+    // SAFETY: called at the start of main, before any other thread is spawned, so nothing
+    // reads the environment concurrently.
+    unsafe {
+        if let Some(n) = threads.filter(|n| *n > 0) {
             std::env::set_var("RAYON_NUM_THREADS", n.to_string());
             std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+        }
+        if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+            std::env::set_var(
+                "CANDLE_BARRIER_POOL_SPIN_LIMIT",
+                CANDLE_SPIN_LIMIT.to_string(),
+            );
         }
     }
 }

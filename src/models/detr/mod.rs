@@ -40,6 +40,7 @@ use serde_json::Value;
 
 use crate::models::checkpoint::{Init, Weights};
 use crate::models::layers::{LayerNorm, Linear};
+use crate::models::ops::attention::AttentionOp;
 use crate::models::ops::pointwise::sigmoid;
 use resnet::{ResNet, ResNetConfig};
 
@@ -248,28 +249,42 @@ impl Attention {
     }
 
     /// `query` [B, Lq, d] (+ `query_pos`), `key` [B, Lk, d] (+ `key_pos`), values from `value`;
-    /// `mask` [B, 1, 1, Lk] additive (0 or −∞-like) or None.
+    /// `mask` the padded keys, if any.
     fn forward(
         &self,
         query: &Tensor,
         key: &Tensor,
         value: &Tensor,
-        mask: Option<&Tensor>,
+        mask: Option<&KeyMask>,
     ) -> Result<Tensor> {
         let (b, lq, d) = query.dims3()?;
         let lk = key.dim(1)?;
         let hd = d / self.heads;
+        let scale = (hd as f64).powf(-0.5);
+        let q = self.q.forward(query)?;
+        let k = self.k.forward(key)?;
+        let v = self.v.forward(value)?;
+        if q.device().is_cpu() && q.dtype() == DType::F32 {
+            // One fused op (see ops::attention): no per-head copies, no score tensor.
+            let op = AttentionOp {
+                heads: self.heads,
+                scale: scale as f32,
+                masked: mask.map(|m| m.masked.clone()),
+            };
+            let o = q.apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)?;
+            return self.out.forward(&o);
+        }
         let split = |t: Tensor, l: usize| -> Result<Tensor> {
             t.reshape((b, l, self.heads, hd))?
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = split((self.q.forward(query)? * (hd as f64).powf(-0.5))?, lq)?;
-        let k = split(self.k.forward(key)?, lk)?;
-        let v = split(self.v.forward(value)?, lk)?;
+        let q = split((q * scale)?, lq)?;
+        let k = split(k, lk)?;
+        let v = split(v, lk)?;
         let scores = q.matmul(&k.t()?)?;
         let scores = match mask {
-            Some(m) => scores.broadcast_add(m)?,
+            Some(m) => scores.broadcast_add(&m.additive)?,
             None => scores,
         };
         let p = crate::models::ops::fused::softmax_rows(&scores)?;
@@ -475,7 +490,7 @@ impl Detr {
             .reshape((b, fh * fw, d))?;
         let pos = sine_position_embedding(&fvalid, fh, fw, d, &self.device)?;
         let mask = if padded {
-            Some(key_mask(&fvalid, fh, fw, &self.device)?)
+            Some(KeyMask::new(&fvalid, fh, fw, &self.device)?)
         } else {
             None
         };
@@ -493,8 +508,10 @@ impl Detr {
             .unsqueeze(0)?
             .broadcast_as((b, self.config.num_queries, d))?;
         let mut t = Tensor::zeros((b, self.config.num_queries, d), DType::F32, &self.device)?;
+        // The cross-attention keys (memory + position) are the same in every decoder layer.
+        let key = memory.broadcast_add(&pos)?;
         for l in &self.decoder {
-            t = self.decoder_layer(l, &t, &qpos, &memory, &pos, mask.as_ref())?;
+            t = self.decoder_layer(l, &t, &qpos, &memory, &key, mask.as_ref())?;
         }
         let t = self.decoder_norm.forward(&t)?;
         let logits = self.class_head.forward(&t)?;
@@ -504,7 +521,13 @@ impl Detr {
         let masks = match &self.mask_head {
             Some(head) => {
                 let projected = src_projected(&memory_input, b, d, fh, fw)?;
-                Some(head.forward(&projected, &memory, &t, &stages, mask.as_ref())?)
+                Some(head.forward(
+                    &projected,
+                    &memory,
+                    &t,
+                    &stages,
+                    mask.as_ref().map(|m| &m.additive),
+                )?)
             }
             None => None,
         };
@@ -523,7 +546,7 @@ impl Detr {
         l: &EncoderLayer,
         x: &Tensor,
         pos: &Tensor,
-        mask: Option<&Tensor>,
+        mask: Option<&KeyMask>,
     ) -> Result<Tensor> {
         match self.config.norm {
             Norm::Post => {
@@ -549,10 +572,9 @@ impl Detr {
         t: &Tensor,
         qpos: &Tensor,
         memory: &Tensor,
-        pos: &Tensor,
-        mask: Option<&Tensor>,
+        key: &Tensor,
+        mask: Option<&KeyMask>,
     ) -> Result<Tensor> {
-        let key = memory.broadcast_add(pos)?;
         match self.config.norm {
             Norm::Post => {
                 let qk = (t + qpos)?;
@@ -562,7 +584,7 @@ impl Detr {
                 let q = (&t + qpos)?;
                 let t = l
                     .cross_norm
-                    .forward(&(&t + l.cross_attn.forward(&q, &key, memory, mask)?)?)?;
+                    .forward(&(&t + l.cross_attn.forward(&q, key, memory, mask)?)?)?;
                 l.ffn_norm.forward(&(&t + l.ffn.forward(&t)?)?)
             }
             Norm::Pre => {
@@ -571,7 +593,7 @@ impl Detr {
                 let t = (t + l.self_attn.forward(&qk, &qk, &n, None)?)?;
                 let n = l.cross_norm.forward(&t)?;
                 let q = (&n + qpos)?;
-                let t = (&t + l.cross_attn.forward(&q, &key, memory, mask)?)?;
+                let t = (&t + l.cross_attn.forward(&q, key, memory, mask)?)?;
                 let n = l.ffn_norm.forward(&t)?;
                 &t + l.ffn.forward(&n)?
             }
@@ -630,14 +652,30 @@ pub fn sine_position_embedding(
     Tensor::from_vec(out, (valid.len(), h * w, d), device)
 }
 
-/// Additive attention mask [B, 1, 1, h·w]: 0 on valid positions, a large negative value on
-/// padding.
-fn key_mask(valid: &[(usize, usize)], h: usize, w: usize, device: &Device) -> Result<Tensor> {
-    let mut m = vec![f32::MIN; valid.len() * h * w];
-    for (b, &(vh, vw)) in valid.iter().enumerate() {
-        for y in 0..vh.min(h) {
-            m[(b * h + y) * w..(b * h + y) * w + vw.min(w)].fill(0.0);
+/// The padded positions of a batch's feature maps, as attention masks them.
+pub struct KeyMask {
+    /// [B, 1, 1, h·w]: 0 on valid positions, a large negative value on padding (added to
+    /// the scores, as transformers does).
+    pub additive: Tensor,
+    /// [B × h·w]: true on padding (the fused CPU attention's form).
+    pub masked: Vec<bool>,
+}
+
+impl KeyMask {
+    fn new(valid: &[(usize, usize)], h: usize, w: usize, device: &Device) -> Result<Self> {
+        let mut masked = vec![true; valid.len() * h * w];
+        for (b, &(vh, vw)) in valid.iter().enumerate() {
+            for y in 0..vh.min(h) {
+                masked[(b * h + y) * w..(b * h + y) * w + vw.min(w)].fill(false);
+            }
         }
+        let additive: Vec<f32> = masked
+            .iter()
+            .map(|&m| if m { f32::MIN } else { 0.0 })
+            .collect();
+        Ok(Self {
+            additive: Tensor::from_vec(additive, (valid.len(), 1, 1, h * w), device)?,
+            masked,
+        })
     }
-    Tensor::from_vec(m, (valid.len(), 1, 1, h * w), device)
 }

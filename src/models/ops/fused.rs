@@ -2,7 +2,8 @@
 //! passes (each allocating) over large tensors:
 //!
 //! - [`softmax_rows`]: softmax over the last axis in one pass per row (max, exp, sum, scale)
-//!   instead of five (the encoder's attention maps are 8 × 825 × 825 per page);
+//!   instead of five, vectorized ([`softmax_row`], also the core of
+//!   [`super::attention`]);
 //! - [`add_relu`]: `relu(a + b)`, a ResNet block's residual join, in one pass instead of two
 //!   (at stride 4 a ResNet-50 block's output is 256 × 259 × 200 floats);
 //! - [`max_pool_3x3_s2`]: the ResNet stem's 3×3 stride-2 max pool with PyTorch's padding 1,
@@ -44,6 +45,74 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     if x < -87.3 { 0.0 } else { y }
 }
 
+/// Lanes of the max and sum accumulators: independent partial results the compiler keeps in
+/// vector registers (a single running max or sum is a serial chain it may not reorder).
+const LANES: usize = 16;
+
+/// In-place softmax of one row; `masked` keys (true) get probability 0.
+#[inline(always)]
+fn softmax_row_generic(row: &mut [f32], masked: Option<&[bool]>) {
+    if let Some(m) = masked {
+        for (x, &m) in row.iter_mut().zip(m) {
+            if m {
+                *x = f32::NEG_INFINITY;
+            }
+        }
+    }
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l = if x > *l { x } else { *l };
+        }
+    }
+    let mut max = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &x| if x > a { x } else { a });
+    for l in lanes {
+        max = if l > max { l } else { max };
+    }
+    if max == f32::NEG_INFINITY {
+        // Every key masked: transformers' finite mask then gives a uniform row.
+        let u = 1.0 / row.len() as f32;
+        row.fill(u);
+        return;
+    }
+    for x in row.iter_mut() {
+        *x = exp_nonpositive(*x - max);
+    }
+    let mut sums = [0f32; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (s, &x) in sums.iter_mut().zip(c) {
+            *s += x;
+        }
+    }
+    let sum = sums.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
+    let inv = 1.0 / sum;
+    for x in row.iter_mut() {
+        *x *= inv;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn softmax_row_avx2(row: &mut [f32], masked: Option<&[bool]>) {
+    softmax_row_generic(row, masked)
+}
+
+/// In-place softmax of one row, masked keys (true) excluded; with AVX2 + FMA where the CPU has
+/// them (the baseline x86-64 build has only SSE2).
+pub fn softmax_row(row: &mut [f32], masked: Option<&[bool]>) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function is compiled for.
+        return unsafe { softmax_row_avx2(row, masked) };
+    }
+    softmax_row_generic(row, masked)
+}
+
 struct SoftmaxRows;
 
 impl CustomOp1 for SoftmaxRows {
@@ -54,24 +123,110 @@ impl CustomOp1 for SoftmaxRows {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32("softmax-rows", storage, layout)?;
         let n = layout.shape().dims().last().copied().unwrap_or(1).max(1);
-        let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(n * 64)
-            .zip(x.par_chunks(n * 64))
-            .for_each(|(o, x)| {
-                for (o, x) in o.chunks_exact_mut(n).zip(x.chunks_exact(n)) {
-                    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    for (o, v) in o.iter_mut().zip(x) {
-                        *o = exp_nonpositive(v - m);
-                    }
-                    let sum: f32 = o.iter().sum();
-                    let inv = 1.0 / sum;
-                    for o in o.iter_mut() {
-                        *o *= inv;
-                    }
-                }
-            });
+        let mut out = x.to_vec();
+        out.par_chunks_mut(n * 64).for_each(|o| {
+            for row in o.chunks_exact_mut(n) {
+                softmax_row(row, None);
+            }
+        });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
+}
+
+/// Layer norm of each row of `x` into `out`: two passes over the row (mean, then the centered
+/// variance, as candle's op-by-op path computes it), then the affine map.
+#[inline(always)]
+fn layer_norm_rows_generic(x: &[f32], out: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let n = gamma.len();
+    for (row, o) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+        let mut sums = [0f32; LANES];
+        let mut chunks = row.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (s, &v) in sums.iter_mut().zip(c) {
+                *s += v;
+            }
+        }
+        let mean = (sums.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()) / n as f32;
+        let mut sq = [0f32; LANES];
+        let mut chunks = row.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (s, &v) in sq.iter_mut().zip(c) {
+                *s += (v - mean) * (v - mean);
+            }
+        }
+        let tail: f32 = chunks
+            .remainder()
+            .iter()
+            .map(|&v| (v - mean) * (v - mean))
+            .sum();
+        let inv = 1.0 / ((sq.iter().sum::<f32>() + tail) / n as f32 + eps).sqrt();
+        for (((o, &v), &g), &b) in o.iter_mut().zip(row).zip(gamma).zip(beta) {
+            *o = (v - mean) * inv * g + b;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn layer_norm_rows_avx2(x: &[f32], out: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    layer_norm_rows_generic(x, out, gamma, beta, eps)
+}
+
+fn layer_norm_rows_dispatch(x: &[f32], out: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function is compiled for.
+        return unsafe { layer_norm_rows_avx2(x, out, gamma, beta, eps) };
+    }
+    layer_norm_rows_generic(x, out, gamma, beta, eps)
+}
+
+/// Rows per task of the layer norm: enough work per task to amortize rayon's hand-off.
+const LAYER_NORM_ROWS: usize = 64;
+
+struct LayerNormRows {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    eps: f32,
+}
+
+impl CustomOp1 for LayerNormRows {
+    fn name(&self) -> &'static str {
+        "layer-norm-rows"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32("layer-norm-rows", storage, layout)?;
+        let n = self.gamma.len();
+        if layout.shape().dims().last() != Some(&n) {
+            candle_core::bail!(
+                "layer norm over {n} channels of a {:?} tensor",
+                layout.shape()
+            )
+        }
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(n * LAYER_NORM_ROWS)
+            .zip(x.par_chunks(n * LAYER_NORM_ROWS))
+            .for_each(|(o, x)| layer_norm_rows_dispatch(x, o, &self.gamma, &self.beta, self.eps));
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// Layer norm over the last axis in one op on CPU (f32), for `gamma` and `beta` on the host;
+/// None where the op does not apply (other devices and dtypes take candle's operations).
+pub fn layer_norm_rows(
+    x: &Tensor,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f64,
+) -> Option<Result<Tensor>> {
+    (x.device().is_cpu() && x.dtype() == DType::F32).then(|| {
+        x.contiguous()?.apply_op1_no_bwd(&LayerNormRows {
+            gamma: gamma.to_vec(),
+            beta: beta.to_vec(),
+            eps: eps as f32,
+        })
+    })
 }
 
 /// Softmax over the last axis.
@@ -211,6 +366,27 @@ mod tests {
         let x = Tensor::randn(0f32, 3.0, (2, 3, 70, 129), &dev).expect("x");
         let want = crate::models::layers::softmax_last(&x).expect("candle");
         assert!(max_diff(&softmax_rows(&x).expect("fused"), &want) < 1e-6);
+        let gamma: Vec<f32> = (0..129).map(|i| 0.5 + i as f32 / 100.0).collect();
+        let beta: Vec<f32> = (0..129).map(|i| i as f32 / 50.0 - 1.0).collect();
+        let (g, b) = (
+            Tensor::new(gamma.as_slice(), &dev).expect("g"),
+            Tensor::new(beta.as_slice(), &dev).expect("b"),
+        );
+        let xc = x
+            .broadcast_sub(&x.mean_keepdim(3).expect("mean"))
+            .expect("xc");
+        let want = xc
+            .sqr()
+            .and_then(|v| v.mean_keepdim(3))
+            .and_then(|v| (v + 1e-5)?.sqrt())
+            .and_then(|s| xc.broadcast_div(&s))
+            .and_then(|n| n.broadcast_mul(&g))
+            .and_then(|n| n.broadcast_add(&b))
+            .expect("candle layer norm");
+        let got = layer_norm_rows(&x, &gamma, &beta, 1e-5)
+            .expect("cpu")
+            .expect("fused");
+        assert!(max_diff(&got, &want) < 1e-5);
         let y = Tensor::randn(0f32, 1.0, (2, 3, 70, 129), &dev).expect("y");
         let want = (&x + &y).and_then(|t| t.relu()).expect("candle");
         assert_eq!(max_diff(&add_relu(&x, &y).expect("fused"), &want), 0.0);
