@@ -21,6 +21,11 @@
 //! reference's features, encoder and decoder states, logits, boxes and post-processed
 //! detections within 1e-4.
 //!
+//! **Speed (CPU).** Attention runs as one fused op ([`crate::models::ops::attention`]: per
+//! image, head and block of queries, scores kept in cache, heads read in place); layer norm
+//! and softmax are vectorized row ops; the backbone's convolutions are the shared im2col-free
+//! kernels with batch norm folded in. Other devices take candle's operations.
+//!
 //! **Batching.** Images of different sizes are padded bottom/right to the batch's largest and
 //! carry their valid size (the pixel mask). Attention ignores padded positions, as in the
 //! reference, and the backbone also zeroes its padded activations before every spatial
@@ -271,7 +276,9 @@ impl Attention {
                 scale: scale as f32,
                 masked: mask.map(|m| m.masked.clone()),
             };
-            let o = q.apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)?;
+            let o = q
+                .contiguous()?
+                .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)?;
             return self.out.forward(&o);
         }
         let split = |t: Tensor, l: usize| -> Result<Tensor> {

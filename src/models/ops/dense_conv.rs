@@ -248,7 +248,7 @@ mod tests {
     fn large_maps_split_into_column_tiles() {
         let halo = 2 * 82 + 3;
         let tile = tile_columns(48, 64, halo, 60 * 82);
-        assert!(tile >= MIN_TILE && tile < 60 * 82 / 3, "{tile}");
+        assert!((MIN_TILE..60 * 82 / 3).contains(&tile), "{tile}");
         assert_eq!(tile_columns(4, 3, 10, 50), 50);
     }
 
