@@ -537,12 +537,10 @@ mod tests {
         };
         let se = SqueezeExcite::new(conv(3, 8), conv(8, 3), 0.2).expect("se");
         let x = Tensor::randn(0f32, 1.0, (2, 8, 5, 7), &dev).expect("x");
-        let d = (se.forward(&x).expect("fused") - se.forward_generic(&x).expect("generic"))
-            .and_then(|d| d.abs())
-            .and_then(|d| d.flatten_all())
-            .and_then(|d| d.max(0))
-            .and_then(|d| d.to_scalar::<f32>())
-            .expect("diff");
+        let d = crate::models::ops::max_abs_diff(
+            &se.forward(&x).expect("fused"),
+            &se.forward_generic(&x).expect("generic"),
+        );
         assert!(d < 1e-5, "max diff {d}");
     }
 
@@ -572,12 +570,7 @@ mod tests {
                 .and_then(|y| y.broadcast_add(&b.reshape((1, cout, 1, 1))?))
                 .expect("reference");
             assert_eq!(got.dims(), want.dims(), "{cin} {cout} k{k} p{pad} {h}x{w}");
-            let d = (got - want)
-                .and_then(|d| d.abs())
-                .and_then(|d| d.flatten_all())
-                .and_then(|d| d.max(0))
-                .and_then(|d| d.to_scalar::<f32>())
-                .expect("diff");
+            let d = crate::models::ops::max_abs_diff(&got, &want);
             assert!(d < 1e-4, "max diff {d} for k{k} p{pad} {h}x{w}");
         }
     }

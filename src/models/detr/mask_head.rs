@@ -282,12 +282,7 @@ mod tests {
             .narrow(2, 0, 3)
             .and_then(|t| t.narrow(3, 0, 5))
             .expect("cut");
-        let d = (plain - cut)
-            .and_then(|t| t.abs())
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.max(0))
-            .and_then(|t| t.to_scalar::<f32>())
-            .expect("d");
+        let d = crate::models::ops::max_abs_diff(&plain, &cut);
         assert!(d < 1e-5, "{d}");
     }
 }

@@ -196,12 +196,7 @@ mod tests {
                 masked: mask,
             };
             let got = q.apply_op3_no_bwd(&k, &v, &op).expect("op");
-            let diff = (got - want)
-                .and_then(|d| d.abs())
-                .and_then(|d| d.flatten_all())
-                .and_then(|d| d.max(0))
-                .and_then(|d| d.to_scalar::<f32>())
-                .expect("diff");
+            let diff = crate::models::ops::max_abs_diff(&got, &want);
             assert!(diff < 1e-5, "max diff {diff}");
         }
     }

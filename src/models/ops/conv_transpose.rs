@@ -119,12 +119,7 @@ mod tests {
             let got = x.apply_op1_no_bwd(&op).expect("op");
             let reference = x.conv_transpose2d(&wt, 0, 0, 2, 1).expect("candle");
             assert_eq!(got.dims(), reference.dims());
-            let diff = (got - reference)
-                .and_then(|d| d.abs())
-                .and_then(|d| d.flatten_all())
-                .and_then(|d| d.max(0))
-                .and_then(|d| d.to_scalar::<f32>())
-                .expect("diff");
+            let diff = crate::models::ops::max_abs_diff(&got, &reference);
             assert!(diff < 1e-4, "{diff}");
         }
     }

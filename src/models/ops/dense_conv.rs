@@ -283,12 +283,7 @@ mod tests {
                 .and_then(|t| t.conv2d(&wt, 0, 1, 1, 1))
                 .expect("candle");
             assert_eq!(got.dims(), reference.dims());
-            let diff = (got - reference)
-                .and_then(|d| d.abs())
-                .and_then(|d| d.flatten_all())
-                .and_then(|d| d.max(0))
-                .and_then(|d| d.to_scalar::<f32>())
-                .expect("diff");
+            let diff = crate::models::ops::max_abs_diff(&got, &reference);
             assert!(
                 diff < 1e-4,
                 "cin {cin} cout {cout} k {k} pad {pad:?}: {diff}"

@@ -24,3 +24,14 @@ pub(crate) fn contiguous_f32<'a>(
         _ => bail!("{op}: only f32 is supported on CPU"),
     }
 }
+
+/// Largest absolute elementwise difference of two tensors (the kernels' unit tests).
+#[cfg(test)]
+pub(crate) fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.flatten_all())
+        .and_then(|d| d.max(0))
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("diff")
+}
