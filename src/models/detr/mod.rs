@@ -274,7 +274,7 @@ impl Attention {
             let op = AttentionOp {
                 heads: self.heads,
                 scale: scale as f32,
-                masked: mask.map(|m| m.masked.clone()),
+                masked: mask.map(|m| m.masked.as_slice()),
             };
             let o = q
                 .contiguous()?

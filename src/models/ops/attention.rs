@@ -28,14 +28,14 @@ const QUERY_BLOCK: usize = 64;
 
 /// The op: heads, the score scale, and each image's key mask (`true`: the key is padding).
 #[derive(Debug, Clone)]
-pub struct AttentionOp {
+pub struct AttentionOp<'a> {
     pub heads: usize,
     pub scale: f32,
     /// `[B × Lk]`, or None when no key is masked.
-    pub masked: Option<Vec<bool>>,
+    pub masked: Option<&'a [bool]>,
 }
 
-impl CustomOp3 for AttentionOp {
+impl CustomOp3 for AttentionOp<'_> {
     fn name(&self) -> &'static str {
         "multi-head-attention"
     }
@@ -114,7 +114,7 @@ impl CustomOp3 for AttentionOp {
                         gemm::Parallelism::None,
                     );
                 }
-                let mask = self.masked.as_ref().map(|m| &m[img * lk..(img + 1) * lk]);
+                let mask = self.masked.map(|m| &m[img * lk..(img + 1) * lk]);
                 for row in scores.chunks_exact_mut(lk) {
                     softmax_row(row, mask);
                 }
@@ -165,7 +165,7 @@ mod tests {
         let v = Tensor::randn(0f32, 1.0, (b, lk, d), &dev).expect("v");
         let scale = (hd as f32).powf(-0.5);
         let masked: Vec<bool> = (0..b * lk).map(|i| i / lk == 1 && i % lk >= 60).collect();
-        for mask in [None, Some(masked)] {
+        for mask in [None, Some(masked.as_slice())] {
             let split = |t: &Tensor, l: usize| {
                 t.reshape((b, l, heads, hd))
                     .and_then(|t| t.transpose(1, 2))
