@@ -4,6 +4,8 @@
 //! - [`softmax_rows`]: softmax over the last axis in one pass per row (max, exp, sum, scale)
 //!   instead of five, vectorized ([`softmax_row`], also the core of
 //!   [`super::attention`]);
+//! - [`layer_norm_rows`]: layer norm over the last axis, one vectorized task per block of rows
+//!   instead of seven whole-tensor ops;
 //! - [`add_relu`]: `relu(a + b)`, a ResNet block's residual join, in one pass instead of two
 //!   (at stride 4 a ResNet-50 block's output is 256 × 259 × 200 floats);
 //! - [`max_pool_3x3_s2`]: the ResNet stem's 3×3 stride-2 max pool with PyTorch's padding 1,
@@ -184,13 +186,13 @@ fn layer_norm_rows_dispatch(x: &[f32], out: &mut [f32], gamma: &[f32], beta: &[f
 /// Rows per task of the layer norm: enough work per task to amortize rayon's hand-off.
 const LAYER_NORM_ROWS: usize = 64;
 
-struct LayerNormRows {
-    gamma: Vec<f32>,
-    beta: Vec<f32>,
+struct LayerNormRows<'a> {
+    gamma: &'a [f32],
+    beta: &'a [f32],
     eps: f32,
 }
 
-impl CustomOp1 for LayerNormRows {
+impl CustomOp1 for LayerNormRows<'_> {
     fn name(&self) -> &'static str {
         "layer-norm-rows"
     }
@@ -207,7 +209,7 @@ impl CustomOp1 for LayerNormRows {
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(n * LAYER_NORM_ROWS)
             .zip(x.par_chunks(n * LAYER_NORM_ROWS))
-            .for_each(|(o, x)| layer_norm_rows_dispatch(x, o, &self.gamma, &self.beta, self.eps));
+            .for_each(|(o, x)| layer_norm_rows_dispatch(x, o, self.gamma, self.beta, self.eps));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
@@ -222,8 +224,8 @@ pub fn layer_norm_rows(
 ) -> Option<Result<Tensor>> {
     (x.device().is_cpu() && x.dtype() == DType::F32).then(|| {
         x.contiguous()?.apply_op1_no_bwd(&LayerNormRows {
-            gamma: gamma.to_vec(),
-            beta: beta.to_vec(),
+            gamma,
+            beta,
             eps: eps as f32,
         })
     })
