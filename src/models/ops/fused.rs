@@ -51,6 +51,20 @@ pub fn exp_nonpositive(x: f32) -> f32 {
 /// vector registers (a single running max or sum is a serial chain it may not reorder).
 const LANES: usize = 16;
 
+/// `Σ f(x)` over `xs` in [`LANES`] independent partial sums (then the remainder), so the
+/// compiler keeps them in vector registers.
+#[inline(always)]
+fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut sums = [0f32; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (s, &x) in sums.iter_mut().zip(c) {
+            *s += f(x);
+        }
+    }
+    sums.iter().sum::<f32>() + chunks.remainder().iter().map(|&x| f(x)).sum::<f32>()
+}
+
 /// In-place softmax of one row; `masked` keys (true) get probability 0.
 #[inline(always)]
 fn softmax_row_generic(row: &mut [f32], masked: Option<&[bool]>) {
@@ -84,15 +98,7 @@ fn softmax_row_generic(row: &mut [f32], masked: Option<&[bool]>) {
     for x in row.iter_mut() {
         *x = exp_nonpositive(*x - max);
     }
-    let mut sums = [0f32; LANES];
-    let mut chunks = row.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (s, &x) in sums.iter_mut().zip(c) {
-            *s += x;
-        }
-    }
-    let sum = sums.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
-    let inv = 1.0 / sum;
+    let inv = 1.0 / lane_sum(row, |x| x);
     for x in row.iter_mut() {
         *x *= inv;
     }
@@ -141,27 +147,9 @@ impl CustomOp1 for SoftmaxRows {
 fn layer_norm_rows_generic(x: &[f32], out: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let n = gamma.len();
     for (row, o) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-        let mut sums = [0f32; LANES];
-        let mut chunks = row.chunks_exact(LANES);
-        for c in &mut chunks {
-            for (s, &v) in sums.iter_mut().zip(c) {
-                *s += v;
-            }
-        }
-        let mean = (sums.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()) / n as f32;
-        let mut sq = [0f32; LANES];
-        let mut chunks = row.chunks_exact(LANES);
-        for c in &mut chunks {
-            for (s, &v) in sq.iter_mut().zip(c) {
-                *s += (v - mean) * (v - mean);
-            }
-        }
-        let tail: f32 = chunks
-            .remainder()
-            .iter()
-            .map(|&v| (v - mean) * (v - mean))
-            .sum();
-        let inv = 1.0 / ((sq.iter().sum::<f32>() + tail) / n as f32 + eps).sqrt();
+        let mean = lane_sum(row, |v| v) / n as f32;
+        let var = lane_sum(row, |v| (v - mean) * (v - mean)) / n as f32;
+        let inv = 1.0 / (var + eps).sqrt();
         for (((o, &v), &g), &b) in o.iter_mut().zip(row).zip(gamma).zip(beta) {
             *o = (v - mean) * inv * g + b;
         }
