@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::corpus::render::RenderSpec;
-use crate::models::{StageKind, available_models};
+use crate::models::available_models;
+use crate::vocab::StageKind;
 
 /// The built-in default strategy (the same text as strategies/sequential.toml).
 pub const DEFAULT_STRATEGY: &str = include_str!("../strategies/sequential.toml");

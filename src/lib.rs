@@ -42,6 +42,7 @@ pub mod report;
 pub mod session;
 pub mod sweep;
 pub mod tui;
+pub mod vocab;
 
 use cli::{Cli, Command};
 

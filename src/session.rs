@@ -13,10 +13,10 @@ use crate::corpus::Corpus;
 use crate::metrics::Clock;
 use crate::metrics::memory::{ChildPids, MemorySampler};
 use crate::metrics::span::Collector;
-use crate::models::StageKind;
 use crate::models::device::DeviceSpec;
 use crate::pipeline::executor::{Executor, measure_overhead};
 use crate::pipeline::{PageRecord, RunContext};
+use crate::vocab::StageKind;
 use crate::{assets, config, console, metrics, models, pipeline, report, say};
 
 /// How a run is watched: progress bars and the TUI's live board. Called from the threads

@@ -30,7 +30,7 @@ impl Axis {
         let mut parts: Vec<&str> = key.trim().split('.').collect();
         // A model stage's name may start a key without the `stages.` prefix.
         let is_stage = |p: &str| {
-            crate::models::StageKind::MODELS
+            crate::vocab::StageKind::MODELS
                 .iter()
                 .any(|k| k.name() == p)
         };

@@ -4,9 +4,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::cli;
-use crate::models::StageKind;
 use crate::pipeline::PageRecord;
 use crate::session::{ReportOptions, RunObserver, Session};
+use crate::vocab::StageKind;
 use crate::{ExitStatus, config, console, metrics, pipeline, report, tui};
 
 pub(crate) fn tui_command(args: cli::TuiArgs) -> anyhow::Result<ExitStatus> {

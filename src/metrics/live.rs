@@ -226,7 +226,7 @@ impl LiveBoard {
             s.stage_order.push(stage.clone());
         }
         let n = span.items.len() as u64;
-        if span.stage == crate::models::StageKind::Render && span.ok {
+        if span.stage == crate::vocab::StageKind::Render && span.ok {
             s.rendered += n;
         }
         let entry = s.stages.entry(stage.clone()).or_default();
@@ -353,7 +353,7 @@ impl LiveBoard {
 
 /// Render lanes first, then the device's stages in pipeline order.
 fn lane_rank(lane: &str) -> (u8, String) {
-    let stage_rank = crate::models::StageKind::MODELS
+    let stage_rank = crate::vocab::StageKind::MODELS
         .iter()
         .position(|s| lane.ends_with(s.name()))
         .unwrap_or(9);
@@ -383,7 +383,7 @@ impl Drop for Publisher {
 mod tests {
     use super::*;
     use crate::metrics::span::{WorkerId, WorkerKind};
-    use crate::models::StageKind;
+    use crate::vocab::StageKind;
 
     fn span(stage: StageKind, kind: WorkerKind, start: u64, end: u64, n: u32) -> Span {
         Span {

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::histogram::LatencyHistogram;
-use crate::models::StageKind;
+use crate::vocab::StageKind;
 
 /// Who ran a span: a render process or thread, the device thread…
 #[derive(

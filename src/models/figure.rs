@@ -3,8 +3,9 @@
 //! its time is the crop's memory traffic, and its output is the region as found.
 
 use crate::models::routing::{Route, pixel_rect, route};
-use crate::models::{ModelInfo, Stage, StageError, StageKind};
+use crate::models::{ModelInfo, Stage, StageError};
 use crate::page::PageWork;
+use crate::vocab::StageKind;
 
 #[derive(Debug, Default)]
 pub struct FigureCropStage {

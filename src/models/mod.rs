@@ -28,62 +28,7 @@ pub mod weights;
 
 use crate::config::StageSpec;
 use crate::page::PageWork;
-
-/// The pipeline's stages, in order.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    serde::Serialize,
-    serde::Deserialize,
-    schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum StageKind {
-    Render,
-    Layout,
-    Ocr,
-    Table,
-    Figure,
-}
-
-impl StageKind {
-    pub const ALL: [StageKind; 5] = [
-        StageKind::Render,
-        StageKind::Layout,
-        StageKind::Ocr,
-        StageKind::Table,
-        StageKind::Figure,
-    ];
-    /// The model stages (everything after rendering).
-    pub const MODELS: [StageKind; 4] = [
-        StageKind::Layout,
-        StageKind::Ocr,
-        StageKind::Table,
-        StageKind::Figure,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            StageKind::Render => "render",
-            StageKind::Layout => "layout",
-            StageKind::Ocr => "ocr",
-            StageKind::Table => "table",
-            StageKind::Figure => "figure",
-        }
-    }
-}
-
-impl std::fmt::Display for StageKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use crate::vocab::StageKind;
 
 /// What a stage runs, for the report.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]

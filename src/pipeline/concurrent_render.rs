@@ -15,8 +15,9 @@ use super::{PageRecord, RunContext, complete_page, new_work, run_models};
 use crate::corpus::PageRef;
 
 use crate::metrics::span::{WorkerId, WorkerKind};
-use crate::models::{Stage, StageKind};
+use crate::models::Stage;
 use crate::page::PageWork;
+use crate::vocab::StageKind;
 
 pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<PageRecord>> {
     let mut renderers = ctx.spawn_render_processes()?;

@@ -12,8 +12,9 @@ use candle_core::Device;
 use super::PageRecord;
 use crate::metrics::Clock;
 use crate::metrics::span::{Collector, Span, SpanSink, WorkerId, WorkerKind};
-use crate::models::{ModelInfo, Stage, StageError, StageKind};
+use crate::models::{ModelInfo, Stage, StageError};
 use crate::page::PageWork;
+use crate::vocab::StageKind;
 
 /// A failure recorded during the run.
 #[derive(Debug, Clone, PartialEq)]

@@ -17,8 +17,9 @@ use crate::corpus::render_pool::RenderWorker;
 use crate::corpus::{Corpus, PageRef};
 use crate::metrics::memory::ChildPids;
 use crate::metrics::span::{WorkerId, WorkerKind};
-use crate::models::{Stage, StageKind};
+use crate::models::Stage;
 use crate::page::{PageOutput, PageWork};
+use crate::vocab::StageKind;
 use executor::Executor;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);

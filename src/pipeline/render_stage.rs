@@ -5,8 +5,9 @@ use std::path::Path;
 
 use crate::corpus::render::{PageImage, RenderError, RenderSpec, Renderer};
 use crate::corpus::render_pool::RenderWorker;
-use crate::models::{ModelInfo, Stage, StageError, StageKind};
+use crate::models::{ModelInfo, Stage, StageError};
 use crate::page::PageWork;
+use crate::vocab::StageKind;
 
 /// Something that renders pages: the in-process [`Renderer`] or a pool [`RenderWorker`].
 pub trait PageRenderer: Send {

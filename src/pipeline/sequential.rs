@@ -5,7 +5,7 @@ use super::render_stage::InProcessRender;
 use super::{PageRecord, RENDER_THREAD, RunContext, complete_page, run_models};
 use crate::corpus::PageRef;
 use crate::corpus::render::Renderer;
-use crate::models::StageKind;
+use crate::vocab::StageKind;
 
 pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> Vec<PageRecord> {
     let mut render = InProcessRender::new(Renderer::new(), ctx.spec.render.spec());

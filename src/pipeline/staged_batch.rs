@@ -12,8 +12,8 @@ use super::render_stage::InProcessRender;
 use super::{DEVICE, PageRecord, RENDER_THREAD, RunContext, complete_page, new_work};
 use crate::corpus::PageRef;
 use crate::corpus::render::Renderer;
-use crate::models::StageKind;
 use crate::page::PageWork;
+use crate::vocab::StageKind;
 
 pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> Vec<PageRecord> {
     let mut render = InProcessRender::new(Renderer::new(), ctx.spec.render.spec());

@@ -33,8 +33,9 @@ use crate::corpus::render::Renderer;
 use crate::corpus::{Corpus, PageRef};
 use crate::metrics::live::{LiveBoard, QueueView};
 use crate::metrics::span::{WorkerId, WorkerKind};
-use crate::models::{Stage, StageKind};
+use crate::models::Stage;
 use crate::page::PageWork;
+use crate::vocab::StageKind;
 
 /// How often the orchestrator looks at the Ctrl-C flag while nothing else wakes it.
 const INTERRUPT_POLL: Duration = Duration::from_millis(100);

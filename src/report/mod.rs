@@ -20,9 +20,10 @@ use crate::corpus::Corpus;
 use crate::metrics::histogram::LatencyHistogram;
 use crate::metrics::memory::{MemoryTrace, downsample};
 use crate::metrics::span::Collected;
-use crate::models::{ModelInfo, StageKind};
+use crate::models::ModelInfo;
 use crate::pipeline::PageRecord;
 use crate::pipeline::executor::RunError;
+use crate::vocab::StageKind;
 use schema::*;
 
 /// Memory series points kept in a report.

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::assets::pdfium::PdfiumInfo;
 use crate::metrics::memory::MemorySample;
 use crate::metrics::span::{Span, WorkerId};
-use crate::models::{ModelInfo, StageKind};
+use crate::models::ModelInfo;
+use crate::vocab::StageKind;
 
 pub const SCHEMA_VERSION: u32 = 6;
 /// The oldest report version this one reads: v6 only added optional fields (models'

@@ -25,8 +25,9 @@ use crate::models::checkpoint::Checkpoint;
 use crate::models::layout::stage::LayoutStage;
 use crate::models::ocr::preprocess::Bgr;
 use crate::models::routing::{self, Route, pixel_rect, route};
-use crate::models::{ModelInfo, Stage, StageError, StageKind};
+use crate::models::{ModelInfo, Stage, StageError};
 use crate::page::{PageWork, Region};
+use crate::vocab::StageKind;
 
 /// The seed of `--weights random`.
 pub const RANDOM_SEED: u64 = 0x5eed;

@@ -16,8 +16,9 @@ use crate::models::ocr::preprocess::{Bgr, normalize_channels_into, resize_linear
 use crate::models::picodet::{PicoDet, STRIDES};
 use crate::models::routing;
 use crate::models::weights::load_card;
-use crate::models::{ModelInfo, Stage, StageError, StageKind};
+use crate::models::{ModelInfo, Stage, StageError};
 use crate::page::{PageWork, Region};
+use crate::vocab::StageKind;
 
 pub struct LayoutStage {
     id: String,

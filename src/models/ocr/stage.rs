@@ -19,8 +19,9 @@ use crate::config::OcrScope;
 use crate::models::db_det::DbDetector;
 use crate::models::routing;
 use crate::models::svtr_rec::SvtrRecognizer;
-use crate::models::{ModelInfo, Stage, StageError, StageKind};
+use crate::models::{ModelInfo, Stage, StageError};
 use crate::page::{PageWork, TextLine};
+use crate::vocab::StageKind;
 
 /// PaddleOCR's detection input rule, used when a card does not say: shorter side at least this
 /// (it only ever upscales tiny pages) …

@@ -16,8 +16,9 @@ use crate::models::ocr::preprocess::{Bgr, normalize_into, resize_linear};
 use crate::models::routing::{Route, pixel_rect, route};
 use crate::models::slanet::SlaNet;
 use crate::models::weights::load_card;
-use crate::models::{ModelInfo, Stage, StageError, StageKind};
+use crate::models::{ModelInfo, Stage, StageError};
 use crate::page::PageWork;
+use crate::vocab::StageKind;
 
 pub struct TableStage {
     id: String,
