@@ -194,7 +194,7 @@ pub fn ocr(args: crate::cli::BenchOcrArgs) -> anyhow::Result<ExitStatus> {
         release,
         &args.model,
         args.rec_batch_size,
-        crate::config::OcrScope::Page,
+        crate::models::ocr::stage::OcrScope::Page,
         &root,
         args.pdfium.offline,
         &device,
@@ -395,7 +395,10 @@ pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
     }
     // Table crops: the tables the embedded layout model finds, as the pipeline's table stage
     // receives them.
-    let needs_tables = args.models.iter().any(|m| m.starts_with("tatr-structure"));
+    use crate::models::registry::{self, WeightsSource};
+    let on_tables =
+        |id: &str| registry::entry(id).is_some_and(|e| e.serves(crate::vocab::StageKind::Table));
+    let needs_tables = args.models.iter().any(|m| on_tables(m));
     let mut tables = Vec::new();
     if needs_tables {
         let layout = crate::models::layout::stage::LayoutStage::load(
@@ -450,15 +453,14 @@ pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
     let mut candle_rows: Vec<serde_json::Value> = Vec::new();
     for id in &args.models {
         let card = seed_card(id).ok_or_else(|| {
-            anyhow::anyhow!(
-                "unknown seed model `{id}`: detr-layout, tatr-detection, tatr-structure, tatr-structure-v1.1"
-            )
+            let seed: Vec<&str> = registry::REGISTRY
+                .iter()
+                .filter(|e| e.weights == WeightsSource::Checkpoint)
+                .map(|e| e.id)
+                .collect();
+            anyhow::anyhow!("unknown seed model `{id}`: {}", seed.join(", "))
         })?;
-        let images: &[OwnedBgr] = if id.starts_with("tatr-structure") {
-            &tables
-        } else {
-            &pages
-        };
+        let images: &[OwnedBgr] = if on_tables(id) { &tables } else { &pages };
         if images.is_empty() {
             eprintln!("pipebench: {id}: no input images (no tables found?); skipped");
             continue;

@@ -114,9 +114,10 @@ pub struct CommonRunArgs {
     pub threads: Option<usize>,
     /// Model profile for every strategy: `seed` runs the production pipeline's models (DETR
     /// layout, Table Transformer structure) where a strategy names the embedded layout and
-    /// table models [default: as each strategy file says].
-    #[arg(long, value_name = "PROFILE")]
-    pub models: Option<crate::config::ModelProfile>,
+    /// table models; `embedded` runs what each stage names [default: as each strategy file
+    /// says]. `pipebench models` lists the profiles.
+    #[arg(long, value_name = "PROFILE", value_parser = profile_parser())]
+    pub models: Option<String>,
     /// Seed model weights: `random` (seeded random weights of the full-size architecture: real
     /// compute, meaningless outputs, reports say so), or a folder holding one checkpoint folder
     /// per model id, e.g. DIR/detr-layout filled by `hf download
@@ -431,4 +432,11 @@ pub struct RenderWorkerArgs {
     /// Shared-memory file the worker renders into.
     #[arg(long)]
     pub shm: Option<PathBuf>,
+}
+
+/// `--models` accepts the registry's profiles.
+fn profile_parser() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        crate::models::registry::PROFILES.iter().map(|p| p.name),
+    )
 }

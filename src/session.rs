@@ -16,8 +16,9 @@ use crate::metrics::span::Collector;
 use crate::models::device::DeviceSpec;
 use crate::pipeline::executor::{Executor, measure_overhead};
 use crate::pipeline::{PageRecord, RunContext};
+use crate::plan::RunPlan;
 use crate::vocab::StageKind;
-use crate::{assets, config, console, metrics, models, pipeline, report, say};
+use crate::{assets, console, metrics, models, pipeline, report, say};
 
 /// How a run is watched: progress bars and the TUI's live board. Called from the threads
 /// that do the work, so implementations must be cheap.
@@ -53,8 +54,6 @@ pub struct Session {
     device_spec: DeviceSpec,
     pdfium: assets::pdfium::PdfiumInfo,
     build_ctx: models::BuildContext,
-    /// `--models`: a profile applied to every strategy.
-    profile: Option<config::ModelProfile>,
     started_at: std::time::SystemTime,
 }
 
@@ -99,7 +98,6 @@ impl Session {
             device_spec,
             pdfium,
             build_ctx,
-            profile: common.models,
             started_at,
         })
     }
@@ -119,17 +117,11 @@ impl Session {
     /// Runs one strategy over the session's pages and writes its report to `out_path`.
     pub fn run_strategy(
         &self,
-        spec: &config::StrategySpec,
-        strategy_file: &str,
+        plan: &RunPlan,
         out_path: &Path,
         options: &ReportOptions,
         observer: Arc<dyn RunObserver>,
     ) -> anyhow::Result<report::schema::Report> {
-        let mut spec = spec.clone();
-        if let Some(p) = self.profile {
-            spec.apply_profile(p);
-        }
-        let spec = &spec;
         let command: Vec<String> = std::env::args().collect();
         let created_at =
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
@@ -157,9 +149,9 @@ impl Session {
         let t_load = Instant::now();
         let mut stages = Vec::new();
         for kind in StageKind::MODELS {
-            let st = spec.stages.get(kind).expect("model stages have specs");
+            let st = plan.stage(kind);
             stages.push(
-                models::build_stage(kind, st, &self.build_ctx)
+                models::build_stage(kind, &st.model, st.batch_size, &st.options, &self.build_ctx)
                     .map_err(|e| anyhow::anyhow!("stage {kind}: {e}"))?,
             );
         }
@@ -176,14 +168,14 @@ impl Session {
 
         observer.phase("running");
         if let Some(live) = &live {
-            live.begin(&spec.name, pages.len() as u64, clock);
+            live.begin(&plan.name, pages.len() as u64, clock);
             live.set_notice(untrained_notice(&models_info));
         }
         let on_page = |r: &PageRecord| observer.page_done(r);
         let ctx = RunContext {
             exec: &exec,
             corpus,
-            spec,
+            plan,
             stages,
             child_pids,
             on_page: &on_page,
@@ -238,7 +230,7 @@ impl Session {
             .any(|m| m.stage == StageKind::Ocr && !m.is_test_stage);
         let quality = report::schema::QualityReport {
             ocr_cer: ocr_is_real
-                .then(|| report::measure_ocr_cer(corpus, &records, &spec.render.spec())),
+                .then(|| report::measure_ocr_cer(corpus, &records, &plan.render.spec())),
         };
         let mut report = report::build(report::RunData {
             command,
@@ -247,10 +239,10 @@ impl Session {
             corpus,
             corpus_scan_ms: self.corpus_scan_ms,
             strategy: report::schema::StrategyInfo {
-                name: spec.name.clone(),
-                kind: spec.kind.name().into(),
-                file: strategy_file.to_string(),
-                parameters: serde_json::to_value(spec).context("strategy parameters")?,
+                name: plan.name.clone(),
+                kind: plan.kind.name().into(),
+                file: plan.file.clone(),
+                parameters: serde_json::to_value(plan).context("strategy parameters")?,
             },
             models: models_info,
             model_load_ms,

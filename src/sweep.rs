@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{self, StrategySpec};
+use crate::config;
+use crate::plan::{self, RunPlan};
 
 /// One `--set KEY=V1,V2,…`: a dotted key of the strategy file and its values.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,8 +91,15 @@ pub struct Point {
 }
 
 impl Point {
-    pub fn spec(&self) -> Result<StrategySpec, config::ConfigError> {
-        config::parse(&self.text, Path::new(&self.label()))
+    /// The point's run plan; `profile` (`--models`) overrides the file's. Reports name the
+    /// point's label as their strategy file.
+    pub fn plan(&self, profile: Option<&str>) -> Result<RunPlan, config::ConfigError> {
+        let mut plan = plan::resolve(
+            &config::parse(&self.text, Path::new(&self.label()))?,
+            profile,
+        )?;
+        plan.file = self.label();
+        Ok(plan)
     }
 
     /// `strategies/x.toml [ocr.batch_size=4]`, for messages.
@@ -159,7 +167,7 @@ pub fn points(strategies: &[(String, String)], axes: &[Axis]) -> Result<Vec<Poin
                 values,
                 text,
             };
-            point.spec().map_err(|e| e.to_string())?;
+            point.plan(None).map_err(|e| e.to_string())?;
             out.push(point);
         }
     }
@@ -648,13 +656,12 @@ mod tests {
         let pts = points(&[("s.toml".into(), BASE.into())], &axes).expect("points");
         assert_eq!(pts.len(), 6);
         assert_eq!(pts[5].id, "s__layout.batch_size=3__ocr.batch_size=4");
-        let spec = pts[5].spec().expect("valid");
-        assert_eq!(
-            (spec.stages.ocr.batch_size, spec.stages.layout.batch_size),
-            (4, 3)
-        );
+        let plan = pts[5].plan(None).expect("valid");
+        let stage = |k| plan.stage(k);
+        use crate::vocab::StageKind::{Layout, Ocr};
+        assert_eq!((stage(Ocr).batch_size, stage(Layout).batch_size), (4, 3));
         // The null model survives the edit; nothing else changed.
-        assert_eq!(spec.stages.ocr.model, "null");
+        assert_eq!(stage(Ocr).model, "null");
         // A bad value names the point and the key.
         let bad = points(
             &[("s.toml".into(), BASE.into())],

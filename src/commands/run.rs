@@ -1,27 +1,24 @@
 //! `pipebench run`: one strategy, a progress bar, a report and its summary.
 
-use std::path::Path;
-
 use crate::cli::RunArgs;
 use crate::session::{ReportOptions, Session, progress_bar};
-use crate::{ExitStatus, config, pipeline, report};
+use crate::{ExitStatus, config, pipeline, plan, report};
 
 pub(crate) fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
-    let (spec, strategy_file) = match &args.strategy {
-        Some(p) => (config::load(p)?, p.display().to_string()),
-        None => (
-            config::parse(
-                config::DEFAULT_STRATEGY,
-                Path::new("strategies/sequential.toml"),
-            )?,
-            "(built-in) strategies/sequential.toml".to_string(),
-        ),
+    let profile = args.common.models.as_deref();
+    let plan = match &args.strategy {
+        Some(p) => plan::load(p, profile)?,
+        None => plan::builtin(
+            "strategies/sequential.toml",
+            config::DEFAULT_STRATEGY,
+            profile,
+        )?,
     };
     let session = Session::open(&args.corpus, &args.common, args.max_pages)?;
     let out_path = args
         .out
         .clone()
-        .unwrap_or_else(|| session.default_report_path(None, &spec.name));
+        .unwrap_or_else(|| session.default_report_path(None, &plan.name));
     // Refuse early, before any work, if the report could not be written.
     if out_path.exists() && !args.force {
         return Err(report::WriteError::Exists(out_path).into());
@@ -42,8 +39,7 @@ pub(crate) fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
     // complete at the end (staged-batch) still advance and give an ETA.
     let progress = progress_bar(session.pages.len() as u64, args.quiet);
     pipeline::install_interrupt_handler();
-    let report =
-        session.run_strategy(&spec, &strategy_file, &out_path, &options, progress.clone())?;
+    let report = session.run_strategy(&plan, &out_path, &options, progress.clone())?;
     progress.finish();
     if !args.quiet {
         print!("{}", report::summary_text(&report, &out_path));

@@ -110,10 +110,10 @@ pub(crate) fn sweep_command(args: cli::SweepArgs) -> anyhow::Result<ExitStatus> 
                 mine.len(),
                 p.label()
             ));
-            let spec = p.spec()?;
+            let plan = p.plan(args.common.models.as_deref())?;
             let progress = progress_bar(session.pages.len() as u64, false);
             let path = sweep::repeat_path(&args.out, p, rep);
-            let r = session.run_strategy(&spec, &p.label(), &path, &options, progress.clone())?;
+            let r = session.run_strategy(&plan, &path, &options, progress.clone())?;
             progress.finish();
             runs.push(r);
         }

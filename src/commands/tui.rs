@@ -1,13 +1,12 @@
 //! `pipebench tui`: runs the strategies on the main thread while `crate::tui` draws.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::cli;
 use crate::pipeline::PageRecord;
 use crate::session::{ReportOptions, RunObserver, Session};
 use crate::vocab::StageKind;
-use crate::{ExitStatus, config, console, metrics, pipeline, report, tui};
+use crate::{ExitStatus, config, console, metrics, pipeline, plan, report, tui};
 
 pub(crate) fn tui_command(args: cli::TuiArgs) -> anyhow::Result<ExitStatus> {
     use std::io::IsTerminal as _;
@@ -16,24 +15,22 @@ pub(crate) fn tui_command(args: cli::TuiArgs) -> anyhow::Result<ExitStatus> {
             "pipebench tui needs a terminal (stdout is not one); use `pipebench run` in scripts and CI"
         );
     }
-    let mut specs = Vec::new();
+    let profile = args.common.models.as_deref();
+    let mut plans = Vec::new();
     if args.strategy.is_empty() {
         for (file, text) in config::SHIPPED_STRATEGIES {
-            specs.push((
-                config::parse(text, Path::new(file))?,
-                format!("(built-in) {file}"),
-            ));
+            plans.push(plan::builtin(file, text, profile)?);
         }
     } else {
         for p in &args.strategy {
-            specs.push((config::load(p)?, p.display().to_string()));
+            plans.push(plan::load(p, profile)?);
         }
     }
     let max_pages = (!args.all_pages).then_some(args.max_pages);
     let session = Session::open(&args.corpus, &args.common, max_pages)?;
-    let mut paths: Vec<std::path::PathBuf> = specs
+    let mut paths: Vec<std::path::PathBuf> = plans
         .iter()
-        .map(|(spec, _)| session.default_report_path(args.out_dir.as_deref(), &spec.name))
+        .map(|plan| session.default_report_path(args.out_dir.as_deref(), &plan.name))
         .collect();
     // The same strategy twice (or two files with one name) must not share a report.
     for i in 1..paths.len() {
@@ -66,7 +63,7 @@ pub(crate) fn tui_command(args: cli::TuiArgs) -> anyhow::Result<ExitStatus> {
             session.pages.len()
         )
     };
-    let names = specs.iter().map(|(s, _)| s.name.clone()).collect();
+    let names = plans.iter().map(|p| p.name.clone()).collect();
     // Raw mode turns Ctrl-C into a key the TUI handles; should the TUI die and give the
     // terminal back, Ctrl-C still stops the run like `run`'s.
     pipeline::install_interrupt_handler();
@@ -89,24 +86,24 @@ pub(crate) fn tui_command(args: cli::TuiArgs) -> anyhow::Result<ExitStatus> {
     let mut reference: Option<String> = None;
     let mut all_ok = true;
     let mut finished = Vec::new();
-    for (i, ((spec, file), path)) in specs.iter().zip(&paths).enumerate() {
+    for (i, (plan, path)) in plans.iter().zip(&paths).enumerate() {
         if pipeline::interrupted() {
             break;
         }
         ui.send(tui::state::UiMsg::Started {
             index: i,
-            name: spec.name.clone(),
+            name: plan.name.clone(),
         });
-        match session.run_strategy(spec, file, path, &options, observer.clone()) {
+        match session.run_strategy(plan, path, &options, observer.clone()) {
             Ok(r) => {
                 let digest = r.output.digest.clone();
                 let is_reference =
-                    spec.kind == config::StrategyKind::Sequential && reference.is_none();
+                    plan.kind == config::StrategyKind::Sequential && reference.is_none();
                 if is_reference && !r.interrupted {
                     reference = Some(digest.clone());
                 }
                 let row = tui::state::ComparisonRow {
-                    strategy: spec.name.clone(),
+                    strategy: plan.name.clone(),
                     ok: r.ok,
                     interrupted: r.interrupted,
                     wall_s: r.summary.wall_ms / 1e3,
@@ -132,7 +129,7 @@ pub(crate) fn tui_command(args: cli::TuiArgs) -> anyhow::Result<ExitStatus> {
             Err(e) => {
                 all_ok = false;
                 ui.send(tui::state::UiMsg::Failed {
-                    name: spec.name.clone(),
+                    name: plan.name.clone(),
                     error: format!("{e:#}"),
                 });
             }
@@ -153,7 +150,7 @@ pub(crate) fn tui_command(args: cli::TuiArgs) -> anyhow::Result<ExitStatus> {
     print!("{}", comparison_text(&session.corpus.name, &finished));
     // Stopped before every strategy ran: the comparison is incomplete, say so in the code.
     Ok(
-        if all_ok && app.failures.is_empty() && finished.len() == specs.len() {
+        if all_ok && app.failures.is_empty() && finished.len() == plans.len() {
             ExitStatus::Ok
         } else {
             ExitStatus::Errors

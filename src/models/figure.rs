@@ -7,6 +7,11 @@ use crate::models::{ModelInfo, Stage, StageError};
 use crate::page::PageWork;
 use crate::vocab::StageKind;
 
+/// The registry's builder of `crop` (no options, no weights).
+pub fn build(_req: &crate::models::registry::BuildRequest) -> Result<Box<dyn Stage>, StageError> {
+    Ok(Box::new(FigureCropStage::default()))
+}
+
 #[derive(Debug, Default)]
 pub struct FigureCropStage {
     /// Pixels cut out over the stage's life (keeps the copies observable, so they are not

@@ -20,13 +20,13 @@ pub mod ops;
 pub mod picodet;
 pub mod pplcnet;
 pub mod pplcnet_v3;
+pub mod registry;
 pub mod routing;
 pub mod slanet;
 pub mod svtr_rec;
 pub mod table;
 pub mod weights;
 
-use crate::config::StageSpec;
 use crate::page::PageWork;
 pub use crate::vocab::StageKind;
 
@@ -112,105 +112,29 @@ pub struct BuildContext {
     pub weights: Option<String>,
 }
 
-/// Builds the model stage `kind` described by `spec`.
+/// Builds the model stage `kind`: model `id` (a [`registry`] entry serving `kind`) with its
+/// resolved options.
 pub fn build_stage(
     kind: StageKind,
-    spec: &StageSpec,
+    id: &str,
+    batch_size: usize,
+    options: &serde_json::Map<String, serde_json::Value>,
     ctx: &BuildContext,
 ) -> Result<Box<dyn Stage>, StageError> {
-    match (kind, spec.model.as_str()) {
-        (_, "null") => Ok(Box::new(null::NullStage::new(kind, spec))),
-        (StageKind::Ocr, id) if ocr::stage::OcrRelease::from_model_id(id).is_some() => {
-            let release = ocr::stage::OcrRelease::from_model_id(id).expect("checked in the guard");
-            Ok(Box::new(ocr::stage::OcrStage::load(
-                release,
-                id,
-                spec.rec_batch_size,
-                spec.scope,
-                &ctx.cache_root,
-                ctx.offline,
-                &ctx.device,
-            )?))
-        }
-        (StageKind::Layout, id @ "picodet-layout-cdla") => Ok(Box::new(
-            layout::stage::LayoutStage::load(id, &ctx.cache_root, ctx.offline, &ctx.device)?,
-        )),
-        (StageKind::Table, id @ "slanet-plus") => Ok(Box::new(table::stage::TableStage::load(
-            id,
-            spec.max_decoder_steps,
-            spec.batch_size.max(TABLES_PER_CALL),
-            &ctx.cache_root,
-            ctx.offline,
-            &ctx.device,
-        )?)),
-        (StageKind::Layout, id @ ("detr-layout" | "tatr-detection")) => {
-            let model = load_seed(id, spec, ctx)?;
-            // Untrained regions are noise: downstream stages get the embedded model's.
-            let fallback = if model.untrained {
-                Some(layout::stage::LayoutStage::load(
-                    detr::stage::LAYOUT_FALLBACK,
-                    &ctx.cache_root,
-                    ctx.offline,
-                    &ctx.device,
-                )?)
-            } else {
-                None
-            };
-            Ok(Box::new(detr::stage::DetrLayoutStage::new(model, fallback)))
-        }
-        (StageKind::Table, id @ ("tatr-structure" | "tatr-structure-v1.1")) => {
-            let model = load_seed(id, spec, ctx)?;
-            // Table crops per forward pass: the stage's batch size (crops reach 1000 px, so
-            // SLANet's floor of eight would hold gigabytes of ResNet activations).
-            Ok(Box::new(detr::stage::TatrTableStage::new(
-                model,
-                spec.batch_size,
-            )))
-        }
-        (StageKind::Figure, "crop") => Ok(Box::new(figure::FigureCropStage::default())),
-        (_, other) => Err(StageError::new(
+    let entry = registry::entry_for(kind, id).ok_or_else(|| {
+        StageError::new(
             "config",
             format!(
-                "unknown model `{other}` for stage {kind}; available: {}",
-                available_models(kind).join(", ")
+                "unknown model `{id}` for stage {kind}; available: {}",
+                registry::available_models(kind).join(", ")
             ),
-        )),
-    }
-}
-
-/// A seed model (DETR family) for a stage, from the weights the context and spec choose.
-fn load_seed(
-    id: &str,
-    spec: &StageSpec,
-    ctx: &BuildContext,
-) -> Result<detr::stage::SeedModel, StageError> {
-    let card = detr::stage::seed_card(id)
-        .ok_or_else(|| StageError::new("config", format!("no seed card `{id}`")))?;
-    let choice = detr::stage::resolve_weights(id, ctx.weights.as_deref(), spec.weights.as_deref());
-    detr::stage::SeedModel::load(&card, &choice, spec.masks, &ctx.device)
-}
-
-/// Tables per SLANet call at least (a page's tables are batched together; more when the
-/// stage's batch size asks for it). Eight bound the encoder input to 23 MB.
-const TABLES_PER_CALL: usize = 8;
-
-/// Model ids a strategy file may name for each stage.
-pub fn available_models(kind: StageKind) -> &'static [&'static str] {
-    match kind {
-        StageKind::Layout => &[
-            "picodet-layout-cdla",
-            "detr-layout",
-            "tatr-detection",
-            "null",
-        ],
-        StageKind::Ocr => &["ppocrv5", "ppocrv4", "null"],
-        StageKind::Table => &[
-            "slanet-plus",
-            "tatr-structure",
-            "tatr-structure-v1.1",
-            "null",
-        ],
-        StageKind::Figure => &["crop", "null"],
-        StageKind::Render => &["null"],
-    }
+        )
+    })?;
+    (entry.build)(&registry::BuildRequest {
+        kind,
+        id: entry.id,
+        batch_size,
+        options,
+        ctx,
+    })
 }

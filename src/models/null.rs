@@ -5,8 +5,34 @@
 use std::time::Duration;
 
 use super::{ModelInfo, Stage, StageError, StageKind};
-use crate::config::StageSpec;
 use crate::page::PageWork;
+
+/// The null stage's options: a fixed cost and injected failures, for tests.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NullOptions {
+    /// Milliseconds to sleep per page (a deterministic fake workload).
+    pub sleep_ms: f64,
+    /// Page ids (`doc.pdf#p2`) on which the stage fails.
+    pub fail_pages: Vec<String>,
+}
+
+impl super::registry::ModelOptions for NullOptions {
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(self.sleep_ms.is_finite() && self.sleep_ms >= 0.0) {
+            return Err((
+                "sleep_ms",
+                format!("must be a finite number ≥ 0, got {}", self.sleep_ms),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The registry's builder of `null`.
+pub fn build(req: &super::registry::BuildRequest) -> Result<Box<dyn Stage>, StageError> {
+    Ok(Box::new(NullStage::new(req.kind, &req.options()?)))
+}
 
 pub struct NullStage {
     kind: StageKind,
@@ -15,11 +41,11 @@ pub struct NullStage {
 }
 
 impl NullStage {
-    pub fn new(kind: StageKind, spec: &StageSpec) -> Self {
+    pub fn new(kind: StageKind, options: &NullOptions) -> Self {
         Self {
             kind,
-            sleep: Duration::from_secs_f64(spec.sleep_ms / 1000.0),
-            fail_pages: spec.fail_pages.clone(),
+            sleep: Duration::from_secs_f64(options.sleep_ms / 1000.0),
+            fail_pages: options.fail_pages.clone(),
         }
     }
 }

@@ -23,7 +23,11 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<Pag
     let mut renderers = ctx.spawn_render_processes()?;
     let mut stages = std::mem::take(&mut ctx.stages);
     let (exec, corpus) = (ctx.exec, ctx.corpus);
-    let capacity = ctx.spec.render.queue_capacity();
+    let capacity = ctx
+        .plan
+        .render
+        .queue_capacity
+        .expect("concurrent-render plans bound the render queue");
     let (tx, rx) = crossbeam_channel::bounded::<(usize, PageWork, bool)>(capacity);
     let next_job = AtomicUsize::new(0);
     let mut records = Vec::with_capacity(pages.len());

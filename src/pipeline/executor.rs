@@ -305,8 +305,7 @@ pub fn measure_overhead(device: &Device, iterations: u32) -> Overhead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::StageSpec;
-    use crate::models::null::NullStage;
+    use crate::models::null::{NullOptions, NullStage};
 
     fn pages(n: u32) -> Vec<PageWork> {
         (0..n)
@@ -335,9 +334,9 @@ mod tests {
     fn times_every_call_and_separates_queue_wait() {
         let collector = Collector::start(true);
         let exec = Executor::new(Clock::start(), Device::Cpu, collector.sink());
-        let spec = StageSpec {
+        let spec = NullOptions {
             sleep_ms: 2.0,
-            ..StageSpec::default()
+            ..NullOptions::default()
         };
         let mut stage = NullStage::new(StageKind::Ocr, &spec);
         let mut batch = pages(3);
@@ -370,9 +369,9 @@ mod tests {
     fn failed_batch_is_retried_page_by_page() {
         let collector = Collector::start(true);
         let exec = Executor::new(Clock::start(), Device::Cpu, collector.sink());
-        let spec = StageSpec {
+        let spec = NullOptions {
             fail_pages: vec!["d.pdf#p2".into()],
-            ..StageSpec::default()
+            ..NullOptions::default()
         };
         let mut stage = NullStage::new(StageKind::Table, &spec);
         let mut batch = pages(3);

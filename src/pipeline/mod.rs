@@ -12,13 +12,14 @@ pub mod streaming_microbatch;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::config::{StrategyKind, StrategySpec};
+use crate::config::StrategyKind;
 use crate::corpus::render_pool::RenderWorker;
 use crate::corpus::{Corpus, PageRef};
 use crate::metrics::memory::ChildPids;
 use crate::metrics::span::{WorkerId, WorkerKind};
 use crate::models::Stage;
 use crate::page::{PageOutput, PageWork};
+use crate::plan::RunPlan;
 use crate::vocab::StageKind;
 use executor::Executor;
 
@@ -57,7 +58,7 @@ pub fn install_interrupt_handler() {
 pub struct RunContext<'a> {
     pub exec: &'a Executor,
     pub corpus: &'a Corpus,
-    pub spec: &'a StrategySpec,
+    pub plan: &'a RunPlan,
     /// The model stages, in pipeline order (layout, ocr, table, figure).
     pub stages: Vec<Box<dyn Stage>>,
     /// Render worker pids, for the memory sampler.
@@ -79,18 +80,18 @@ impl RunContext<'_> {
     /// memory sampler), each wrapped as a render stage.
     pub fn spawn_render_processes(&self) -> anyhow::Result<Vec<render_stage::PoolRender>> {
         let library = std::path::PathBuf::from(&self.pdfium_lib);
-        (0..self.spec.render.processes)
+        (0..self.plan.render.processes)
             .map(|i| {
                 let w = RenderWorker::spawn(i, &library).map_err(|e| {
                     anyhow::anyhow!(
                         "{}: starting render process {i}: {e}",
-                        self.spec.kind.name()
+                        self.plan.kind.name()
                     )
                 })?;
                 if let (Some(pid), Ok(mut pids)) = (w.pid(), self.child_pids.lock()) {
                     pids.push(pid);
                 }
-                Ok(render_stage::PoolRender::new(w, self.spec.render.spec()))
+                Ok(render_stage::PoolRender::new(w, self.plan.render.spec()))
             })
             .collect()
     }
@@ -168,7 +169,7 @@ pub struct PageRecord {
 /// Runs the strategy over `pages` and returns one record per page, in completion order. An
 /// error means the strategy could not start (e.g. a render process did not come up).
 pub fn run_strategy(ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<PageRecord>> {
-    match ctx.spec.kind {
+    match ctx.plan.kind {
         StrategyKind::Sequential => Ok(sequential::run(ctx, pages)),
         StrategyKind::ConcurrentRender => concurrent_render::run(ctx, pages),
         StrategyKind::StagedBatch => Ok(staged_batch::run(ctx, pages)),

@@ -8,7 +8,7 @@ use crate::corpus::render::Renderer;
 use crate::vocab::StageKind;
 
 pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> Vec<PageRecord> {
-    let mut render = InProcessRender::new(Renderer::new(), ctx.spec.render.spec());
+    let mut render = InProcessRender::new(Renderer::new(), ctx.plan.render.spec());
     let mut stages = std::mem::take(&mut ctx.stages);
     let mut records = Vec::with_capacity(pages.len());
     for p in pages {

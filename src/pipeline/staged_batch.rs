@@ -16,7 +16,7 @@ use crate::page::PageWork;
 use crate::vocab::StageKind;
 
 pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> Vec<PageRecord> {
-    let mut render = InProcessRender::new(Renderer::new(), ctx.spec.render.spec());
+    let mut render = InProcessRender::new(Renderer::new(), ctx.plan.render.spec());
     let mut stages = std::mem::take(&mut ctx.stages);
     // Stage 1: every page rendered (and held).
     let mut works: Vec<Option<PageWork>> = Vec::with_capacity(pages.len());
@@ -37,7 +37,7 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> Vec<PageRecord> {
     // Then each model stage over the pages still alive, in batches.
     for stage in stages.iter_mut() {
         let kind = stage.kind();
-        let batch_size = ctx.spec.stages.get(kind).map_or(1, |s| s.batch_size.max(1));
+        let batch_size = ctx.plan.stage(kind).batch_size;
         let alive: Vec<usize> = (0..works.len())
             .filter(|&i| works[i].as_ref().is_some_and(|w| !w.failed))
             .collect();

@@ -64,12 +64,12 @@ struct DeviceJob {
 }
 
 pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<PageRecord>> {
-    let mut renderers: Vec<(WorkerId, Box<dyn Stage>)> = if ctx.spec.render.processes == 0 {
+    let mut renderers: Vec<(WorkerId, Box<dyn Stage>)> = if ctx.plan.render.processes == 0 {
         vec![(
             RENDER_THREAD,
             Box::new(InProcessRender::new(
                 Renderer::new(),
-                ctx.spec.render.spec(),
+                ctx.plan.render.spec(),
             )),
         )]
     } else {
@@ -90,15 +90,16 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<Pag
     let queues: Vec<QueueParams> = kinds
         .iter()
         .map(|&k| {
-            let st = ctx.spec.stages.get(k).cloned().unwrap_or_default();
+            let st = ctx.plan.stage(k);
+            let queue = st.queue.expect("streaming plans give every stage a queue");
             QueueParams {
-                batch_size: st.batch_size.max(1),
-                capacity: st.queue_capacity(),
-                max_wait_ns: st.max_wait_ns(),
+                batch_size: st.batch_size,
+                capacity: queue.queue_capacity,
+                max_wait_ns: queue.max_wait_ns(),
             }
         })
         .collect();
-    let scheduler = ctx.spec.scheduler.clone().unwrap_or_default();
+    let scheduler = ctx.plan.scheduler();
     let sched = Scheduler::new(
         &queues,
         pages.len(),

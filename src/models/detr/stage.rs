@@ -429,6 +429,107 @@ impl Stage for TatrTableStage {
     }
 }
 
+/// The seed models' options (`weights`), and detr-layout's (`masks` too).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointOptions {
+    /// `random` for seeded random weights of the full-size architecture (real compute,
+    /// meaningless outputs), or the checkpoint folder (`hf download <repo> --local-dir
+    /// <folder>`) [default: models/<model id>]. The command line's `--weights` takes precedence.
+    pub weights: Option<String>,
+}
+
+fn check_weights(weights: &Option<String>) -> Result<(), (&'static str, String)> {
+    if weights.as_deref().is_some_and(|w| w.trim().is_empty()) {
+        return Err(("weights", "must be `random` or a folder".into()));
+    }
+    Ok(())
+}
+
+impl crate::models::registry::ModelOptions for CheckpointOptions {
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        check_weights(&self.weights)
+    }
+}
+
+/// detr-layout's options.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetrLayoutOptions {
+    /// As [`CheckpointOptions::weights`].
+    pub weights: Option<String>,
+    /// Also run the checkpoint's segmentation mask head (DetrForSegmentation; about 4.5× the
+    /// detector's compute). The masks are discarded: this measures what a pipeline that keeps
+    /// them pays.
+    pub masks: bool,
+}
+
+impl crate::models::registry::ModelOptions for DetrLayoutOptions {
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        check_weights(&self.weights)
+    }
+}
+
+/// A seed model for a stage, from the weights the context and the stage's options choose.
+fn load_for(
+    req: &crate::models::registry::BuildRequest,
+    weights: Option<&str>,
+    masks: bool,
+) -> Result<SeedModel, StageError> {
+    let card = seed_card(req.id)
+        .ok_or_else(|| StageError::new("config", format!("no seed card `{}`", req.id)))?;
+    let choice = resolve_weights(req.id, req.ctx.weights.as_deref(), weights);
+    SeedModel::load(&card, &choice, masks, &req.ctx.device)
+}
+
+/// The registry's builder of detr-layout.
+pub fn build_detr_layout(
+    req: &crate::models::registry::BuildRequest,
+) -> Result<Box<dyn Stage>, StageError> {
+    let o: DetrLayoutOptions = req.options()?;
+    layout_stage(req, o.weights.as_deref(), o.masks)
+}
+
+/// The registry's builder of tatr-detection.
+pub fn build_table_detection(
+    req: &crate::models::registry::BuildRequest,
+) -> Result<Box<dyn Stage>, StageError> {
+    let o: CheckpointOptions = req.options()?;
+    layout_stage(req, o.weights.as_deref(), false)
+}
+
+fn layout_stage(
+    req: &crate::models::registry::BuildRequest,
+    weights: Option<&str>,
+    masks: bool,
+) -> Result<Box<dyn Stage>, StageError> {
+    let model = load_for(req, weights, masks)?;
+    // Untrained regions are noise: downstream stages get the embedded model's.
+    let fallback = if model.untrained {
+        let ctx = req.ctx;
+        Some(LayoutStage::load(
+            LAYOUT_FALLBACK,
+            &ctx.cache_root,
+            ctx.offline,
+            &ctx.device,
+        )?)
+    } else {
+        None
+    };
+    Ok(Box::new(DetrLayoutStage::new(model, fallback)))
+}
+
+/// The registry's builder of the Table Transformer structure models.
+pub fn build_table(
+    req: &crate::models::registry::BuildRequest,
+) -> Result<Box<dyn Stage>, StageError> {
+    let o: CheckpointOptions = req.options()?;
+    let model = load_for(req, o.weights.as_deref(), false)?;
+    // Table crops per forward pass: the stage's batch size (crops reach 1000 px, so SLANet's
+    // floor of eight would hold gigabytes of ResNet activations).
+    Ok(Box::new(TatrTableStage::new(model, req.batch_size)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,17 @@ use crate::models::{ModelInfo, Stage, StageError};
 use crate::page::{PageWork, Region};
 use crate::vocab::StageKind;
 
+/// The registry's builder of the embedded layout model (no options).
+pub fn build(req: &crate::models::registry::BuildRequest) -> Result<Box<dyn Stage>, StageError> {
+    let ctx = req.ctx;
+    Ok(Box::new(LayoutStage::load(
+        req.id,
+        &ctx.cache_root,
+        ctx.offline,
+        &ctx.device,
+    )?))
+}
+
 pub struct LayoutStage {
     id: String,
     model: PicoDet,

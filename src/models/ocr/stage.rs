@@ -15,7 +15,6 @@ use candle_core::{Device, Tensor};
 use super::ctc::{Dictionary, greedy_decode_logits};
 use super::db_post::{self, DbParams, Image};
 use super::preprocess::{Bgr, det_size, normalize_into, rec_batch_width, rec_row, resize_linear};
-use crate::config::OcrScope;
 use crate::models::db_det::DbDetector;
 use crate::models::routing;
 use crate::models::svtr_rec::SvtrRecognizer;
@@ -38,6 +37,78 @@ const REC_MIN_WIDTH: usize = 320;
 pub enum OcrRelease {
     V5,
     V4,
+}
+
+/// Where OCR text detection runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OcrScope {
+    /// Once per page; lines are assigned to layout regions by overlap.
+    #[default]
+    Page,
+    /// Once per text-like or table region, on its crop.
+    Region,
+}
+
+impl OcrScope {
+    pub fn name(self) -> &'static str {
+        match self {
+            OcrScope::Page => "page",
+            OcrScope::Region => "region",
+        }
+    }
+}
+
+/// The OCR models' options (`[stages.ocr]` keys).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OcrOptions {
+    /// Text lines per recognition call (lines of similar width are batched together, across
+    /// all pages of the stage call).
+    pub rec_batch_size: usize,
+    /// `page` detects text once per page and assigns the lines to layout regions by overlap;
+    /// `region` runs detection on each text or table region's crop (one detection call per
+    /// region, the prototype's way).
+    pub scope: OcrScope,
+}
+
+/// Text lines per recognition call by default: PaddleOCR's `rec_batch_num`.
+pub const DEFAULT_REC_BATCH: usize = 6;
+
+impl Default for OcrOptions {
+    fn default() -> Self {
+        Self {
+            rec_batch_size: DEFAULT_REC_BATCH,
+            scope: OcrScope::Page,
+        }
+    }
+}
+
+impl crate::models::registry::ModelOptions for OcrOptions {
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.rec_batch_size == 0 {
+            return Err(("rec_batch_size", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The registry's builder of the PP-OCR models.
+pub fn build(req: &crate::models::registry::BuildRequest) -> Result<Box<dyn Stage>, StageError> {
+    let release = OcrRelease::from_model_id(req.id).ok_or_else(|| {
+        StageError::new("config", format!("`{}` is not a PP-OCR release", req.id))
+    })?;
+    let o: OcrOptions = req.options()?;
+    let ctx = req.ctx;
+    Ok(Box::new(OcrStage::load(
+        release,
+        req.id,
+        o.rec_batch_size,
+        o.scope,
+        &ctx.cache_root,
+        ctx.offline,
+        &ctx.device,
+    )?))
 }
 
 impl OcrRelease {

@@ -20,6 +20,52 @@ use crate::models::{ModelInfo, Stage, StageError};
 use crate::page::PageWork;
 use crate::vocab::StageKind;
 
+/// SLANet-plus's options (`[stages.table]` keys).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlanetOptions {
+    /// The decoder's step limit per table (SLANet's `max_text_length`).
+    pub max_decoder_steps: usize,
+}
+
+/// SLANet's `max_text_length`: 500 structure tokens.
+pub const DEFAULT_MAX_DECODER_STEPS: usize = 500;
+
+impl Default for SlanetOptions {
+    fn default() -> Self {
+        Self {
+            max_decoder_steps: DEFAULT_MAX_DECODER_STEPS,
+        }
+    }
+}
+
+impl crate::models::registry::ModelOptions for SlanetOptions {
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.max_decoder_steps == 0 {
+            return Err(("max_decoder_steps", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Tables per SLANet call at least (a page's tables are batched together; more when the
+/// stage's batch size asks for it). Eight bound the encoder input to 23 MB.
+const TABLES_PER_CALL: usize = 8;
+
+/// The registry's builder of `slanet-plus`.
+pub fn build(req: &crate::models::registry::BuildRequest) -> Result<Box<dyn Stage>, StageError> {
+    let o: SlanetOptions = req.options()?;
+    let ctx = req.ctx;
+    Ok(Box::new(TableStage::load(
+        req.id,
+        o.max_decoder_steps,
+        req.batch_size.max(TABLES_PER_CALL),
+        &ctx.cache_root,
+        ctx.offline,
+        &ctx.device,
+    )?))
+}
+
 pub struct TableStage {
     id: String,
     model: SlaNet,
