@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config;
 use crate::plan::{self, RunPlan};
+use crate::stats;
 
 /// One `--set KEY=V1,V2,…`: a dotted key of the strategy file and its values.
 #[derive(Debug, Clone, PartialEq)]
@@ -249,22 +250,20 @@ impl Row {
     /// 95 % interval of the median (three repeats or more) and, from five repeats on, the
     /// outliers (modified z-score above 3.5).
     pub fn of(p: &Point, runs: &[crate::report::schema::Report]) -> Self {
+        // A point with no runs (or a stage missing from them) shows 0, not NaN: the summary's
+        // JSON must read back (`merge`), and NaN does not survive serde_json.
+        let median = |v: &[f64]| stats::median(v).unwrap_or(0.0);
         let med = |f: &dyn Fn(&crate::report::schema::Report) -> f64| -> f64 {
             median(&runs.iter().map(f).collect::<Vec<_>>())
         };
         let pps: Vec<f64> = runs.iter().map(|r| r.summary.pages_per_s).collect();
         let m = median(&pps);
-        let mad = median(&pps.iter().map(|x| (x - m).abs()).collect::<Vec<_>>());
-        // Modified z-score above 3.5 (Iglewicz and Hoaglin), as hyperfine flags outliers;
-        // with fewer than five runs the MAD says too little to judge.
-        let outliers = pps
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| runs.len() >= 5 && mad > 0.0 && 0.6745 * (*x - m).abs() / mad > 3.5)
-            .map(|(i, _)| i as u32 + 1)
+        let outliers = stats::outliers(&pps)
+            .into_iter()
+            .map(|i| i as u32 + 1)
             .collect();
         let ci = (runs.len() >= 3)
-            .then(|| crate::report::compare::bootstrap_ratio(&pps, &pps, median))
+            .then(|| stats::bootstrap_ratio(&pps, &pps, stats::median))
             .flatten()
             .map(|(lo, hi)| [m * (1.0 + lo), m * (1.0 + hi)]);
         let stages: Vec<String> = runs
@@ -315,16 +314,6 @@ impl Row {
                 .map(|r| r.output.digest.chars().take(16).collect())
                 .unwrap_or_default(),
         }
-    }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    match s.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => s[n / 2],
-        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
     }
 }
 
