@@ -72,7 +72,65 @@ pub struct RunData<'a> {
     pub output_check: Option<OutputCheck>,
 }
 
+/// The report of a run: each part from its own step below, in the order the report lists
+/// them.
 pub fn build(mut d: RunData<'_>) -> Report {
+    d.records.sort_by_key(|r| r.page.global);
+    let interrupted = (d.records.len() as u64) < d.pages_selected;
+    let outputs_differ = d
+        .output_check
+        .as_ref()
+        .is_some_and(|c| c.pages_differing > 0);
+    let warnings = warnings(&d, interrupted);
+    let (first_admit_ns, wall_ns) = run_window(&d.records);
+    let pages = page_reports(&d.records);
+    let stages = stage_reports(&d.collected, &d.models, wall_ns);
+    let errors = error_reports(d.corpus, &d.run_errors);
+    let memory = memory_report(&d.memory, d.sample_interval_ms);
+    let summary = summary(&d, first_admit_ns, wall_ns);
+    let spans = SpansReport {
+        mode: match d.spans_mode {
+            crate::cli::SpansMode::Inline => "inline",
+            crate::cli::SpansMode::File => "file",
+            crate::cli::SpansMode::None => "none",
+        }
+        .into(),
+        file: None,
+        spans: std::mem::take(&mut d.collected.spans),
+    };
+    let output = OutputDigest {
+        algorithm: "sha256".into(),
+        digest: output_digest(&pages),
+        pages: d.records.len() as u64,
+        content: output_content(d.records.iter().map(|r| &r.output)),
+        check: d.output_check,
+    };
+    Report {
+        schema_version: SCHEMA_VERSION,
+        created_at: d.created_at,
+        command: d.command,
+        ok: errors.is_empty() && summary.pages_failed == 0 && !interrupted && !outputs_differ,
+        interrupted,
+        warnings,
+        environment: d.environment,
+        corpus: corpus_info(d.corpus, d.pages_selected, d.corpus_scan_ms),
+        strategy: d.strategy,
+        models: d.models,
+        summary,
+        stages,
+        memory,
+        pages,
+        spans,
+        errors,
+        output,
+        quality: d.quality,
+    }
+}
+
+/// What a reader must know before trusting the figures, most general first: the build, lost
+/// spans, test or untrained models, outputs that differ from the reference, an interrupted
+/// run.
+fn warnings(d: &RunData<'_>, interrupted: bool) -> Vec<String> {
     let mut warnings = Vec::new();
     if environment::build_profile() == "debug" {
         warnings
@@ -114,10 +172,6 @@ pub fn build(mut d: RunData<'_>) -> Report {
         ));
     }
 
-    let outputs_differ = d
-        .output_check
-        .as_ref()
-        .is_some_and(|c| c.pages_differing > 0);
     if let Some(c) = &d.output_check {
         if c.pages_differing > 0 {
             warnings.push(format!(
@@ -132,7 +186,6 @@ pub fn build(mut d: RunData<'_>) -> Report {
             ));
         }
     }
-    let interrupted = (d.records.len() as u64) < d.pages_selected;
     if interrupted {
         warnings.push(format!(
             "INTERRUPTED: {} of {} pages were processed; the statistics cover those pages only",
@@ -140,24 +193,21 @@ pub fn build(mut d: RunData<'_>) -> Report {
             d.pages_selected
         ));
     }
-    d.records.sort_by_key(|r| r.page.global);
-    let first_admit = d.records.iter().map(|r| r.admitted_ns).min().unwrap_or(0);
-    let last_done = d.records.iter().map(|r| r.done_ns).max().unwrap_or(0);
-    let wall_ns = last_done.saturating_sub(first_admit);
-    let steady = steady_state(d.records.iter().filter(|r| r.ok).map(|r| r.done_ns));
-    let mut latency = LatencyHistogram::new();
-    let mut digest = Sha256::new();
-    let mut pages = Vec::with_capacity(d.records.len());
-    for r in &d.records {
-        if r.ok {
-            latency.record(r.done_ns - r.admitted_ns);
-        }
-        let h = page_output_sha256(&r.output);
-        digest.update(r.id.as_bytes());
-        digest.update([0]);
-        digest.update(h.as_bytes());
-        digest.update([b'\n']);
-        pages.push(PageReport {
+    warnings
+}
+
+/// The first page's admission and the wall time from it to the last page done, in ns.
+fn run_window(records: &[PageRecord]) -> (u64, u64) {
+    let first_admit = records.iter().map(|r| r.admitted_ns).min().unwrap_or(0);
+    let last_done = records.iter().map(|r| r.done_ns).max().unwrap_or(0);
+    (first_admit, last_done.saturating_sub(first_admit))
+}
+
+/// One entry per processed page, in the records' order (sorted by page).
+fn page_reports(records: &[PageRecord]) -> Vec<PageReport> {
+    records
+        .iter()
+        .map(|r| PageReport {
             index: r.page.global,
             id: r.id.to_string(),
             document: r.doc_id.to_string(),
@@ -169,22 +219,35 @@ pub fn build(mut d: RunData<'_>) -> Report {
             latency_ms: ms(r.done_ns - r.admitted_ns),
             width_px: r.output.width_px,
             height_px: r.output.height_px,
-            output_sha256: h,
-        });
-    }
-    let pages_ok = d.records.iter().filter(|r| r.ok).count() as u64;
-    let pages_failed = d.records.len() as u64 - pages_ok;
+            output_sha256: page_output_sha256(&r.output),
+        })
+        .collect()
+}
 
+/// sha256 over every page's id and output hash, in page order: equal digests, equal outputs.
+fn output_digest(pages: &[PageReport]) -> String {
+    let mut digest = Sha256::new();
+    for p in pages {
+        digest.update(p.id.as_bytes());
+        digest.update([0]);
+        digest.update(p.output_sha256.as_bytes());
+        digest.update([b'\n']);
+    }
+    hex(&digest.finalize())
+}
+
+/// Each stage's counts, service times and queue waits, in pipeline order; utilization is
+/// busy time over the wall time of all its workers.
+fn stage_reports(collected: &Collected, models: &[ModelInfo], wall_ns: u64) -> Vec<StageReport> {
     let mut stages = Vec::new();
     for kind in StageKind::ALL {
-        let Some(acc) = d.collected.stages.get(&kind) else {
+        let Some(acc) = collected.stages.get(&kind) else {
             continue;
         };
         let workers = acc.workers.len().max(1) as f64;
         stages.push(StageReport {
             stage: kind,
-            model: d
-                .models
+            model: models
                 .iter()
                 .find(|m| m.stage == kind)
                 .map_or_else(|| "?".into(), |m| m.id.clone()),
@@ -215,9 +278,12 @@ pub fn build(mut d: RunData<'_>) -> Report {
             first_call_ms: ms(acc.first_call_ns),
         });
     }
+    stages
+}
 
-    let mut errors: Vec<ErrorReport> = d
-        .corpus
+/// Documents that would not open, then the errors of the run itself.
+fn error_reports(corpus: &Corpus, run_errors: &[RunError]) -> Vec<ErrorReport> {
+    let mut errors: Vec<ErrorReport> = corpus
         .documents
         .iter()
         .filter_map(|doc| {
@@ -230,20 +296,23 @@ pub fn build(mut d: RunData<'_>) -> Report {
             })
         })
         .collect();
-    errors.extend(d.run_errors.iter().map(|e| ErrorReport {
+    errors.extend(run_errors.iter().map(|e| ErrorReport {
         document: e.document.clone(),
         page: e.page,
         stage: e.stage.clone(),
         kind: e.kind.clone(),
         message: e.message.clone(),
     }));
+    errors
+}
 
-    let s = &d.memory.samples;
-    let memory = MemoryReport {
-        sample_interval_ms: d.sample_interval_ms,
+/// Peaks and minima over the sampled memory trace, and the trace itself downsampled.
+fn memory_report(memory: &MemoryTrace, sample_interval_ms: u64) -> MemoryReport {
+    let s = &memory.samples;
+    MemoryReport {
+        sample_interval_ms,
         samples_taken: s.len(),
-        peak_rss_bytes: d
-            .memory
+        peak_rss_bytes: memory
             .peak_rss_bytes
             .max(s.iter().map(|x| x.rss_bytes).max().unwrap_or(0)),
         peak_rss_with_children_bytes: s
@@ -251,114 +320,88 @@ pub fn build(mut d: RunData<'_>) -> Report {
             .map(|x| x.rss_bytes + x.children_rss_bytes)
             .max()
             .unwrap_or(0),
-        system_total_bytes: d.memory.system_total_bytes,
+        system_total_bytes: memory.system_total_bytes,
         min_system_available_bytes: s
             .iter()
             .map(|x| x.system_available_bytes)
             .min()
             .unwrap_or(0),
-        swap_total_bytes: d.memory.swap_total_bytes,
+        swap_total_bytes: memory.swap_total_bytes,
         peak_swap_used_bytes: s.iter().map(|x| x.swap_used_bytes).max().unwrap_or(0),
-        accelerator_total_bytes: d.memory.accelerator_total_bytes,
+        accelerator_total_bytes: memory.accelerator_total_bytes,
         peak_accelerator_used_bytes: s.iter().filter_map(|x| x.accelerator_used_bytes).max(),
         series: downsample(s, MAX_SERIES_POINTS),
-    };
+    }
+}
 
-    let spans = SpansReport {
-        mode: match d.spans_mode {
-            crate::cli::SpansMode::Inline => "inline",
-            crate::cli::SpansMode::File => "file",
-            crate::cli::SpansMode::None => "none",
-        }
-        .into(),
-        file: None,
-        spans: std::mem::take(&mut d.collected.spans),
-    };
+/// The run's headline figures: pages, wall time and throughput (overall and after warm-up),
+/// page latency, instrumentation cost and the bottleneck.
+fn summary(d: &RunData<'_>, first_admit_ns: u64, wall_ns: u64) -> Summary {
+    let pages_ok = d.records.iter().filter(|r| r.ok).count() as u64;
+    let mut latency = LatencyHistogram::new();
+    for r in d.records.iter().filter(|r| r.ok) {
+        latency.record(r.done_ns - r.admitted_ns);
+    }
+    let (steady_pages_per_s, warmup_pages) =
+        steady_state(d.records.iter().filter(|r| r.ok).map(|r| r.done_ns));
+    Summary {
+        pages_ok,
+        pages_failed: d.records.len() as u64 - pages_ok,
+        wall_ms: ms(wall_ns),
+        pages_per_s: if wall_ns == 0 {
+            0.0
+        } else {
+            pages_ok as f64 / (wall_ns as f64 / 1e9)
+        },
+        time_to_first_page_ms: d
+            .records
+            .iter()
+            .map(|r| r.done_ns)
+            .min()
+            .map_or(0.0, |t| ms(t.saturating_sub(first_admit_ns))),
+        pages_in_flight_max: max_in_flight(d.records.iter().map(|r| (r.admitted_ns, r.done_ns))),
+        steady_pages_per_s,
+        warmup_pages,
+        model_load_ms: d.model_load_ms,
+        page_latency: latency_summary(&latency),
+        instrumentation_overhead_ns: d.overhead_ns,
+        spans_recorded: d.collected.spans_recorded,
+        spans_dropped: d.collected.spans_dropped,
+        bottleneck: bottleneck(&d.collected.workers, wall_ns),
+    }
+}
 
-    let documents_failed = d
-        .corpus
-        .documents
-        .iter()
-        .filter(|x| x.error.is_some())
-        .count();
-    Report {
-        schema_version: SCHEMA_VERSION,
-        created_at: d.created_at,
-        command: d.command,
-        ok: errors.is_empty() && pages_failed == 0 && !interrupted && !outputs_differ,
-        interrupted,
-        warnings,
-        environment: d.environment,
-        corpus: CorpusInfo {
-            inputs: d
-                .corpus
-                .inputs
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect(),
-            name: d.corpus.name.clone(),
-            hash: d.corpus.hash.clone(),
-            documents_total: d.corpus.documents.len(),
-            documents_failed,
-            pages_total: d.corpus.total_pages(),
-            pages_selected: d.pages_selected,
-            scan_ms: d.corpus_scan_ms,
-            documents: d
-                .corpus
-                .documents
-                .iter()
-                .map(|x| DocumentReport {
-                    id: x.id.clone(),
-                    path: x.path.display().to_string(),
-                    bytes: x.bytes,
-                    sha256: x.sha256.clone(),
-                    pages: x.pages,
-                    error: x.error.as_ref().map(|e| e.to_string()),
-                })
-                .collect(),
-        },
-        strategy: d.strategy,
-        models: d.models,
-        summary: Summary {
-            pages_ok,
-            pages_failed,
-            wall_ms: ms(wall_ns),
-            pages_per_s: if wall_ns == 0 {
-                0.0
-            } else {
-                pages_ok as f64 / (wall_ns as f64 / 1e9)
-            },
-            time_to_first_page_ms: d
-                .records
-                .iter()
-                .map(|r| r.done_ns)
-                .min()
-                .map_or(0.0, |t| ms(t.saturating_sub(first_admit))),
-            pages_in_flight_max: max_in_flight(
-                d.records.iter().map(|r| (r.admitted_ns, r.done_ns)),
-            ),
-            steady_pages_per_s: steady.0,
-            warmup_pages: steady.1,
-            model_load_ms: d.model_load_ms,
-            page_latency: latency_summary(&latency),
-            instrumentation_overhead_ns: d.overhead_ns,
-            spans_recorded: d.collected.spans_recorded,
-            spans_dropped: d.collected.spans_dropped,
-            bottleneck: bottleneck(&d.collected.workers, wall_ns),
-        },
-        stages,
-        memory,
-        pages,
-        spans,
-        errors,
-        output: OutputDigest {
-            algorithm: "sha256".into(),
-            digest: hex(&digest.finalize()),
-            pages: d.records.len() as u64,
-            content: output_content(d.records.iter().map(|r| &r.output)),
-            check: d.output_check,
-        },
-        quality: d.quality,
+/// The corpus as run: its inputs, identity and every document, failed ones included.
+fn corpus_info(corpus: &Corpus, pages_selected: u64, scan_ms: f64) -> CorpusInfo {
+    CorpusInfo {
+        inputs: corpus
+            .inputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        name: corpus.name.clone(),
+        hash: corpus.hash.clone(),
+        documents_total: corpus.documents.len(),
+        documents_failed: corpus
+            .documents
+            .iter()
+            .filter(|x| x.error.is_some())
+            .count(),
+        pages_total: corpus.total_pages(),
+        pages_selected,
+        scan_ms,
+        documents: corpus
+            .documents
+            .iter()
+            .map(|x| DocumentReport {
+                id: x.id.clone(),
+                path: x.path.display().to_string(),
+                bytes: x.bytes,
+                sha256: x.sha256.clone(),
+                pages: x.pages,
+                error: x.error.as_ref().map(|e| e.to_string()),
+            })
+            .collect(),
     }
 }
 
