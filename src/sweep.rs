@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config;
 use crate::plan::{self, RunPlan};
+use crate::stats;
 
 /// One `--set KEY=V1,V2,…`: a dotted key of the strategy file and its values.
 #[derive(Debug, Clone, PartialEq)]
@@ -229,7 +230,8 @@ pub struct Row {
     pub pages: u64,
     pub wall_s: f64,
     pub pages_per_s: f64,
-    /// Bootstrap 95 % interval of the median pages/s (three repeats or more).
+    /// Bootstrap 95 % interval of the median pages/s (percentile bootstrap over the repeats,
+    /// three or more; with three to five it is their range, slowest to fastest).
     pub pages_per_s_ci: Option<[f64; 2]>,
     /// Repeats (1-based) whose pages/s is an outlier (modified z-score above 3.5).
     pub outlier_repeats: Vec<u32>,
@@ -249,24 +251,25 @@ impl Row {
     /// 95 % interval of the median (three repeats or more) and, from five repeats on, the
     /// outliers (modified z-score above 3.5).
     pub fn of(p: &Point, runs: &[crate::report::schema::Report]) -> Self {
+        // A point with no runs (or a stage missing from them) shows 0, not NaN: the summary's
+        // JSON must read back (`merge`), and NaN does not survive serde_json.
+        let median = |v: &[f64]| stats::median(v).unwrap_or(0.0);
         let med = |f: &dyn Fn(&crate::report::schema::Report) -> f64| -> f64 {
             median(&runs.iter().map(f).collect::<Vec<_>>())
         };
         let pps: Vec<f64> = runs.iter().map(|r| r.summary.pages_per_s).collect();
         let m = median(&pps);
-        let mad = median(&pps.iter().map(|x| (x - m).abs()).collect::<Vec<_>>());
-        // Modified z-score above 3.5 (Iglewicz and Hoaglin), as hyperfine flags outliers;
-        // with fewer than five runs the MAD says too little to judge.
-        let outliers = pps
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| runs.len() >= 5 && mad > 0.0 && 0.6745 * (*x - m).abs() / mad > 3.5)
-            .map(|(i, _)| i as u32 + 1)
+        let outliers = stats::outliers(&pps)
+            .into_iter()
+            .map(|i| i as u32 + 1)
             .collect();
+        // A one-sample percentile bootstrap of the median. (It used to be the ratio of two
+        // independent resamples of the same runs, scaled by the median: the runs' noise
+        // counted twice, about √2 too wide; see `stats`' tests.)
         let ci = (runs.len() >= 3)
-            .then(|| crate::report::compare::bootstrap_ratio(&pps, &pps, median))
+            .then(|| stats::bootstrap_interval(&pps, stats::median))
             .flatten()
-            .map(|(lo, hi)| [m * (1.0 + lo), m * (1.0 + hi)]);
+            .map(|(lo, hi)| [lo, hi]);
         let stages: Vec<String> = runs
             .first()
             .map(|r| {
@@ -315,16 +318,6 @@ impl Row {
                 .map(|r| r.output.digest.chars().take(16).collect())
                 .unwrap_or_default(),
         }
-    }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    match s.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => s[n / 2],
-        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
     }
 }
 
@@ -746,6 +739,11 @@ mod tests {
         assert_eq!(row.outlier_repeats, vec![5]);
         let [lo, hi] = row.pages_per_s_ci.expect("an interval from 5 runs");
         assert!(lo <= 10.0 && 10.0 <= hi, "[{lo}, {hi}]");
+        // An interval of the median is made of medians of resampled runs: it never leaves
+        // their range. (The ratio construction gave [4, 25] here: 25 = 10 × 10/4, the
+        // median times a resample's median of 10 over another's of 4, which drew the slow
+        // run three times or more.)
+        assert!(4.0 <= lo && hi <= 10.2, "[{lo}, {hi}]");
         let one = Row::of(p, &runs[..1]);
         assert!(one.pages_per_s_ci.is_none() && one.outlier_repeats.is_empty());
     }

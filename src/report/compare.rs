@@ -11,9 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::schema::Report;
-
-/// Bootstrap resamples: enough for stable 95 % bounds (±0.5 % of the interval's width).
-const RESAMPLES: usize = 2000;
+use crate::stats::{bootstrap_ratio, mean, quantile};
 
 /// A figure of two reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -262,53 +260,6 @@ fn page_latencies_ms(r: &Report) -> Vec<f64> {
         .collect()
 }
 
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len().max(1) as f64
-}
-
-fn quantile(v: &[f64], q: f64) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let i = ((s.len() as f64 - 1.0) * q).round() as usize;
-    s.get(i).copied().unwrap_or(0.0)
-}
-
-/// A small deterministic generator (xorshift64*): the same reports give the same intervals.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n.max(1)
-    }
-}
-
-/// 95 % percentile-bootstrap interval of `stat(b) / stat(a) − 1`, resampling each side's
-/// values independently. None with fewer than 2 values on a side.
-pub fn bootstrap_ratio(a: &[f64], b: &[f64], stat: impl Fn(&[f64]) -> f64) -> Option<(f64, f64)> {
-    if a.len() < 2 || b.len() < 2 {
-        return None;
-    }
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let mut resample = |v: &[f64], buf: &mut Vec<f64>| {
-        buf.clear();
-        buf.extend((0..v.len()).map(|_| v[rng.below(v.len())]));
-    };
-    let (mut ba, mut bb) = (Vec::new(), Vec::new());
-    let mut ratios: Vec<f64> = (0..RESAMPLES)
-        .filter_map(|_| {
-            resample(a, &mut ba);
-            resample(b, &mut bb);
-            let (x, y) = (stat(&ba), stat(&bb));
-            (x > 0.0).then(|| y / x - 1.0)
-        })
-        .collect();
-    ratios.sort_by(f64::total_cmp);
-    Some((quantile(&ratios, 0.025), quantile(&ratios, 0.975)))
-}
-
 /// The comparison as text (Markdown tables when `markdown`).
 pub fn render(pairs: &[Pair], fail_pct: Option<f64>, markdown: bool) -> String {
     let mut out = String::new();
@@ -427,16 +378,5 @@ mod tests {
         let mut m = metric(100.0, 130.0, Some((0.2, 0.4)));
         m.higher_is_better = false;
         assert!(m.regressed(10.0));
-    }
-
-    #[test]
-    fn bootstrap_intervals_cover_the_true_change_and_are_tight_on_equal_samples() {
-        let a: Vec<f64> = (0..200).map(|i| 100.0 + (i % 10) as f64).collect();
-        let b: Vec<f64> = a.iter().map(|x| x * 1.5).collect();
-        let (lo, hi) = bootstrap_ratio(&a, &b, mean).expect("interval");
-        assert!(lo < 0.5 && 0.5 < hi && hi - lo < 0.05, "[{lo}, {hi}]");
-        let (lo, hi) = bootstrap_ratio(&a, &a, mean).expect("interval");
-        assert!(lo < 0.0 && 0.0 < hi && hi - lo < 0.03, "[{lo}, {hi}]");
-        assert!(bootstrap_ratio(&a[..1], &b, mean).is_none());
     }
 }
