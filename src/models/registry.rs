@@ -80,6 +80,9 @@ impl BuildRequest<'_> {
 /// A stage builder.
 pub type Builder = fn(&BuildRequest) -> Result<Box<dyn Stage>, StageError>;
 
+/// An options resolver: the stage table (less the strategy's keys) → the resolved options.
+pub type Resolver = fn(&Map<String, Value>) -> Result<Map<String, Value>, OptionError>;
+
 /// One model.
 pub struct ModelEntry {
     pub id: &'static str,
@@ -93,7 +96,7 @@ pub struct ModelEntry {
     /// The option keys with their defaults.
     pub defaults: fn() -> Map<String, Value>,
     /// Stage table (less the strategy's keys) → resolved options.
-    pub resolve: fn(&Map<String, Value>) -> Result<Map<String, Value>, OptionError>,
+    pub resolve: Resolver,
     pub build: Builder,
 }
 
