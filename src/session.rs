@@ -217,7 +217,7 @@ impl Session {
                     .unwrap_or_default(),
                 page: None,
                 stage: "check-outputs".into(),
-                kind: "reference".into(),
+                kind: crate::vocab::FailureKind::Reference,
                 message,
             });
         }

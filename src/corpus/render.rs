@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use pdfium_render::prelude::*;
 
 use crate::assets::pdfium::PdfiumInfo;
+use crate::vocab::FailureKind;
 
 static PDFIUM: OnceLock<Pdfium> = OnceLock::new();
 static BOUND: OnceLock<PdfiumInfo> = OnceLock::new();
@@ -162,20 +163,20 @@ pub enum RenderError {
 
 impl RenderError {
     /// A short machine-readable kind for reports.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> FailureKind {
         match self {
-            RenderError::NotBound => "not_bound",
-            RenderError::Unreadable(_) => "unreadable",
-            RenderError::EmptyFile => "empty_file",
-            RenderError::NotPdf => "not_pdf",
-            RenderError::Corrupt => "corrupt",
-            RenderError::Encrypted => "encrypted",
-            RenderError::Security => "security",
-            RenderError::NoPages => "no_pages",
-            RenderError::NoSuchPage { .. } => "no_such_page",
-            RenderError::Page { .. } => "page",
-            RenderError::TooLarge { .. } => "too_large",
-            RenderError::Worker(_) => "worker",
+            RenderError::NotBound => FailureKind::NotBound,
+            RenderError::Unreadable(_) => FailureKind::Unreadable,
+            RenderError::EmptyFile => FailureKind::EmptyFile,
+            RenderError::NotPdf => FailureKind::NotPdf,
+            RenderError::Corrupt => FailureKind::Corrupt,
+            RenderError::Encrypted => FailureKind::Encrypted,
+            RenderError::Security => FailureKind::Security,
+            RenderError::NoPages => FailureKind::NoPages,
+            RenderError::NoSuchPage { .. } => FailureKind::NoSuchPage,
+            RenderError::Page { .. } => FailureKind::Page,
+            RenderError::TooLarge { .. } => FailureKind::TooLarge,
+            RenderError::Worker(_) => FailureKind::Worker,
         }
     }
 }

@@ -240,7 +240,7 @@ pub fn build(mut d: RunData<'_>) -> Report {
                 document: doc.id.clone(),
                 page: None,
                 stage: "open".into(),
-                kind: e.kind().into(),
+                kind: e.kind().name().into(),
                 message: e.to_string(),
             })
         })
@@ -249,7 +249,7 @@ pub fn build(mut d: RunData<'_>) -> Report {
         document: e.document.clone(),
         page: e.page,
         stage: e.stage.clone(),
-        kind: e.kind.clone(),
+        kind: e.kind.name().into(),
         message: e.message.clone(),
     }));
 
