@@ -305,6 +305,16 @@ pub enum SpansMode {
     None,
 }
 
+impl From<&PdfiumArgs> for crate::corpus::pdfium::PdfiumOptions {
+    fn from(a: &PdfiumArgs) -> Self {
+        Self {
+            library: a.pdfium_lib.clone(),
+            cache_dir: a.cache_dir.clone(),
+            offline: a.offline,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct SetupArgs {
     /// Fetch again even if the cache already holds a verified copy.

@@ -105,7 +105,9 @@ pub fn report_schema_json() -> String {
 }
 
 fn setup_command(args: cli::SetupArgs) -> anyhow::Result<ExitStatus> {
-    let path = assets::pdfium::setup(&args.pdfium, args.force)?;
+    let path = corpus::pdfium::setup(&(&args.pdfium).into(), args.force, &mut |m| {
+        eprintln!("pipebench: {m}")
+    })?;
     println!("libpdfium ready: {}", path.display());
     let wanted: Vec<&str> = args.models.iter().map(String::as_str).collect();
     let cards: Vec<_> = match wanted.as_slice() {

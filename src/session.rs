@@ -10,6 +10,7 @@ use anyhow::Context as _;
 
 use crate::cli;
 use crate::corpus::Corpus;
+use crate::corpus::pdfium::PdfiumInfo;
 use crate::metrics::Clock;
 use crate::metrics::memory::{ChildPids, MemorySampler};
 use crate::metrics::span::Collector;
@@ -52,7 +53,7 @@ pub struct Session {
     pub pages: Vec<crate::corpus::PageRef>,
     device: candle_core::Device,
     device_spec: DeviceSpec,
-    pdfium: assets::pdfium::PdfiumInfo,
+    pdfium: PdfiumInfo,
     build_ctx: models::BuildContext,
     started_at: std::time::SystemTime,
 }
@@ -71,7 +72,7 @@ impl Session {
         }
         let device_spec: DeviceSpec = common.device.parse()?;
         let device = models::device::open(device_spec)?;
-        let pdfium = assets::pdfium::bind(&common.pdfium, &mut |m| say(m))?;
+        let pdfium = crate::corpus::pdfium::bind(&(&common.pdfium).into(), &mut |m| say(m))?;
         let t_scan = Instant::now();
         let mut corpus = Corpus::discover(inputs)?;
         corpus.probe();

@@ -297,7 +297,7 @@ fn nanos_now() -> u128 {
 
 /// The worker process: bind, map, say "ready", then serve requests until stdin closes.
 pub fn worker_main(args: RenderWorkerArgs) -> anyhow::Result<()> {
-    super::render::bind_library(Some(&args.pdfium_lib)).map_err(|e| {
+    super::pdfium::bind_library(Some(&args.pdfium_lib)).map_err(|e| {
         anyhow::anyhow!("render worker: binding {}: {e}", args.pdfium_lib.display())
     })?;
     let mut shm = match &args.shm {
