@@ -255,6 +255,4 @@ fn models_command(args: cli::ModelsArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Ok)
 }
 
-pub(crate) fn say(msg: &str) {
-    console::message(format!("pipebench: {msg}"));
-}
+pub(crate) use console::say;

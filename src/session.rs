@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use crate::console::say;
 use crate::corpus::Corpus;
 use crate::corpus::pdfium::{PdfiumInfo, PdfiumOptions};
 use crate::metrics::Clock;
@@ -18,7 +19,7 @@ use crate::pipeline::executor::{Executor, measure_overhead};
 use crate::pipeline::{PageRecord, RunContext};
 use crate::plan::RunPlan;
 use crate::vocab::StageKind;
-use crate::{assets, console, metrics, models, pipeline, report, say};
+use crate::{assets, console, metrics, models, pipeline, report};
 
 /// How a run is watched: progress bars and the TUI's live board. Called from the threads
 /// that do the work, so implementations must be cheap.

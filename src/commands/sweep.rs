@@ -6,8 +6,9 @@ use anyhow::Context as _;
 
 use crate::cli;
 use crate::commands::reports::load_report;
+use crate::console::say;
 use crate::session::{ReportOptions, Session, progress_bar};
-use crate::{ExitStatus, pipeline, report, say, sweep};
+use crate::{ExitStatus, pipeline, report, sweep};
 
 pub(crate) fn sweep_command(args: cli::SweepArgs) -> anyhow::Result<ExitStatus> {
     let strategies: Vec<(String, String)> = args
