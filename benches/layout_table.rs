@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use pipebench::cli::PdfiumArgs;
 use pipebench::corpus::Corpus;
+use pipebench::corpus::pdfium::PdfiumOptions;
 use pipebench::corpus::render::{RenderSpec, Renderer};
 use pipebench::models::layout::stage::LayoutStage;
 use pipebench::models::ocr::preprocess::Bgr;
@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
     let out = std::path::PathBuf::from(args.get(2).map_or("/tmp/pipebench-lt", String::as_str));
     std::fs::create_dir_all(&out)?;
     let root = pipebench::assets::cache_root(None);
-    pipebench::assets::pdfium::bind(&PdfiumArgs::default(), &mut |m| eprintln!("{m}"))?;
+    pipebench::corpus::pdfium::bind(&PdfiumOptions::default(), &mut |m| eprintln!("{m}"))?;
     let dev = Device::Cpu;
     let err = |e: pipebench::models::StageError| anyhow::anyhow!("{e}");
     let layout = LayoutStage::load("picodet-layout-cdla", &root, true, &dev).map_err(err)?;

@@ -1,4 +1,5 @@
-//! Command-line definitions (clap). No logic lives here.
+//! Command-line definitions (clap), and their conversions into the library's plain option
+//! types: no library module takes a clap type. No other logic lives here.
 
 use std::path::PathBuf;
 
@@ -303,6 +304,36 @@ pub enum SpansMode {
     Inline,
     File,
     None,
+}
+
+impl From<SpansMode> for crate::report::SpansMode {
+    fn from(m: SpansMode) -> Self {
+        match m {
+            SpansMode::Inline => Self::Inline,
+            SpansMode::File => Self::File,
+            SpansMode::None => Self::None,
+        }
+    }
+}
+
+impl From<&PdfiumArgs> for crate::corpus::pdfium::PdfiumOptions {
+    fn from(a: &PdfiumArgs) -> Self {
+        Self {
+            library: a.pdfium_lib.clone(),
+            cache_dir: a.cache_dir.clone(),
+            offline: a.offline,
+        }
+    }
+}
+
+impl From<&CommonRunArgs> for crate::session::SessionOptions {
+    fn from(a: &CommonRunArgs) -> Self {
+        Self {
+            device: a.device.clone(),
+            weights: a.weights.clone(),
+            pdfium: (&a.pdfium).into(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,11 @@ pub fn message(line: String) {
     eprintln!("{line}");
 }
 
+/// A message from pipebench to the user (`pipebench: ` and `msg`), through [`message`].
+pub fn say(msg: &str) {
+    message(format!("pipebench: {msg}"));
+}
+
 /// Holds messages back from now on (the TUI takes the terminal).
 pub fn hold() {
     HELD.store(true, Ordering::Relaxed);

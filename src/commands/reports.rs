@@ -5,7 +5,8 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use crate::cli;
-use crate::{ExitStatus, report, say};
+use crate::console::say;
+use crate::{ExitStatus, report};
 
 /// Reads a report written by this version of pipebench (or an older one whose format this one
 /// still reads, see `MIN_READABLE_SCHEMA`).

@@ -14,7 +14,7 @@ pub(crate) fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
             profile,
         )?,
     };
-    let session = Session::open(&args.corpus, &args.common, args.max_pages)?;
+    let session = Session::open(&args.corpus, &(&args.common).into(), args.max_pages)?;
     let out_path = args
         .out
         .clone()
@@ -29,7 +29,7 @@ pub(crate) fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
         return Err(report::output_check::CheckError::NotAFolder(dir.display().to_string()).into());
     }
     let options = ReportOptions {
-        spans: args.spans,
+        spans: args.spans.into(),
         sample_ms: args.sample_ms,
         save_outputs: args.save_outputs.clone(),
         check_outputs: args.check_outputs.clone(),

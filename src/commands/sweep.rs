@@ -6,8 +6,9 @@ use anyhow::Context as _;
 
 use crate::cli;
 use crate::commands::reports::load_report;
+use crate::console::say;
 use crate::session::{ReportOptions, Session, progress_bar};
-use crate::{ExitStatus, pipeline, report, say, sweep};
+use crate::{ExitStatus, pipeline, report, sweep};
 
 pub(crate) fn sweep_command(args: cli::SweepArgs) -> anyhow::Result<ExitStatus> {
     let strategies: Vec<(String, String)> = args
@@ -63,10 +64,10 @@ pub(crate) fn sweep_command(args: cli::SweepArgs) -> anyhow::Result<ExitStatus> 
             String::new()
         }
     ));
-    let session = Session::open(&args.corpus, &args.common, args.max_pages)?;
+    let session = Session::open(&args.corpus, &(&args.common).into(), args.max_pages)?;
     pipeline::install_interrupt_handler();
     let options = ReportOptions {
-        spans: cli::SpansMode::Inline,
+        spans: report::SpansMode::Inline,
         sample_ms: 50,
         save_outputs: None,
         check_outputs: None,

@@ -27,7 +27,7 @@ pub(crate) fn tui_command(args: cli::TuiArgs) -> anyhow::Result<ExitStatus> {
         }
     }
     let max_pages = (!args.all_pages).then_some(args.max_pages);
-    let session = Session::open(&args.corpus, &args.common, max_pages)?;
+    let session = Session::open(&args.corpus, &(&args.common).into(), max_pages)?;
     let mut paths: Vec<std::path::PathBuf> = plans
         .iter()
         .map(|plan| session.default_report_path(args.out_dir.as_deref(), &plan.name))
@@ -49,7 +49,7 @@ pub(crate) fn tui_command(args: cli::TuiArgs) -> anyhow::Result<ExitStatus> {
         }
     }
     let options = ReportOptions {
-        spans: cli::SpansMode::Inline,
+        spans: report::SpansMode::Inline,
         sample_ms: args.sample_ms,
         save_outputs: None,
         check_outputs: None,

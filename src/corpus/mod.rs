@@ -4,6 +4,7 @@
 //! they are the same on every machine and in every report of the same corpus. Pages are
 //! numbered from 1 in ids (`doc.pdf#p3`), from 0 in code.
 
+pub mod pdfium;
 pub mod render;
 pub mod render_pool;
 

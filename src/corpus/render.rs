@@ -1,4 +1,4 @@
-//! In-process rendering with pdfium, and the process-global pdfium binding.
+//! In-process rendering with pdfium (bound by `corpus::pdfium`).
 //!
 //! pdfium is not thread-safe and pdfium-render 0.9 serializes every call behind one global
 //! mutex, so threads give no parallelism: in-process rendering belongs to one thread (the
@@ -10,39 +10,13 @@
 //! requires. No RGBA round trip, no `image::DynamicImage` copy.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use pdfium_render::prelude::*;
 
-use crate::assets::pdfium::PdfiumInfo;
-
-static PDFIUM: OnceLock<Pdfium> = OnceLock::new();
-static BOUND: OnceLock<PdfiumInfo> = OnceLock::new();
-
-/// Binds libpdfium once for this process: a file, or the system library (`None`).
-pub fn bind_library(file: Option<&Path>) -> Result<(), PdfiumError> {
-    if PDFIUM.get().is_some() {
-        return Ok(());
-    }
-    let bindings = match file {
-        Some(f) => Pdfium::bind_to_library(f)?,
-        None => Pdfium::bind_to_system_library()?,
-    };
-    let _ = PDFIUM.set(Pdfium::new(bindings));
-    Ok(())
-}
-
-pub(crate) fn set_bound_info(info: PdfiumInfo) {
-    let _ = BOUND.set(info);
-}
-
-/// How the library was bound, if it was.
-pub fn bound_info() -> Option<PdfiumInfo> {
-    BOUND.get().cloned()
-}
+use crate::vocab::FailureKind;
 
 fn pdfium() -> Result<&'static Pdfium, RenderError> {
-    PDFIUM.get().ok_or(RenderError::NotBound)
+    super::pdfium::bound().ok_or(RenderError::NotBound)
 }
 
 /// Pixel layout of a rendered page.
@@ -162,20 +136,20 @@ pub enum RenderError {
 
 impl RenderError {
     /// A short machine-readable kind for reports.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> FailureKind {
         match self {
-            RenderError::NotBound => "not_bound",
-            RenderError::Unreadable(_) => "unreadable",
-            RenderError::EmptyFile => "empty_file",
-            RenderError::NotPdf => "not_pdf",
-            RenderError::Corrupt => "corrupt",
-            RenderError::Encrypted => "encrypted",
-            RenderError::Security => "security",
-            RenderError::NoPages => "no_pages",
-            RenderError::NoSuchPage { .. } => "no_such_page",
-            RenderError::Page { .. } => "page",
-            RenderError::TooLarge { .. } => "too_large",
-            RenderError::Worker(_) => "worker",
+            RenderError::NotBound => FailureKind::NotBound,
+            RenderError::Unreadable(_) => FailureKind::Unreadable,
+            RenderError::EmptyFile => FailureKind::EmptyFile,
+            RenderError::NotPdf => FailureKind::NotPdf,
+            RenderError::Corrupt => FailureKind::Corrupt,
+            RenderError::Encrypted => FailureKind::Encrypted,
+            RenderError::Security => FailureKind::Security,
+            RenderError::NoPages => FailureKind::NoPages,
+            RenderError::NoSuchPage { .. } => FailureKind::NoSuchPage,
+            RenderError::Page { .. } => FailureKind::Page,
+            RenderError::TooLarge { .. } => FailureKind::TooLarge,
+            RenderError::Worker(_) => FailureKind::Worker,
         }
     }
 }

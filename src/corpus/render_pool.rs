@@ -22,7 +22,6 @@ use std::time::Instant;
 use memmap2::MmapMut;
 
 use super::render::{OpenDocument, PageImage, PixelFormat, RenderError, RenderSpec};
-use crate::cli::RenderWorkerArgs;
 
 /// Shared buffer per worker: 64 MiB holds an A3 page at 300 dpi (≈ 52 MB). tmpfs pages are
 /// allocated on first touch, so an unused tail costs nothing.
@@ -295,12 +294,12 @@ fn nanos_now() -> u128 {
         .unwrap_or(0)
 }
 
-/// The worker process: bind, map, say "ready", then serve requests until stdin closes.
-pub fn worker_main(args: RenderWorkerArgs) -> anyhow::Result<()> {
-    super::render::bind_library(Some(&args.pdfium_lib)).map_err(|e| {
-        anyhow::anyhow!("render worker: binding {}: {e}", args.pdfium_lib.display())
-    })?;
-    let mut shm = match &args.shm {
+/// The worker process: bind `pdfium_lib`, map `shm` (the shared buffer, if the parent gave
+/// one), say "ready", then serve requests until stdin closes.
+pub fn worker_main(pdfium_lib: &Path, shm: Option<&Path>) -> anyhow::Result<()> {
+    super::pdfium::bind_library(Some(pdfium_lib))
+        .map_err(|e| anyhow::anyhow!("render worker: binding {}: {e}", pdfium_lib.display()))?;
+    let mut shm = match shm {
         Some(p) => {
             let f = OpenOptions::new().read(true).write(true).open(p)?;
             // SAFETY: see the parent side; only this process writes, only between request and reply.

@@ -28,7 +28,7 @@ pub mod table;
 pub mod weights;
 
 use crate::page::PageWork;
-pub use crate::vocab::StageKind;
+pub use crate::vocab::{FailureKind, StageKind};
 
 /// What a stage runs, for the report.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -54,16 +54,40 @@ pub struct ModelInfo {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct StageError {
-    /// Short machine-readable kind (`oom`, `render`, `model`, `injected`…).
-    pub kind: String,
+    /// What failed (`oom`, `weights`, `model`, `injected`… in reports).
+    pub kind: FailureKind,
     pub message: String,
 }
 
 impl StageError {
-    pub fn new(kind: &str, message: impl Into<String>) -> Self {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
         Self {
-            kind: kind.to_string(),
+            kind,
             message: message.into(),
+        }
+    }
+
+    /// A device or runtime error from its message: out-of-memory is told apart (the
+    /// executor retries smaller batches on it) and gets advice; anything else is `device`.
+    pub fn classify(message: &str) -> Self {
+        let lower = message.to_lowercase();
+        // Phrases CUDA, Metal and allocators use; a bare "oom" would match words like "room".
+        let oom = [
+            "out of memory",
+            "out_of_memory",
+            "failed to allocate",
+            "allocation failed",
+            "cannot allocate memory",
+        ];
+        if oom.iter().any(|p| lower.contains(p)) {
+            Self::new(
+                FailureKind::Oom,
+                format!(
+                    "{message}\n  fix: lower this stage's batch_size, the render dpi, or use a device with more memory"
+                ),
+            )
+        } else {
+            Self::new(FailureKind::Device, message.to_string())
         }
     }
 }
@@ -79,7 +103,7 @@ pub trait Stage: Send {
 
 /// A model's runtime error as a stage error (out-of-memory classified, with advice).
 pub fn model_error(e: candle_core::Error) -> StageError {
-    crate::pipeline::executor::classify(&e.to_string())
+    StageError::classify(&e.to_string())
 }
 
 /// The page's rendered image as a BGR view, or an error naming the page and the stage when
@@ -87,7 +111,7 @@ pub fn model_error(e: candle_core::Error) -> StageError {
 pub fn page_bgr(page: &PageWork, stage: StageKind) -> Result<ocr::preprocess::Bgr<'_>, StageError> {
     let im = page.image.as_ref().ok_or_else(|| {
         StageError::new(
-            "input",
+            FailureKind::Input,
             format!("{}: no rendered image reached the {stage} stage", page.id),
         )
     })?;
@@ -123,7 +147,7 @@ pub fn build_stage(
 ) -> Result<Box<dyn Stage>, StageError> {
     let entry = registry::entry_for(kind, id).ok_or_else(|| {
         StageError::new(
-            "config",
+            FailureKind::Config,
             format!(
                 "unknown model `{id}` for stage {kind}; available: {}",
                 registry::available_models(kind).join(", ")
@@ -137,4 +161,20 @@ pub fn build_stage(
         options,
         ctx,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_memory_is_classified_with_advice() {
+        assert_eq!(
+            StageError::classify("no room left in the queue").kind,
+            FailureKind::Device
+        );
+        let e = StageError::classify("CUDA_ERROR_OUT_OF_MEMORY: out of memory");
+        assert_eq!(e.kind, FailureKind::Oom);
+        assert!(e.message.contains("batch_size"));
+    }
 }

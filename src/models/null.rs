@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{ModelInfo, Stage, StageError, StageKind};
+use super::{FailureKind, ModelInfo, Stage, StageError, StageKind};
 use crate::page::PageWork;
 
 /// The null stage's options: a fixed cost and injected failures, for tests.
@@ -75,7 +75,7 @@ impl Stage for NullStage {
             .find(|p| self.fail_pages.iter().any(|f| f == &*p.id))
         {
             return Err(StageError::new(
-                "injected",
+                FailureKind::Injected,
                 format!("null stage told to fail on {}", p.id),
             ));
         }

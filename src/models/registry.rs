@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::{Stage, StageError};
+use super::{FailureKind, Stage, StageError};
 use crate::vocab::StageKind;
 
 /// A model's options: the keys of its stage table in a strategy file.
@@ -70,7 +70,7 @@ impl BuildRequest<'_> {
     pub fn options<O: ModelOptions>(&self) -> Result<O, StageError> {
         serde_json::from_value(Value::Object(self.options.clone())).map_err(|e| {
             StageError::new(
-                "config",
+                FailureKind::Config,
                 format!("model `{}`: options do not fit the model: {e}", self.id),
             )
         })

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::StageError;
 use super::onnx::{self, TensorData};
+use super::{FailureKind, StageError};
 use crate::assets::{AssetError, PinnedWheel, WheelAsset, sha256_file};
 
 /// A model card (`models/<id>.toml`).
@@ -85,7 +85,7 @@ impl ModelCard {
     pub fn preprocess_f32x3(&self, key: &str) -> Result<[f32; 3], StageError> {
         let bad = |m: &str| {
             StageError::new(
-                "config",
+                FailureKind::Config,
                 format!("model card {}: preprocess.{key} {m}", self.id),
             )
         };
@@ -118,12 +118,12 @@ pub fn load_card(
     cache_root: &Path,
     offline: bool,
 ) -> Result<(ModelCard, ModelFiles), StageError> {
-    let c = card(id).map_err(|e| StageError::new("weights", e.to_string()))?;
+    let c = card(id).map_err(|e| StageError::new(FailureKind::Weights, e.to_string()))?;
     let f = c
         .ensure(cache_root, offline, false, &mut |m| {
             crate::console::message(format!("pipebench: {m}"))
         })
-        .map_err(|e| StageError::new("weights", e.to_string()))?;
+        .map_err(|e| StageError::new(FailureKind::Weights, e.to_string()))?;
     Ok((c, f))
 }
 

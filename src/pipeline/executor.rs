@@ -14,7 +14,7 @@ use crate::metrics::Clock;
 use crate::metrics::span::{Collector, Span, SpanSink, WorkerId, WorkerKind};
 use crate::models::{ModelInfo, Stage, StageError};
 use crate::page::PageWork;
-use crate::vocab::StageKind;
+use crate::vocab::{FailureKind, StageKind};
 
 /// A failure recorded during the run.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,7 +23,7 @@ pub struct RunError {
     /// 1-based page number, when the error concerns one page.
     pub page: Option<u32>,
     pub stage: String,
-    pub kind: String,
+    pub kind: FailureKind,
     pub message: String,
 }
 
@@ -118,14 +118,19 @@ impl Executor {
         if batch.is_empty() {
             return true;
         }
-        let sync = |d: &Device| d.synchronize().map_err(|e| classify(&e.to_string()));
+        let sync = |d: &Device| {
+            d.synchronize()
+                .map_err(|e| StageError::classify(&e.to_string()))
+        };
         let pre = sync(&self.device);
         let start = self.clock.now_ns();
         // A panicking model fails its batch like an error does: the run goes on.
         let result = pre
             .and_then(|()| {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.process(batch)))
-                    .unwrap_or_else(|panic| Err(StageError::new("panic", panic_message(&*panic))))
+                    .unwrap_or_else(|panic| {
+                        Err(StageError::new(FailureKind::Panic, panic_message(&*panic)))
+                    })
             })
             .and_then(|()| sync(&self.device));
         let end = self.clock.now_ns();
@@ -149,7 +154,7 @@ impl Executor {
                 }
                 true
             }
-            Err(e) if batch.len() > 1 && e.kind == "oom" => {
+            Err(e) if batch.len() > 1 && e.kind == FailureKind::Oom => {
                 let (first, second) = batch.split_at_mut(batch.len() / 2);
                 let a = self.run_timed(stage, worker, first, true);
                 let b = self.run_timed(stage, worker, second, true);
@@ -170,7 +175,7 @@ impl Executor {
                     document: p.doc_id.to_string(),
                     page: Some(p.page.page + 1),
                     stage: stage.kind().name().to_string(),
-                    kind: e.kind.clone(),
+                    kind: e.kind,
                     message: e.message.clone(),
                 });
                 false
@@ -200,29 +205,6 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into());
     format!("the stage panicked: {msg} (a bug: please report it with this page)")
-}
-
-/// Maps an error message to a kind; device out-of-memory gets advice.
-pub fn classify(message: &str) -> StageError {
-    let lower = message.to_lowercase();
-    // Phrases CUDA, Metal and allocators use; a bare "oom" would match words like "room".
-    let oom = [
-        "out of memory",
-        "out_of_memory",
-        "failed to allocate",
-        "allocation failed",
-        "cannot allocate memory",
-    ];
-    if oom.iter().any(|p| lower.contains(p)) {
-        StageError::new(
-            "oom",
-            format!(
-                "{message}\n  fix: lower this stage's batch_size, the render dpi, or use a device with more memory"
-            ),
-        )
-    } else {
-        StageError::new("device", message.to_string())
-    }
 }
 
 /// The cost of the instrumentation itself.
@@ -414,7 +396,9 @@ mod tests {
         }
         fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
             if batch.len() > self.fits {
-                return Err(classify("CUDA_ERROR_OUT_OF_MEMORY: out of memory"));
+                return Err(StageError::classify(
+                    "CUDA_ERROR_OUT_OF_MEMORY: out of memory",
+                ));
             }
             Ok(())
         }
@@ -472,16 +456,8 @@ mod tests {
             [false, true]
         );
         let e = &exec.errors()[0];
-        assert_eq!(e.kind, "panic");
+        assert_eq!(e.kind, FailureKind::Panic);
         assert!(e.message.contains("shape mismatch"), "{}", e.message);
-    }
-
-    #[test]
-    fn out_of_memory_is_classified_with_advice() {
-        assert_eq!(classify("no room left in the queue").kind, "device");
-        let e = classify("CUDA_ERROR_OUT_OF_MEMORY: out of memory");
-        assert_eq!(e.kind, "oom");
-        assert!(e.message.contains("batch_size"));
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub struct RunData<'a> {
     pub memory: MemoryTrace,
     pub sample_interval_ms: u64,
     pub overhead_ns: f64,
-    pub spans_mode: crate::cli::SpansMode,
+    pub spans_mode: super::SpansMode,
     pub quality: QualityReport,
     /// With `--check-outputs`: the comparison with the reference outputs.
     pub output_check: Option<OutputCheck>,
@@ -89,12 +89,7 @@ pub fn build(mut d: RunData<'_>) -> Report {
     let memory = memory_report(&d.memory, d.sample_interval_ms);
     let summary = summary(&d, first_admit_ns, wall_ns);
     let spans = SpansReport {
-        mode: match d.spans_mode {
-            crate::cli::SpansMode::Inline => "inline",
-            crate::cli::SpansMode::File => "file",
-            crate::cli::SpansMode::None => "none",
-        }
-        .into(),
+        mode: d.spans_mode,
         file: None,
         spans: std::mem::take(&mut d.collected.spans),
     };
@@ -291,7 +286,7 @@ fn error_reports(corpus: &Corpus, run_errors: &[RunError]) -> Vec<ErrorReport> {
                 document: doc.id.clone(),
                 page: None,
                 stage: "open".into(),
-                kind: e.kind().into(),
+                kind: e.kind().name().into(),
                 message: e.to_string(),
             })
         })
@@ -300,7 +295,7 @@ fn error_reports(corpus: &Corpus, run_errors: &[RunError]) -> Vec<ErrorReport> {
         document: e.document.clone(),
         page: e.page,
         stage: e.stage.clone(),
-        kind: e.kind.clone(),
+        kind: e.kind.name().into(),
         message: e.message.clone(),
     }));
     errors

@@ -3,7 +3,7 @@
 use sysinfo::System;
 
 use super::schema::{DeviceInfo, Environment};
-use crate::assets::pdfium::PdfiumInfo;
+use crate::corpus::pdfium::PdfiumInfo;
 use crate::models::device::{DeviceSpec, candle_features, cpu_threads};
 
 pub fn build_profile() -> &'static str {

@@ -11,15 +11,15 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::schema::Report;
+use super::schema::{Report, SpansMode};
 use super::{human_bytes, occupancy};
 use crate::metrics::span::Span;
 
 /// The report's spans: inline, or from the side file written next to it.
 pub fn spans(report: &Report, report_path: &Path) -> Result<Vec<Span>, String> {
-    match report.spans.mode.as_str() {
-        "inline" => Ok(report.spans.spans.clone()),
-        "file" => {
+    match report.spans.mode {
+        SpansMode::Inline => Ok(report.spans.spans.clone()),
+        SpansMode::File => {
             let side = report
                 .spans
                 .file
@@ -33,7 +33,7 @@ pub fn spans(report: &Report, report_path: &Path) -> Result<Vec<Span>, String> {
                 .map(|l| serde_json::from_str(l).map_err(|e| format!("{}: {e}", side.display())))
                 .collect()
         }
-        _ => Err(
+        SpansMode::None => Err(
             "the report has no spans (it was made with --spans none): re-run with --spans inline or file"
                 .into(),
         ),

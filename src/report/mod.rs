@@ -23,6 +23,7 @@ mod write;
 pub use analysis::{bottleneck, max_in_flight, occupancy, steady_state};
 pub use build::{RunData, build, latency_summary, output_content, page_output_sha256};
 pub use quality::measure_ocr_cer;
+pub use schema::SpansMode;
 pub(crate) use summary::human_bytes;
 pub use summary::summary_text;
 pub use write::{WriteError, default_path, save_outputs, write};

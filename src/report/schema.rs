@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::assets::pdfium::PdfiumInfo;
+use crate::corpus::pdfium::PdfiumInfo;
 use crate::metrics::memory::MemorySample;
 use crate::metrics::span::{Span, WorkerId};
 use crate::models::ModelInfo;
@@ -395,11 +395,23 @@ pub struct PageReport {
     pub output_sha256: String,
 }
 
+/// Where a report's spans go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SpansMode {
+    /// In the report.
+    Inline,
+    /// In a JSON-lines file next to the report.
+    File,
+    /// Nowhere.
+    None,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpansReport {
     /// `inline`, `file` or `none`.
-    pub mode: String,
+    pub mode: SpansMode,
     /// With `file`: the JSON-lines file next to the report (one span per line).
     pub file: Option<String>,
     /// With `inline`: every stage call, sorted by start.

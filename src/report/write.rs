@@ -40,7 +40,7 @@ pub fn write(report: &mut Report, path: &Path, force: bool) -> Result<(), WriteE
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
     }
-    if report.spans.mode == "file" {
+    if report.spans.mode == super::SpansMode::File {
         let side = path.with_extension("spans.jsonl");
         let mut buf = Vec::new();
         for s in &report.spans.spans {
@@ -50,7 +50,7 @@ pub fn write(report: &mut Report, path: &Path, force: bool) -> Result<(), WriteE
         atomic_write(&side, &buf).map_err(io(&side))?;
         report.spans.file = side.file_name().map(|n| n.to_string_lossy().into_owned());
         report.spans.spans.clear();
-    } else if report.spans.mode == "none" {
+    } else if report.spans.mode == super::SpansMode::None {
         report.spans.spans.clear();
     }
     let mut json = serde_json::to_vec_pretty(report).expect("reports serialize");

@@ -46,7 +46,7 @@ pub fn pdfium_lib() -> &'static Path {
 
 /// Binds libpdfium in this test process.
 pub fn bind_in_process() {
-    pipebench::corpus::render::bind_library(Some(pdfium_lib())).expect("binding libpdfium");
+    pipebench::corpus::pdfium::bind_library(Some(pdfium_lib())).expect("binding libpdfium");
 }
 
 /// A `pipebench` command bound to the test library, with the cache untouched.

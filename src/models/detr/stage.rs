@@ -25,7 +25,7 @@ use crate::models::checkpoint::Checkpoint;
 use crate::models::layout::stage::LayoutStage;
 use crate::models::ocr::preprocess::Bgr;
 use crate::models::routing::{self, Route, pixel_rect, route};
-use crate::models::{ModelInfo, Stage, StageError};
+use crate::models::{FailureKind, ModelInfo, Stage, StageError};
 use crate::page::{PageWork, Region};
 use crate::vocab::StageKind;
 
@@ -136,10 +136,11 @@ impl SeedModel {
         masks: bool,
         device: &Device,
     ) -> Result<Self, StageError> {
-        let werr = |m: String| StageError::new("weights", format!("model {}: {m}", card.id));
+        let werr =
+            |m: String| StageError::new(FailureKind::Weights, format!("model {}: {m}", card.id));
         if masks && card.checkpoint_class != "DetrForSegmentation" {
             return Err(StageError::new(
-                "config",
+                FailureKind::Config,
                 format!(
                     "model {}: masks need a DetrForSegmentation model (detr-layout); this is a {}",
                     card.id, card.checkpoint_class
@@ -476,8 +477,9 @@ fn load_for(
     weights: Option<&str>,
     masks: bool,
 ) -> Result<SeedModel, StageError> {
-    let card = seed_card(req.id)
-        .ok_or_else(|| StageError::new("config", format!("no seed card `{}`", req.id)))?;
+    let card = seed_card(req.id).ok_or_else(|| {
+        StageError::new(FailureKind::Config, format!("no seed card `{}`", req.id))
+    })?;
     let choice = resolve_weights(req.id, req.ctx.weights.as_deref(), weights);
     SeedModel::load(&card, &choice, masks, &req.ctx.device)
 }
@@ -590,7 +592,7 @@ mod tests {
         let e = SeedModel::load(&card, &WeightsChoice::Dir(dir), false, &Device::Cpu)
             .err()
             .expect("missing");
-        assert_eq!(e.kind, "weights");
+        assert_eq!(e.kind, FailureKind::Weights);
         assert!(
             e.message
                 .contains("hf download cmarkea/detr-layout-detection"),

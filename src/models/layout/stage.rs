@@ -16,7 +16,7 @@ use crate::models::ocr::preprocess::{Bgr, normalize_channels_into, resize_linear
 use crate::models::picodet::{PicoDet, STRIDES};
 use crate::models::routing;
 use crate::models::weights::load_card;
-use crate::models::{ModelInfo, Stage, StageError};
+use crate::models::{FailureKind, ModelInfo, Stage, StageError};
 use crate::page::{PageWork, Region};
 use crate::vocab::StageKind;
 
@@ -59,7 +59,7 @@ impl LayoutStage {
             None => postprocess::CDLA_LABELS.map(str::to_string).to_vec(),
         };
         let model = PicoDet::from_onnx_file(model_id, &files.onnx, labels.len(), device)
-            .map_err(|e| StageError::new("weights", e.to_string()))?;
+            .map_err(|e| StageError::new(FailureKind::Weights, e.to_string()))?;
         let channels = match card
             .preprocess
             .get("channel_order")
@@ -69,7 +69,7 @@ impl LayoutStage {
             Some("bgr") | None => [0, 1, 2],
             Some(other) => {
                 return Err(StageError::new(
-                    "config",
+                    FailureKind::Config,
                     format!("model card {model_id}: channel_order `{other}` (bgr or rgb)"),
                 ));
             }

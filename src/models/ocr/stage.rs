@@ -18,7 +18,7 @@ use super::preprocess::{Bgr, det_size, normalize_into, rec_batch_width, rec_row,
 use crate::models::db_det::DbDetector;
 use crate::models::routing;
 use crate::models::svtr_rec::SvtrRecognizer;
-use crate::models::{ModelInfo, Stage, StageError};
+use crate::models::{FailureKind, ModelInfo, Stage, StageError};
 use crate::page::{PageWork, TextLine};
 use crate::vocab::StageKind;
 
@@ -96,7 +96,10 @@ impl crate::models::registry::ModelOptions for OcrOptions {
 /// The registry's builder of the PP-OCR models.
 pub fn build(req: &crate::models::registry::BuildRequest) -> Result<Box<dyn Stage>, StageError> {
     let release = OcrRelease::from_model_id(req.id).ok_or_else(|| {
-        StageError::new("config", format!("`{}` is not a PP-OCR release", req.id))
+        StageError::new(
+            FailureKind::Config,
+            format!("`{}` is not a PP-OCR release", req.id),
+        )
     })?;
     let o: OcrOptions = req.options()?;
     let ctx = req.ctx;
@@ -174,19 +177,21 @@ impl OcrStage {
         let load = |id: &str| crate::models::weights::load_card(id, cache_root, offline);
         let (det_card, det_files) = load(det_id)?;
         let (rec_card, rec_files) = load(rec_id)?;
-        let err =
-            |e: crate::models::deploy_graph::GraphError| StageError::new("weights", e.to_string());
+        let err = |e: crate::models::deploy_graph::GraphError| {
+            StageError::new(FailureKind::Weights, e.to_string())
+        };
         let det = DbDetector::from_onnx_file(det_id, &det_files.onnx, device).map_err(err)?;
         let rec = SvtrRecognizer::from_onnx_file(rec_id, &rec_files.onnx, device).map_err(err)?;
         let dict = match rec_files.files.get("dictionary") {
-            Some(p) => Dictionary::from_aligned_lines(
-                &std::fs::read_to_string(p)
-                    .map_err(|e| StageError::new("weights", format!("{}: {e}", p.display())))?,
-            ),
+            Some(p) => {
+                Dictionary::from_aligned_lines(&std::fs::read_to_string(p).map_err(|e| {
+                    StageError::new(FailureKind::Weights, format!("{}: {e}", p.display()))
+                })?)
+            }
             None => Dictionary::from_character_list(
                 rec_files.metadata.get("character").ok_or_else(|| {
                     StageError::new(
-                        "weights",
+                        FailureKind::Weights,
                         format!("model {rec_id}: no dictionary file and no `character` metadata"),
                     )
                 })?,

@@ -16,7 +16,7 @@ use crate::models::ocr::preprocess::{Bgr, normalize_into, resize_linear};
 use crate::models::routing::{Route, pixel_rect, route};
 use crate::models::slanet::SlaNet;
 use crate::models::weights::load_card;
-use crate::models::{ModelInfo, Stage, StageError};
+use crate::models::{FailureKind, ModelInfo, Stage, StageError};
 use crate::page::PageWork;
 use crate::vocab::StageKind;
 
@@ -100,15 +100,15 @@ impl TableStage {
         let vocab =
             TableVocab::from_character_list(files.metadata.get("character").ok_or_else(|| {
                 StageError::new(
-                    "weights",
+                    FailureKind::Weights,
                     format!("model {model_id}: no `character` metadata (the structure vocabulary)"),
                 )
             })?);
         let model = SlaNet::from_onnx_file(model_id, &files.onnx, device)
-            .map_err(|e| StageError::new("weights", e.to_string()))?;
+            .map_err(|e| StageError::new(FailureKind::Weights, e.to_string()))?;
         if model.classes() != vocab.len() {
             return Err(StageError::new(
-                "weights",
+                FailureKind::Weights,
                 format!(
                     "model {model_id}: decoder has {} classes, vocabulary {}",
                     model.classes(),
@@ -215,7 +215,7 @@ impl Stage for TableStage {
                     c.rect[3] - c.rect[1],
                     s,
                 )
-                .map_err(|e| StageError::new("model", format!("{}: {e}", page.id)))?;
+                .map_err(|e| StageError::new(FailureKind::Model, format!("{}: {e}", page.id)))?;
                 let (ox, oy) = (c.rect[0] as f32, c.rect[1] as f32);
                 let lines: Vec<OcrLine> = page
                     .output

@@ -82,7 +82,8 @@ pub fn render(args: BenchRenderArgs) -> anyhow::Result<ExitStatus> {
             "pipebench: warning: this is a DEBUG build; timings are not representative (use --release)"
         );
     }
-    let info = crate::assets::pdfium::bind(&args.pdfium, &mut |m| eprintln!("pipebench: {m}"))?;
+    let info =
+        crate::corpus::pdfium::bind(&(&args.pdfium).into(), &mut |m| eprintln!("pipebench: {m}"))?;
     let library = std::path::PathBuf::from(&info.library);
     let mut corpus = Corpus::discover(&args.corpus)?;
     corpus.probe();
@@ -186,7 +187,7 @@ pub fn ocr(args: crate::cli::BenchOcrArgs) -> anyhow::Result<ExitStatus> {
             "pipebench: warning: this is a DEBUG build; timings are not representative (use --release)"
         );
     }
-    crate::assets::pdfium::bind(&args.pdfium, &mut |m| eprintln!("pipebench: {m}"))?;
+    crate::corpus::pdfium::bind(&(&args.pdfium).into(), &mut |m| eprintln!("pipebench: {m}"))?;
     let release = OcrRelease::from_model_id(&args.model)
         .ok_or_else(|| anyhow::anyhow!("unknown OCR model `{}`: ppocrv5 or ppocrv4", args.model))?;
     let root = crate::assets::cache_root(args.pdfium.cache_dir.as_deref());
@@ -366,7 +367,7 @@ pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
             "pipebench: warning: this is a DEBUG build; timings are not representative (use --release)"
         );
     }
-    crate::assets::pdfium::bind(&args.pdfium, &mut |m| eprintln!("pipebench: {m}"))?;
+    crate::corpus::pdfium::bind(&(&args.pdfium).into(), &mut |m| eprintln!("pipebench: {m}"))?;
     let device = candle_core::Device::Cpu;
     let root = crate::assets::cache_root(args.pdfium.cache_dir.as_deref());
     let (corpus, picked, spec) = spread_pages(&args.corpus, args.pages, args.dpi)?;
