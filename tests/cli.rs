@@ -161,6 +161,22 @@ fn concurrent_render_renders_in_processes_ahead_of_the_models() {
         workers.iter().all(|w| w["kind"] == "render_process"),
         "{workers:?}"
     );
+    // The workers' own render time splits the stage's busy time from the round trip.
+    let (busy, worker, transfer) = (
+        render["busy_ms"].as_f64().expect("busy"),
+        render["worker_ms"]
+            .as_f64()
+            .expect("worker_ms with render processes"),
+        render["transfer_ms"]
+            .as_f64()
+            .expect("transfer_ms with render processes"),
+    );
+    assert!(worker > 0.0 && transfer >= 0.0, "{render}");
+    assert!((worker + transfer - busy).abs() < 1e-3, "{render}");
+    assert!(
+        r["stages"][1].get("worker_ms").is_none(),
+        "models run in-process"
+    );
     // Pages reach the models in corpus order whatever order they rendered in.
     let done: Vec<f64> = r["pages"]
         .as_array()

@@ -228,6 +228,8 @@ pub fn build(mut d: RunData<'_>) -> Report {
             service_per_item: latency_summary(&acc.service_per_item),
             queue_wait: latency_summary(&acc.queue_wait),
             first_call_ms: ms(acc.first_call_ns),
+            worker_ms: acc.worker_ns.map(ms),
+            transfer_ms: acc.worker_ns.map(|w| ms(acc.busy_ns.saturating_sub(w))),
         });
     }
 
@@ -624,6 +626,9 @@ pub fn summary_text(r: &Report, path: &Path) -> String {
             st.utilization * 100.0
         ));
     }
+    for text in r.stages.iter().filter_map(worker_split_text) {
+        line(text);
+    }
     let m = &r.memory;
     let workers = if m.peak_rss_with_children_bytes
         > m.series.iter().map(|x| x.rss_bytes).max().unwrap_or(0)
@@ -734,6 +739,20 @@ pub fn summary_text(r: &Report, path: &Path) -> String {
     }
     line(format!("  Report:         {}", path.display()));
     out
+}
+
+/// For a stage whose work ran in worker processes (render with `render.processes > 0`): its
+/// time per page inside the workers vs the round trip to them. None for the other stages.
+fn worker_split_text(st: &StageReport) -> Option<String> {
+    let (worker_ms, transfer_ms) = (st.worker_ms?, st.transfer_ms?);
+    let pages = (st.items + st.items_failed).max(1) as f64;
+    Some(format!(
+        "  {:<8} in worker processes: {:.2} ms/page rendering, {:.2} ms/page round trip ({:.0} % of busy)",
+        st.stage.name(),
+        worker_ms / pages,
+        transfer_ms / pages,
+        100.0 * transfer_ms / st.busy_ms.max(f64::MIN_POSITIVE)
+    ))
 }
 
 /// Writes each document's outputs as `<dir>/<document id>.json` (pages with their regions) and
