@@ -722,6 +722,7 @@ fn bench_render_measures_in_process_and_pool() {
         .success()
         .stdout(predicate::str::contains("in-process"))
         .stdout(predicate::str::contains("2 processes"))
+        .stdout(predicate::str::contains("rendering in a worker"))
         .stdout(predicate::str::contains("speed-up 2 processes vs 1"));
 }
 
@@ -892,7 +893,8 @@ fn bench_ocr_measures_model_time_and_writes_the_workload() {
         .assert()
         .success()
         .stdout(predicate::str::contains("candle det: 1 pages"))
-        .stdout(predicate::str::contains("candle rec:"));
+        .stdout(predicate::str::contains("candle rec:"))
+        .stdout(predicate::str::contains("OCR stage calls"));
     let w = read_json(&wl);
     assert_eq!(w["det_shapes"].as_array().expect("det shapes").len(), 1);
     assert!(

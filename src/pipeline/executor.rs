@@ -262,17 +262,7 @@ impl Stage for Noop {
 pub fn measure_overhead(device: &Device, iterations: u32) -> Overhead {
     let collector = Collector::start(false);
     let exec = Executor::new(Clock::start(), device.clone(), collector.sink());
-    let page = crate::corpus::PageRef {
-        global: 0,
-        doc: 0,
-        page: 0,
-    };
-    let mut batch = [PageWork::new(
-        page,
-        Arc::from("calibration#p1"),
-        Arc::from("calibration"),
-        Arc::from(std::path::Path::new("")),
-    )];
+    let mut batch = [PageWork::placeholder(0, "calibration")];
     let worker = WorkerId {
         kind: WorkerKind::Device,
         index: 0,
