@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::cli;
-use crate::corpus::Corpus;
+use crate::corpus::{Corpus, PageBudget};
 use crate::metrics::Clock;
 use crate::metrics::memory::{ChildPids, MemorySampler};
 use crate::metrics::span::Collector;
@@ -63,7 +63,7 @@ impl Session {
     pub fn open(
         inputs: &[std::path::PathBuf],
         common: &cli::CommonRunArgs,
-        max_pages: Option<usize>,
+        budget: PageBudget,
     ) -> anyhow::Result<Self> {
         let started_at = std::time::SystemTime::now();
         if report::environment::build_profile() == "debug" {
@@ -83,7 +83,7 @@ impl Session {
                 d.error.as_ref().expect("filtered on is_some")
             );
         }
-        let pages = corpus.pages(max_pages);
+        let pages = corpus.select(budget);
         let build_ctx = models::BuildContext {
             cache_root: assets::cache_root(common.pdfium.cache_dir.as_deref()),
             offline: common.pdfium.offline,
