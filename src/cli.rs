@@ -144,9 +144,13 @@ pub struct RunArgs {
     /// Overwrite an existing report.
     #[arg(long)]
     pub force: bool,
-    /// Process at most this many pages (in corpus order).
+    /// Process at most this many pages (the first N, in corpus order; see --spread).
     #[arg(long, value_name = "N")]
     pub max_pages: Option<usize>,
+    /// Take the --max-pages pages spread over every document (each document an equal share,
+    /// spread over its pages), as `pipebench tui` does, instead of the first N.
+    #[arg(long, requires = "max_pages")]
+    pub spread: bool,
     /// Where spans go: inline in the report, a side file next to it (.spans.jsonl), or nowhere.
     #[arg(long, value_enum, default_value_t = SpansMode::Inline)]
     pub spans: SpansMode,
@@ -267,7 +271,8 @@ pub struct ExportArgs {
 }
 
 /// Pages per strategy `pipebench tui` runs by default: four strategies of 24 pages take about
-/// 3 minutes with the embedded models on a 2-core CPU (1.66 s a page).
+/// 3 minutes with the embedded models on a 2-core CPU (1.66 s a page, the sample corpus's
+/// average; the pages are spread over its documents, so they cost what the corpus costs).
 pub const TUI_DEFAULT_PAGES: usize = 24;
 
 #[derive(Debug, Args)]
@@ -279,8 +284,10 @@ pub struct TuiArgs {
     /// sequential, concurrent-render, staged-batch, streaming-microbatch].
     #[arg(long, short, value_name = "FILE")]
     pub strategy: Vec<PathBuf>,
-    /// Pages per strategy, in corpus order (the default keeps four strategies near 3 minutes on
-    /// a 2-core CPU).
+    /// Pages per strategy, spread over every document so that each kind (text, tables, forms,
+    /// slides, scans) is in the run: each document gets an equal share as far as its pages go,
+    /// spread over its pages (the default keeps four strategies near 3 minutes on a 2-core
+    /// CPU).
     #[arg(long, value_name = "N", default_value_t = TUI_DEFAULT_PAGES, conflicts_with = "all_pages")]
     pub max_pages: usize,
     /// Every page of the corpus, however long it takes.
@@ -384,8 +391,8 @@ pub struct BenchSeedArgs {
     /// PDF files or folders.
     #[arg(required = true, value_name = "CORPUS")]
     pub corpus: Vec<PathBuf>,
-    /// Pages to take, spread evenly over the corpus (table crops: the tables the embedded
-    /// layout model finds on them, at most this many).
+    /// Pages to take, spread over every document (table crops: the tables the embedded layout
+    /// model finds on them, at most this many).
     #[arg(long, default_value_t = 4)]
     pub pages: usize,
     /// Seed models, comma-separated: detr-layout, tatr-detection, tatr-structure,
@@ -432,7 +439,7 @@ pub struct BenchOcrArgs {
     /// PDF files or folders.
     #[arg(required = true, value_name = "CORPUS")]
     pub corpus: Vec<PathBuf>,
-    /// Pages to OCR, spread evenly over the corpus.
+    /// Pages to OCR, spread over every document.
     #[arg(long, default_value_t = 20)]
     pub pages: usize,
     /// OCR model: ppocrv5 or ppocrv4.

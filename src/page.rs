@@ -51,6 +51,23 @@ impl PageWork {
             failed: false,
         }
     }
+
+    /// A page that stands for no page of a corpus, in calls that time a stage on inputs it
+    /// holds itself (the executor's calibration, bench-seed's forward passes): `global` tags
+    /// the call's span.
+    pub fn placeholder(global: u32, label: &str) -> Self {
+        let page = PageRef {
+            global,
+            doc: 0,
+            page: 0,
+        };
+        Self::new(
+            page,
+            Arc::from(format!("{label}#p1")),
+            Arc::from(label),
+            Arc::from(Path::new("")),
+        )
+    }
 }
 
 /// Everything the pipeline extracted from a page. Serialized canonically (field order fixed,

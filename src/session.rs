@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::console::say;
-use crate::corpus::Corpus;
 use crate::corpus::pdfium::{PdfiumInfo, PdfiumOptions};
+use crate::corpus::{Corpus, PageBudget};
 use crate::metrics::Clock;
 use crate::metrics::memory::{ChildPids, MemorySampler};
 use crate::metrics::span::Collector;
@@ -76,7 +76,7 @@ impl Session {
     pub fn open(
         inputs: &[std::path::PathBuf],
         options: &SessionOptions,
-        max_pages: Option<usize>,
+        budget: PageBudget,
     ) -> anyhow::Result<Self> {
         let started_at = std::time::SystemTime::now();
         if report::environment::build_profile() == "debug" {
@@ -96,7 +96,7 @@ impl Session {
                 d.error.as_ref().expect("filtered on is_some")
             );
         }
-        let pages = corpus.pages(max_pages);
+        let pages = corpus.select(budget);
         let build_ctx = models::BuildContext {
             cache_root: assets::cache_root(options.pdfium.cache_dir.as_deref()),
             offline: options.pdfium.offline,

@@ -161,6 +161,22 @@ fn concurrent_render_renders_in_processes_ahead_of_the_models() {
         workers.iter().all(|w| w["kind"] == "render_process"),
         "{workers:?}"
     );
+    // The workers' own render time splits the stage's busy time from the round trip.
+    let (busy, worker, transfer) = (
+        render["busy_ms"].as_f64().expect("busy"),
+        render["worker_ms"]
+            .as_f64()
+            .expect("worker_ms with render processes"),
+        render["transfer_ms"]
+            .as_f64()
+            .expect("transfer_ms with render processes"),
+    );
+    assert!(worker > 0.0 && transfer >= 0.0, "{render}");
+    assert!((worker + transfer - busy).abs() < 1e-3, "{render}");
+    assert!(
+        r["stages"][1].get("worker_ms").is_none(),
+        "models run in-process"
+    );
     // Pages reach the models in corpus order whatever order they rendered in.
     let done: Vec<f64> = r["pages"]
         .as_array()
@@ -706,6 +722,7 @@ fn bench_render_measures_in_process_and_pool() {
         .success()
         .stdout(predicate::str::contains("in-process"))
         .stdout(predicate::str::contains("2 processes"))
+        .stdout(predicate::str::contains("rendering in a worker"))
         .stdout(predicate::str::contains("speed-up 2 processes vs 1"));
 }
 
@@ -876,7 +893,8 @@ fn bench_ocr_measures_model_time_and_writes_the_workload() {
         .assert()
         .success()
         .stdout(predicate::str::contains("candle det: 1 pages"))
-        .stdout(predicate::str::contains("candle rec:"));
+        .stdout(predicate::str::contains("candle rec:"))
+        .stdout(predicate::str::contains("OCR stage calls"));
     let w = read_json(&wl);
     assert_eq!(w["det_shapes"].as_array().expect("det shapes").len(), 1);
     assert!(

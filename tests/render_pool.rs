@@ -127,6 +127,7 @@ fn pool_workers_render_in_parallel_through_the_executor() {
     use pipebench::page::PageWork;
     use pipebench::pipeline::executor::Executor;
     use pipebench::pipeline::render_stage::PoolRender;
+    use pipebench::vocab::StageKind;
     use std::sync::Arc;
 
     bind_in_process();
@@ -172,6 +173,10 @@ fn pool_workers_render_in_parallel_through_the_executor() {
     drop(exec);
     let c = collector.finish();
     assert_eq!(c.spans.len(), pages.len());
+    // Each call carries the worker's own render time, summed per stage for the report.
+    assert!(c.spans.iter().all(|s| s.worker_ns.is_some_and(|w| w > 0)));
+    let worker_ns: u64 = c.spans.iter().filter_map(|s| s.worker_ns).sum();
+    assert_eq!(c.stages[&StageKind::Render].worker_ns, Some(worker_ns));
     let workers: std::collections::BTreeSet<u16> = c.spans.iter().map(|s| s.worker.index).collect();
     assert_eq!(workers.len(), 2, "both processes rendered");
     let overlapping = c.spans.iter().any(|a| {

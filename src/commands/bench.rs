@@ -1,19 +1,75 @@
-//! `pipebench bench-render`: rendering alone, in-process vs a pool of worker processes, so the
-//! parallel speed-up of the render pool is measured, not assumed.
+//! The bench commands: `bench-render` (rendering alone, in-process vs a pool of worker
+//! processes, so the render pool's parallel speed-up is measured, not assumed), `bench-ocr`
+//! and `bench-seed` (models alone, against a Python reference on the same inputs).
 //!
-//! Every configuration renders every page of the corpus; pages are handed out from one queue
-//! (workers pull the next page when free). Warm-up runs are untimed; each timed run reports
-//! wall time, pages/s and ms/page; the summary gives mean ± standard deviation.
+//! Every timed call goes through the pipeline's executor ([`Timed`]), so a bench figure is the
+//! span a run records for the same call (device synchronized before and after, the run's
+//! monotonic clock); the benches read no clock of their own.
+//!
+//! bench-render: every configuration renders every page of the corpus; pages are handed out
+//! from one queue (workers pull the next page when free). Warm-up runs are untimed; each timed
+//! run reports wall time (first call's start to last call's end), pages/s and ms/page, and for
+//! worker processes their own render time vs the round trip; the summary gives mean ±
+//! standard deviation.
 
 use std::path::Path;
-use std::time::Instant;
+
+use candle_core::Device;
 
 use crate::ExitStatus;
 use crate::cli::BenchRenderArgs;
 use crate::corpus::render::{RenderSpec, Renderer};
 use crate::corpus::render_pool::RenderWorker;
 use crate::corpus::{Corpus, PageRef};
+use crate::metrics::Clock;
+use crate::metrics::span::{Collected, Collector, WorkerId, WorkerKind};
+use crate::models::Stage;
+use crate::page::PageWork;
+use crate::pipeline::executor::Executor;
+use crate::pipeline::render_stage::{InProcessRender, PageRenderer, PoolRender, RenderStage};
+use crate::pipeline::{DEVICE, RENDER_THREAD, new_work};
+use crate::report::ms;
 use crate::stats;
+use crate::vocab::StageKind;
+
+/// Stage calls timed by the pipeline's executor, into a collector of their own that keeps
+/// every span.
+struct Timed {
+    collector: Collector,
+    exec: Executor,
+}
+
+impl Timed {
+    fn new(device: &Device) -> Self {
+        let collector = Collector::start(true);
+        let exec = Executor::new(Clock::start(), device.clone(), collector.sink());
+        Self { collector, exec }
+    }
+
+    /// Runs `stage` on `batch`; a failed call is an error (the executor has printed it).
+    fn call(
+        &self,
+        stage: &mut dyn Stage,
+        worker: WorkerId,
+        batch: &mut [PageWork],
+    ) -> anyhow::Result<()> {
+        if self.exec.run_stage(stage, worker, batch) {
+            return Ok(());
+        }
+        let why = self.exec.errors().pop().map(|e| e.message);
+        anyhow::bail!(
+            "the {} stage failed: {}",
+            stage.kind(),
+            why.unwrap_or_default()
+        )
+    }
+
+    /// The spans (in call order) and their per-stage aggregates.
+    fn finish(self) -> Collected {
+        drop(self.exec);
+        self.collector.finish()
+    }
+}
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchResult {
@@ -26,54 +82,61 @@ pub struct BenchResult {
     pub stddev_s: f64,
     pub pages_per_s: f64,
     pub ms_per_page: f64,
+    /// Worker processes: their own open + render time per page, and the rest of each call
+    /// (request, reply, pixel transfer), over the timed runs.
+    pub worker_ms_per_page: Option<f64>,
+    pub transfer_ms_per_page: Option<f64>,
 }
 
-/// Renders `pages` once with `processes` workers (0 = in-process); returns (seconds, failed).
-pub fn render_once(
+/// One run's figures: wall, failed pages, the workers' own render time.
+struct RenderRun {
+    wall_s: f64,
+    failed: usize,
+    worker_ns: Option<u64>,
+    busy_ns: u64,
+}
+
+/// Renders `pages` once with `stages`, one thread each pulling the next page from one queue,
+/// every call through the executor.
+fn render_once<R: PageRenderer>(
     corpus: &Corpus,
     pages: &[PageRef],
-    spec: &RenderSpec,
-    processes: usize,
-    library: &Path,
-    workers: &mut Vec<RenderWorker>,
-) -> anyhow::Result<(f64, usize)> {
-    let t = Instant::now();
-    if processes == 0 {
-        let mut r = Renderer::new();
-        let mut failed = 0;
-        for p in pages {
-            let doc = &corpus.documents[p.doc as usize];
-            if r.render(&doc.path, p.page, spec).is_err() {
-                failed += 1;
-            }
-        }
-        return Ok((t.elapsed().as_secs_f64(), failed));
-    }
-    while workers.len() < processes {
-        workers.push(RenderWorker::spawn(workers.len(), library)?);
-    }
-    let t = Instant::now();
+    stages: &mut [RenderStage<R>],
+    kind: WorkerKind,
+) -> RenderRun {
+    let timed = Timed::new(&Device::Cpu);
     let (tx, rx) = crossbeam_channel::unbounded::<PageRef>();
     for p in pages {
         tx.send(*p).expect("receiver alive");
     }
     drop(tx);
-    let failed = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
-        for w in workers.iter_mut().take(processes) {
-            let rx = rx.clone();
-            let failed = &failed;
+        for (i, stage) in stages.iter_mut().enumerate() {
+            let (rx, exec) = (rx.clone(), &timed.exec);
+            let worker = WorkerId {
+                kind,
+                index: i as u16,
+            };
             s.spawn(move || {
                 for p in rx {
-                    let doc = &corpus.documents[p.doc as usize];
-                    if w.render(&doc.path, p.page, spec).is_err() {
-                        failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
+                    // A failed page is counted (and printed by the executor), not fatal.
+                    exec.run_stage(stage, worker, &mut [new_work(corpus, p)]);
                 }
             });
         }
     });
-    Ok((t.elapsed().as_secs_f64(), failed.into_inner()))
+    let collected = timed.finish();
+    let acc = collected
+        .stages
+        .get(&StageKind::Render)
+        .cloned()
+        .unwrap_or_default();
+    RenderRun {
+        wall_s: acc.last_end_ns.saturating_sub(acc.first_start_ns) as f64 / 1e9,
+        failed: acc.items_failed as usize,
+        worker_ns: acc.worker_ns,
+        busy_ns: acc.busy_ns,
+    }
 }
 
 pub fn render(args: BenchRenderArgs) -> anyhow::Result<ExitStatus> {
@@ -85,8 +148,7 @@ pub fn render(args: BenchRenderArgs) -> anyhow::Result<ExitStatus> {
     let info =
         crate::corpus::pdfium::bind(&(&args.pdfium).into(), &mut |m| eprintln!("pipebench: {m}"))?;
     let library = std::path::PathBuf::from(&info.library);
-    let mut corpus = Corpus::discover(&args.corpus)?;
-    corpus.probe();
+    let corpus = open_corpus(&args.corpus)?;
     let pages = corpus.pages(None);
     let spec = RenderSpec {
         dpi: args.dpi,
@@ -104,17 +166,26 @@ pub fn render(args: BenchRenderArgs) -> anyhow::Result<ExitStatus> {
     );
     let mut results = Vec::new();
     for &procs in &args.processes {
-        let mut workers = Vec::new();
+        let mut local = [InProcessRender::new(Renderer::new(), spec)];
+        let mut pool = (0..procs)
+            .map(|i| RenderWorker::spawn(i, &library).map(|w| PoolRender::new(w, spec)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut once = || {
+            if procs == 0 {
+                render_once(&corpus, &pages, &mut local, WorkerKind::RenderThread)
+            } else {
+                render_once(&corpus, &pages, &mut pool, WorkerKind::RenderProcess)
+            }
+        };
         for _ in 0..args.warmup {
-            render_once(&corpus, &pages, &spec, procs, &library, &mut workers)?;
+            once();
         }
-        let mut runs = Vec::new();
-        let mut failed = 0;
-        for _ in 0..args.runs.max(1) {
-            let (s, f) = render_once(&corpus, &pages, &spec, procs, &library, &mut workers)?;
-            runs.push(s);
-            failed = f;
-        }
+        let runs: Vec<RenderRun> = (0..args.runs.max(1)).map(|_| once()).collect();
+        let failed = runs.last().map_or(0, |r| r.failed);
+        let worker_ns: Option<u64> = runs.iter().map(|r| r.worker_ns).sum();
+        let busy_ns: u64 = runs.iter().map(|r| r.busy_ns).sum();
+        let rendered = (pages.len() * runs.len()).max(1) as f64;
+        let runs: Vec<f64> = runs.iter().map(|r| r.wall_s).collect();
         let mean = stats::mean(&runs).expect("at least one timed run");
         // One run has no spread to measure; 0 keeps the table and the JSON printable.
         let stddev = stats::sample_stddev(&runs).unwrap_or(0.0);
@@ -127,6 +198,8 @@ pub fn render(args: BenchRenderArgs) -> anyhow::Result<ExitStatus> {
             stddev_s: stddev,
             pages_per_s: pages.len() as f64 / mean,
             ms_per_page: mean * 1e3 / pages.len().max(1) as f64,
+            worker_ms_per_page: worker_ns.map(|w| ms(w) / rendered),
+            transfer_ms_per_page: worker_ns.map(|w| ms(busy_ns.saturating_sub(w)) / rendered),
         };
         let label = if procs == 0 {
             "in-process".to_string()
@@ -134,11 +207,16 @@ pub fn render(args: BenchRenderArgs) -> anyhow::Result<ExitStatus> {
             format!("{procs} process{}", if procs == 1 { "" } else { "es" })
         };
         println!(
-            "  {label:<14} {:>8.3} s ± {:.3} s   {:>7.1} pages/s   {:>6.2} ms/page{}",
+            "  {label:<14} {:>8.3} s ± {:.3} s   {:>7.1} pages/s   {:>6.2} ms/page{}{}",
             r.mean_s,
             r.stddev_s,
             r.pages_per_s,
             r.ms_per_page,
+            match (r.worker_ms_per_page, r.transfer_ms_per_page) {
+                (Some(w), Some(t)) =>
+                    format!("   (a page: {w:.2} ms rendering in a worker + {t:.2} ms round trip)"),
+                _ => String::new(),
+            },
             if failed > 0 {
                 format!("   ({failed} pages failed)")
             } else {
@@ -162,26 +240,16 @@ pub fn render(args: BenchRenderArgs) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Ok)
 }
 
-/// The corpus, `pages` of its pages spread evenly over it, and the render spec at `dpi`.
-fn spread_pages(
-    inputs: &[std::path::PathBuf],
-    pages: usize,
-    dpi: f32,
-) -> anyhow::Result<(Corpus, Vec<PageRef>, RenderSpec)> {
+/// The corpus, its documents probed (those that cannot be opened are left out of its pages).
+fn open_corpus(inputs: &[std::path::PathBuf]) -> anyhow::Result<Corpus> {
     let mut corpus = Corpus::discover(inputs)?;
     corpus.probe();
-    let picked = corpus.pages_spread(pages);
-    let spec = RenderSpec {
-        dpi,
-        max_long_side_px: None,
-    };
-    Ok((corpus, picked, spec))
+    Ok(corpus)
 }
 
 /// `pipebench bench-ocr`: candle OCR on real pages, then onnxruntime on the same workload.
 pub fn ocr(args: crate::cli::BenchOcrArgs) -> anyhow::Result<ExitStatus> {
-    use crate::models::ocr::preprocess::Bgr;
-    use crate::models::ocr::stage::{OcrProfile, OcrRelease, OcrStage};
+    use crate::models::ocr::stage::{OcrRelease, OcrStage};
     if crate::report::environment::build_profile() == "debug" {
         eprintln!(
             "pipebench: warning: this is a DEBUG build; timings are not representative (use --release)"
@@ -191,8 +259,8 @@ pub fn ocr(args: crate::cli::BenchOcrArgs) -> anyhow::Result<ExitStatus> {
     let release = OcrRelease::from_model_id(&args.model)
         .ok_or_else(|| anyhow::anyhow!("unknown OCR model `{}`: ppocrv5 or ppocrv4", args.model))?;
     let root = crate::assets::cache_root(args.pdfium.cache_dir.as_deref());
-    let device = candle_core::Device::Cpu;
-    let stage = OcrStage::load(
+    let device = Device::Cpu;
+    let mut stage = OcrStage::load(
         release,
         &args.model,
         args.rec_batch_size,
@@ -202,7 +270,15 @@ pub fn ocr(args: crate::cli::BenchOcrArgs) -> anyhow::Result<ExitStatus> {
         &device,
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (corpus, picked, spec) = spread_pages(&args.corpus, args.pages, args.dpi)?;
+    // Model time apart from pre/post-processing, and the input shapes for the reference: the
+    // stage's opt-in profile (a run leaves it off).
+    stage.set_profiling(true);
+    let corpus = open_corpus(&args.corpus)?;
+    let picked = corpus.pages_spread(args.pages);
+    let spec = RenderSpec {
+        dpi: args.dpi,
+        ..RenderSpec::default()
+    };
     let threads = candle_core::utils::get_num_threads();
     println!(
         "bench-ocr: {} pages of {} at {} dpi, {} (rec batch {}), candle on cpu with {threads} threads",
@@ -212,21 +288,23 @@ pub fn ocr(args: crate::cli::BenchOcrArgs) -> anyhow::Result<ExitStatus> {
         args.model,
         args.rec_batch_size
     );
-    let mut renderer = Renderer::new();
-    let mut prof = OcrProfile::default();
-    let t = Instant::now();
+    // One page at a time, rendered then OCR'd, as the sequential strategy runs them.
+    let mut render = InProcessRender::new(Renderer::new(), spec);
+    let timed = Timed::new(&device);
     for p in &picked {
-        let doc = &corpus.documents[p.doc as usize];
-        let img = renderer.render(&doc.path, p.page, &spec)?;
-        let bgr = Bgr {
-            width: img.width as usize,
-            height: img.height as usize,
-            stride: img.stride as usize,
-            data: &img.data,
-        };
-        stage.ocr_page(&bgr, &mut prof)?;
+        let mut work = [new_work(&corpus, *p)];
+        timed.call(&mut render, RENDER_THREAD, &mut work)?;
+        timed.call(&mut stage, DEVICE, &mut work)?;
     }
-    let wall = t.elapsed().as_secs_f64();
+    let prof = stage.take_profile().expect("profiling was turned on above");
+    let collected = timed.finish();
+    let busy_s = |kind| {
+        collected
+            .stages
+            .get(&kind)
+            .map_or(0.0, |a| a.busy_ns as f64 / 1e9)
+    };
+    let (ocr_s, render_s) = (busy_s(StageKind::Ocr), busy_s(StageKind::Render));
     let s = |ns: u64| ns as f64 / 1e9;
     println!(
         "  candle det: {} pages   model {:>8.2} s   with pre/post {:>8.2} s",
@@ -242,8 +320,8 @@ pub fn ocr(args: crate::cli::BenchOcrArgs) -> anyhow::Result<ExitStatus> {
         s(prof.rec_total_ns)
     );
     println!(
-        "  candle OCR wall (render excluded from the model figures): {wall:.2} s, {:.2} s/page",
-        wall / picked.len() as f64
+        "  OCR stage calls (det + rec + line routing, as a run times them): {ocr_s:.2} s, {:.2} s/page; rendering apart: {render_s:.2} s",
+        ocr_s / picked.len().max(1) as f64
     );
     let files = |id: &str| {
         crate::models::weights::card(id).and_then(|c| c.ensure(&root, true, false, &mut |_| {}))
@@ -258,7 +336,7 @@ pub fn ocr(args: crate::cli::BenchOcrArgs) -> anyhow::Result<ExitStatus> {
         "rec_onnx": files(rec_id)?.onnx,
         "det_shapes": prof.det_shapes,
         "rec_shapes": prof.rec_shapes,
-        "candle": { "det_model_s": s(prof.det_model_ns), "rec_model_s": s(prof.rec_model_ns), "det_total_s": s(prof.det_total_ns), "rec_total_s": s(prof.rec_total_ns) },
+        "candle": { "det_model_s": s(prof.det_model_ns), "rec_model_s": s(prof.rec_model_ns), "det_total_s": s(prof.det_total_ns), "rec_total_s": s(prof.rec_total_ns), "stage_s": ocr_s },
     });
     let path = args.workload.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!(
@@ -357,6 +435,43 @@ fn seed_batches(n: usize, b: usize) -> Vec<Vec<usize>> {
     pool.chunks(b.max(1)).map(<[usize]>::to_vec).collect()
 }
 
+/// One forward pass of a seed model on a prepared batch, as a stage so the executor times it
+/// (pre- and post-processing stay outside, as in benches/seed_torch.py). The pages it is
+/// handed are placeholders that tag its spans.
+struct Forward<'a> {
+    kind: StageKind,
+    model: &'a crate::models::detr::stage::SeedModel,
+    input: &'a crate::models::detr::preprocess::DetrBatch,
+}
+
+/// The span tag of bench-seed's warm-up calls (batches are tagged with their index).
+const WARMUP: u32 = u32::MAX;
+
+impl Stage for Forward<'_> {
+    fn kind(&self) -> StageKind {
+        self.kind
+    }
+
+    fn model(&self) -> crate::models::ModelInfo {
+        crate::models::ModelInfo {
+            stage: self.kind,
+            id: self.model.card.id.clone(),
+            is_test_stage: false,
+            untrained: self.model.untrained,
+            fallback: None,
+            weights_sha256: self.model.weights_sha256.clone(),
+        }
+    }
+
+    fn process(&mut self, _tags: &mut [PageWork]) -> Result<(), crate::models::StageError> {
+        self.model
+            .detr
+            .forward(&self.input.pixels, &self.input.sizes)
+            .map(drop)
+            .map_err(crate::models::model_error)
+    }
+}
+
 /// `pipebench bench-seed`: the seed models' forward passes in candle at several batch sizes on
 /// real pages and table crops, then transformers on the same images (benches/seed_torch.py).
 pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
@@ -368,9 +483,14 @@ pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
         );
     }
     crate::corpus::pdfium::bind(&(&args.pdfium).into(), &mut |m| eprintln!("pipebench: {m}"))?;
-    let device = candle_core::Device::Cpu;
+    let device = Device::Cpu;
     let root = crate::assets::cache_root(args.pdfium.cache_dir.as_deref());
-    let (corpus, picked, spec) = spread_pages(&args.corpus, args.pages, args.dpi)?;
+    let corpus = open_corpus(&args.corpus)?;
+    let picked = corpus.pages_spread(args.pages);
+    let spec = RenderSpec {
+        dpi: args.dpi,
+        ..RenderSpec::default()
+    };
     let mut renderer = Renderer::new();
     let mut pages = Vec::new();
     for p in &picked {
@@ -478,27 +598,41 @@ pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
             mean: card.mean,
             std: card.std,
         };
+        let kind = if id.starts_with("tatr-structure") {
+            StageKind::Table
+        } else {
+            StageKind::Layout
+        };
         for &bs in &args.batch_sizes {
             let (mut batch_ms, mut image_ms, mut shapes) = (Vec::new(), Vec::new(), Vec::new());
-            for batch in seed_batches(images.len(), bs) {
+            let batches = seed_batches(images.len(), bs);
+            let timed = Timed::new(&device);
+            for (bi, batch) in batches.iter().enumerate() {
                 let prepared: Vec<_> = batch
                     .iter()
                     .map(|&i| preprocess::prepare(&images[i].view(), card.resize, norm))
                     .collect();
                 let input = preprocess::batch(&prepared, &device)?;
                 shapes.push(input.pixels.dims().to_vec());
-                for _ in 0..args.warmup {
-                    model.detr.forward(&input.pixels, &input.sizes)?;
+                let mut forward = Forward {
+                    kind,
+                    model: &model,
+                    input: &input,
+                };
+                // Each call's span is tagged with its batch; warm-up calls with WARMUP.
+                let calls = std::iter::repeat_n(WARMUP, args.warmup)
+                    .chain(std::iter::repeat_n(bi as u32, args.repeats.max(1)));
+                for tag in calls {
+                    timed.call(&mut forward, DEVICE, &mut [PageWork::placeholder(tag, id)])?;
                 }
-                let times: Vec<f64> = (0..args.repeats.max(1))
-                    .map(|_| {
-                        let t = Instant::now();
-                        model
-                            .detr
-                            .forward(&input.pixels, &input.sizes)
-                            .map(|_| t.elapsed().as_secs_f64() * 1e3)
-                    })
-                    .collect::<candle_core::Result<_>>()?;
+            }
+            let spans = timed.finish().spans;
+            for (bi, batch) in batches.iter().enumerate() {
+                let times: Vec<f64> = spans
+                    .iter()
+                    .filter(|s| s.items == [bi as u32])
+                    .map(|s| ms(s.end_ns - s.start_ns))
+                    .collect();
                 let m = stats::median(&times).unwrap_or(f64::NAN);
                 batch_ms.push(m);
                 image_ms.push(m / batch.len() as f64);

@@ -1,6 +1,7 @@
 //! `pipebench run`: one strategy, a progress bar, a report and its summary.
 
 use crate::cli::RunArgs;
+use crate::corpus::PageBudget;
 use crate::session::{ReportOptions, Session, progress_bar};
 use crate::{ExitStatus, config, pipeline, plan, report};
 
@@ -14,7 +15,11 @@ pub(crate) fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
             profile,
         )?,
     };
-    let session = Session::open(&args.corpus, &(&args.common).into(), args.max_pages)?;
+    let budget = match args.max_pages {
+        Some(n) if args.spread => PageBudget::Spread(n),
+        max => PageBudget::first(max),
+    };
+    let session = Session::open(&args.corpus, &(&args.common).into(), budget)?;
     let out_path = args
         .out
         .clone()

@@ -64,7 +64,8 @@ pub(crate) fn sweep_command(args: cli::SweepArgs) -> anyhow::Result<ExitStatus> 
             String::new()
         }
     ));
-    let session = Session::open(&args.corpus, &(&args.common).into(), args.max_pages)?;
+    let budget = crate::corpus::PageBudget::first(args.max_pages);
+    let session = Session::open(&args.corpus, &(&args.common).into(), budget)?;
     pipeline::install_interrupt_handler();
     let options = ReportOptions {
         spans: report::SpansMode::Inline,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::cli;
+use crate::corpus::PageBudget;
 use crate::pipeline::PageRecord;
 use crate::session::{ReportOptions, RunObserver, Session};
 use crate::vocab::StageKind;
@@ -26,8 +27,12 @@ pub(crate) fn tui_command(args: cli::TuiArgs) -> anyhow::Result<ExitStatus> {
             plans.push(plan::load(p, profile)?);
         }
     }
-    let max_pages = (!args.all_pages).then_some(args.max_pages);
-    let session = Session::open(&args.corpus, &(&args.common).into(), max_pages)?;
+    let budget = if args.all_pages {
+        PageBudget::All
+    } else {
+        PageBudget::Spread(args.max_pages)
+    };
+    let session = Session::open(&args.corpus, &(&args.common).into(), budget)?;
     let mut paths: Vec<std::path::PathBuf> = plans
         .iter()
         .map(|plan| session.default_report_path(args.out_dir.as_deref(), &plan.name))
@@ -59,7 +64,7 @@ pub(crate) fn tui_command(args: cli::TuiArgs) -> anyhow::Result<ExitStatus> {
         format!("{} pages per strategy", session.pages.len())
     } else {
         format!(
-            "{} pages per strategy (--max-pages; about 3 min for four on 2 cores; --all-pages for all)",
+            "{} pages per strategy, spread over the documents (--max-pages; about 3 min for four on 2 cores; --all-pages for all)",
             session.pages.len()
         )
     };

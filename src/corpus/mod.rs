@@ -50,6 +50,24 @@ pub struct PageRef {
     pub page: u32,
 }
 
+/// Which of a corpus's pages a run takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageBudget {
+    /// Every page.
+    All,
+    /// The first `n` pages, in corpus order.
+    First(usize),
+    /// `n` pages spread over every document ([`Corpus::pages_spread`]).
+    Spread(usize),
+}
+
+impl PageBudget {
+    /// `--max-pages`: the first `n` pages, or every page without a limit.
+    pub fn first(max: Option<usize>) -> Self {
+        max.map_or(Self::All, Self::First)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Corpus {
     /// The paths given on the command line.
@@ -169,15 +187,56 @@ impl Corpus {
         out
     }
 
-    /// `n` pages spread evenly over the corpus (benchmarks: a long manual at the start of the
-    /// corpus should not dominate); every page when it has no more than `n`.
+    /// `n` pages spread over the documents, in corpus order, so a demo or a benchmark sees
+    /// every kind of document rather than mostly the longest: each document gets an equal
+    /// share as far as its pages go (a round of one page per document, then another, over the
+    /// documents with pages left), and its share is spread evenly over its pages, first page
+    /// first. Fewer pages than documents: the first page of `n` documents spread evenly over
+    /// the corpus. Every page when the corpus has no more than `n`.
     pub fn pages_spread(&self, n: usize) -> Vec<PageRef> {
         let all = self.pages(None);
-        let n = n.clamp(1, all.len().max(1));
-        if all.is_empty() {
+        if n >= all.len() {
             return all;
         }
-        (0..n).map(|i| all[i * all.len() / n]).collect()
+        // Per openable document: its first index in `all` and its page count.
+        let mut docs: Vec<(usize, usize)> = Vec::new();
+        for (i, p) in all.iter().enumerate() {
+            match docs.last_mut() {
+                Some((first, pages)) if all[*first].doc == p.doc => *pages += 1,
+                _ => docs.push((i, 1)),
+            }
+        }
+        let mut share = vec![0usize; docs.len()];
+        if n < docs.len() {
+            for k in 0..n {
+                share[k * docs.len() / n] = 1;
+            }
+        } else {
+            // Ends: n < all.len(), so some document always has a page left.
+            let mut left = n;
+            while left > 0 {
+                for (s, &(_, pages)) in share.iter_mut().zip(&docs) {
+                    if left > 0 && *s < pages {
+                        *s += 1;
+                        left -= 1;
+                    }
+                }
+            }
+        }
+        docs.iter()
+            .zip(share)
+            .flat_map(|(&(first, pages), k)| (0..k).map(move |j| first + j * pages / k))
+            .map(|i| all[i])
+            .collect()
+    }
+
+    /// The pages a `budget` takes.
+    pub fn select(&self, budget: PageBudget) -> Vec<PageRef> {
+        match budget {
+            PageBudget::All => self.pages(None),
+            PageBudget::First(n) => self.pages(Some(n)),
+            PageBudget::Spread(n) => self.pages_spread(n),
+        }
     }
 
     pub fn page_id(&self, p: &PageRef) -> String {
@@ -303,5 +362,77 @@ mod tests {
             }
         );
         assert_eq!(c.pages(Some(3)).len(), 3);
+    }
+
+    /// A corpus of documents with these page counts (the second one unreadable).
+    fn corpus_of(pages: &[u32]) -> Corpus {
+        let documents = pages
+            .iter()
+            .enumerate()
+            .map(|(i, &pages)| Document {
+                id: format!("d{i}"),
+                path: format!("d{i}").into(),
+                bytes: 0,
+                sha256: String::new(),
+                pages,
+                error: (i == 1).then_some(RenderError::Corrupt),
+            })
+            .collect();
+        Corpus {
+            inputs: vec![],
+            name: "t".into(),
+            documents,
+            hash: String::new(),
+        }
+    }
+
+    /// (document, page) of each pick.
+    fn picks(c: &Corpus, n: usize) -> Vec<(u32, u32)> {
+        c.pages_spread(n).iter().map(|p| (p.doc, p.page)).collect()
+    }
+
+    #[test]
+    fn spread_pages_cover_every_document_before_a_long_one_gets_more() {
+        // A 50-page manual first, then short documents: every readable one is in.
+        let c = corpus_of(&[50, 9, 1, 2, 1, 10]);
+        assert_eq!(
+            picks(&c, 6),
+            [(0, 0), (0, 25), (2, 0), (3, 0), (4, 0), (5, 0)]
+        );
+        // Shares: 1-page documents take one; the rest goes round to the longer ones.
+        assert_eq!(
+            picks(&c, 10),
+            [
+                (0, 0),
+                (0, 16),
+                (0, 33),
+                (2, 0),
+                (3, 0),
+                (3, 1),
+                (4, 0),
+                (5, 0),
+                (5, 3),
+                (5, 6)
+            ]
+        );
+        // Fewer than the documents: first pages of documents spread over the corpus.
+        assert_eq!(picks(&c, 2), [(0, 0), (3, 0)]);
+        assert!(picks(&c, 0).is_empty());
+        // Global indices stay the corpus-order ones (what spans and reports refer to).
+        let g: Vec<u32> = c.pages_spread(6).iter().map(|p| p.global).collect();
+        assert_eq!(g, [0, 25, 50, 51, 53, 54]);
+    }
+
+    #[test]
+    fn spread_takes_every_page_when_the_budget_allows() {
+        let c = corpus_of(&[3, 9, 2]);
+        assert_eq!(c.pages_spread(5), c.pages(None));
+        assert_eq!(c.pages_spread(99), c.pages(None));
+        assert_eq!(c.select(PageBudget::First(2)), c.pages(Some(2)));
+        assert_eq!(c.select(PageBudget::All), c.pages(None));
+        assert_eq!(
+            c.select(PageBudget::Spread(2)),
+            [c.pages(None)[0], c.pages(None)[3]]
+        );
     }
 }

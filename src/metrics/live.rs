@@ -395,6 +395,7 @@ mod tests {
             queue_wait_ns: vec![0; n as usize],
             ok: true,
             retry: false,
+            worker_ns: None,
         }
     }
 

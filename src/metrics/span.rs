@@ -87,6 +87,11 @@ pub struct Span {
     pub ok: bool,
     /// True when this call re-ran one page of a failed batch on its own.
     pub retry: bool,
+    /// Part of the call spent working in a worker process, as measured there (render
+    /// processes: opening and rendering the pages); the rest of the call is the round trip
+    /// (request, reply, pixel transfer). Absent for work done in this process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_ns: Option<u64>,
 }
 
 /// Where the executor sends spans. Cheap to clone; never blocks.
@@ -133,6 +138,8 @@ pub struct StageAccum {
     pub last_end_ns: u64,
     /// Duration of the earliest call.
     pub first_call_ns: u64,
+    /// Sum of the calls' [`Span::worker_ns`], when they have one.
+    pub worker_ns: Option<u64>,
 }
 
 impl Default for StageAccum {
@@ -151,6 +158,7 @@ impl Default for StageAccum {
             first_start_ns: u64::MAX,
             last_end_ns: 0,
             first_call_ns: 0,
+            worker_ns: None,
         }
     }
 }
@@ -173,6 +181,9 @@ impl StageAccum {
         self.retries += s.retry as u64;
         *self.batch_sizes.entry(s.items.len() as u32).or_default() += 1;
         self.busy_ns += dur;
+        if let Some(w) = s.worker_ns {
+            *self.worker_ns.get_or_insert(0) += w;
+        }
         self.workers.insert(s.worker);
         if s.start_ns < self.first_start_ns {
             self.first_call_ns = dur;
@@ -310,6 +321,7 @@ mod tests {
             queue_wait_ns: vec![10; n],
             ok,
             retry: false,
+            worker_ns: None,
         }
     }
 

@@ -11,6 +11,8 @@
 //! Parameter order follows the exported graph, which runs a CSP layer's shortcut conv before
 //! its main conv; every convolution is conv + batch norm + hard-swish.
 
+use std::time::Instant;
+
 use candle_core::{Module, Result, Tensor};
 
 use super::deploy_graph::{GraphError, ParamCursor};
@@ -138,17 +140,18 @@ impl CspPan {
     /// level included), and within them in upsampling + concatenation (benchmarks).
     pub fn profile(&self, feats: &[Tensor]) -> Result<[f64; 4]> {
         let mut times = [0.0; 4];
-        self.run(feats, &mut times)?;
+        self.run(feats, Some(&mut times))?;
         Ok(times)
     }
 
     pub fn forward(&self, feats: &[Tensor]) -> Result<Vec<Tensor>> {
-        self.run(feats, &mut [0.0; 4])
+        self.run(feats, None)
     }
 
-    /// The forward pass, adding [`CspPan::profile`]'s phase times to `times` (a dozen clock
-    /// reads per pass: nothing next to the convolutions).
-    fn run(&self, feats: &[Tensor], times: &mut [f64; 4]) -> Result<Vec<Tensor>> {
+    /// The forward pass; with `times`, adds [`CspPan::profile`]'s phase times to it (a dozen
+    /// clock reads per pass). Without, it reads no clock: in a run the executor times the
+    /// stage call, and nothing would read the phases.
+    fn run(&self, feats: &[Tensor], mut times: Option<&mut [f64; 4]>) -> Result<Vec<Tensor>> {
         if feats.len() != self.reduce.len() {
             candle_core::bail!(
                 "CSP-PAN built for {} levels, got {}",
@@ -156,40 +159,46 @@ impl CspPan {
                 feats.len()
             )
         }
-        let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
-        let t = std::time::Instant::now();
+        let profiling = times.is_some();
+        let start = || profiling.then(Instant::now);
+        let mut add = |phase: usize, t: Option<Instant>| {
+            if let (Some(times), Some(t)) = (times.as_deref_mut(), t) {
+                times[phase] += t.elapsed().as_secs_f64() * 1e3;
+            }
+        };
+        let t = start();
         let inputs = feats
             .iter()
             .zip(&self.reduce)
             .map(|(f, c)| c.forward(f))
             .collect::<Result<Vec<_>>>()?;
-        times[0] += ms(t);
+        add(0, t);
         let n = inputs.len();
         // Top-down: inner[i] fuses level i with the upsampled inner[i + 1].
-        let t = std::time::Instant::now();
+        let t = start();
         let mut inner = vec![inputs[n - 1].clone()];
         for idx in (1..n).rev() {
-            let tg = std::time::Instant::now();
+            let tg = start();
             let cat = upsample_concat(&inner[0], &inputs[idx - 1])?;
-            times[3] += ms(tg);
+            add(3, tg);
             inner.insert(0, self.top_down[n - 1 - idx].forward(&cat)?);
         }
-        times[1] += ms(t);
+        add(1, t);
         // Bottom-up.
-        let t = std::time::Instant::now();
+        let t = start();
         let mut outs = vec![inner[0].clone()];
         for idx in 0..n - 1 {
             let down = self.downsample[idx].forward(&outs[idx])?;
-            let tg = std::time::Instant::now();
+            let tg = start();
             let cat = Tensor::cat(&[&down, &inner[idx + 1]], 1)?;
-            times[3] += ms(tg);
+            add(3, tg);
             outs.push(self.bottom_up[idx].forward(&cat)?);
         }
         if let Some((first, second)) = &self.extra {
             let top = (first.forward(&inputs[n - 1])? + second.forward(&outs[n - 1])?)?;
             outs.push(top);
         }
-        times[2] += ms(t);
+        add(2, t);
         Ok(outs)
     }
 }

@@ -99,6 +99,12 @@ pub trait Stage: Send {
     fn kind(&self) -> StageKind;
     fn model(&self) -> ModelInfo;
     fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError>;
+    /// Time the last `process` call spent working in another process, as measured there (a
+    /// render worker's open + render, which the executor cannot time from outside); None for
+    /// stages that do their work in this process.
+    fn take_worker_ns(&mut self) -> Option<u64> {
+        None
+    }
 }
 
 /// A model's runtime error as a stage error (out-of-memory classified, with advice).

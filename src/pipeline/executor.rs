@@ -134,6 +134,7 @@ impl Executor {
             })
             .and_then(|()| sync(&self.device));
         let end = self.clock.now_ns();
+        let worker_ns = stage.take_worker_ns();
         self.sink.record(Span {
             stage: stage.kind(),
             worker,
@@ -146,6 +147,7 @@ impl Executor {
                 .collect(),
             ok: result.is_ok(),
             retry,
+            worker_ns,
         });
         match result {
             Ok(()) => {
@@ -242,17 +244,7 @@ impl Stage for Noop {
 pub fn measure_overhead(device: &Device, iterations: u32) -> Overhead {
     let collector = Collector::start(false);
     let exec = Executor::new(Clock::start(), device.clone(), collector.sink());
-    let page = crate::corpus::PageRef {
-        global: 0,
-        doc: 0,
-        page: 0,
-    };
-    let mut batch = [PageWork::new(
-        page,
-        Arc::from("calibration#p1"),
-        Arc::from("calibration"),
-        Arc::from(std::path::Path::new("")),
-    )];
+    let mut batch = [PageWork::placeholder(0, "calibration")];
     let worker = WorkerId {
         kind: WorkerKind::Device,
         index: 0,
@@ -458,6 +450,42 @@ mod tests {
         let e = &exec.errors()[0];
         assert_eq!(e.kind, FailureKind::Panic);
         assert!(e.message.contains("shape mismatch"), "{}", e.message);
+    }
+
+    /// Does its work "in a worker process" that reports 7 µs per page.
+    struct Remote {
+        worker_ns: Option<u64>,
+    }
+    impl Stage for Remote {
+        fn kind(&self) -> StageKind {
+            StageKind::Render
+        }
+        fn model(&self) -> ModelInfo {
+            Noop.model()
+        }
+        fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
+            self.worker_ns = Some(7_000 * batch.len() as u64);
+            Ok(())
+        }
+        fn take_worker_ns(&mut self) -> Option<u64> {
+            self.worker_ns.take()
+        }
+    }
+
+    #[test]
+    fn a_stage_s_worker_time_goes_on_its_span() {
+        let collector = Collector::start(true);
+        let exec = Executor::new(Clock::start(), Device::Cpu, collector.sink());
+        let mut remote = Remote { worker_ns: None };
+        assert!(exec.run_stage(&mut remote, W, &mut pages(2)));
+        assert!(exec.run_stage(&mut remote, W, &mut pages(1)));
+        assert!(exec.run_stage(&mut Noop, W, &mut pages(1)));
+        drop(exec);
+        let c = collector.finish();
+        let got: Vec<_> = c.spans.iter().map(|s| s.worker_ns).collect();
+        assert_eq!(got, [Some(14_000), Some(7_000), None]);
+        assert_eq!(c.stages[&StageKind::Render].worker_ns, Some(21_000));
+        assert_eq!(c.stages[&StageKind::Figure].worker_ns, None);
     }
 
     #[test]

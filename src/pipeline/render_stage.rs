@@ -11,12 +11,14 @@ use crate::vocab::StageKind;
 
 /// Something that renders pages: the in-process [`Renderer`] or a pool [`RenderWorker`].
 pub trait PageRenderer: Send {
+    /// The page, and the time a worker process spent rendering it, as measured there (None
+    /// when rendering in this process: the executor's span is the render time).
     fn render_page(
         &mut self,
         path: &Path,
         page: u32,
         spec: &RenderSpec,
-    ) -> Result<PageImage, RenderError>;
+    ) -> Result<(PageImage, Option<u64>), RenderError>;
 }
 
 impl PageRenderer for Renderer {
@@ -25,8 +27,8 @@ impl PageRenderer for Renderer {
         path: &Path,
         page: u32,
         spec: &RenderSpec,
-    ) -> Result<PageImage, RenderError> {
-        self.render(path, page, spec)
+    ) -> Result<(PageImage, Option<u64>), RenderError> {
+        self.render(path, page, spec).map(|image| (image, None))
     }
 }
 
@@ -36,8 +38,9 @@ impl PageRenderer for RenderWorker {
         path: &Path,
         page: u32,
         spec: &RenderSpec,
-    ) -> Result<PageImage, RenderError> {
-        self.render(path, page, spec).map(|p| p.image)
+    ) -> Result<(PageImage, Option<u64>), RenderError> {
+        self.render(path, page, spec)
+            .map(|p| (p.image, Some(p.render_ns)))
     }
 }
 
@@ -45,6 +48,8 @@ impl PageRenderer for RenderWorker {
 pub struct RenderStage<R> {
     renderer: R,
     spec: RenderSpec,
+    /// The worker's render time over the current call's pages (pool rendering).
+    worker_ns: Option<u64>,
 }
 
 /// Renders on the calling thread.
@@ -54,7 +59,11 @@ pub type PoolRender = RenderStage<RenderWorker>;
 
 impl<R: PageRenderer> RenderStage<R> {
     pub fn new(renderer: R, spec: RenderSpec) -> Self {
-        Self { renderer, spec }
+        Self {
+            renderer,
+            spec,
+            worker_ns: None,
+        }
     }
 }
 
@@ -75,15 +84,23 @@ impl<R: PageRenderer> Stage for RenderStage<R> {
     }
 
     fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
+        self.worker_ns = None;
         for p in batch.iter_mut() {
-            let image = self
+            let (image, worker_ns) = self
                 .renderer
                 .render_page(&p.path, p.page.page, &self.spec)
                 .map_err(|e| StageError::new(e.kind(), e.to_string()))?;
+            if let Some(ns) = worker_ns {
+                *self.worker_ns.get_or_insert(0) += ns;
+            }
             p.output.width_px = image.width;
             p.output.height_px = image.height;
             p.image = Some(image);
         }
         Ok(())
+    }
+
+    fn take_worker_ns(&mut self) -> Option<u64> {
+        self.worker_ns.take()
     }
 }

@@ -271,6 +271,8 @@ fn stage_reports(collected: &Collected, models: &[ModelInfo], wall_ns: u64) -> V
             service_per_item: latency_summary(&acc.service_per_item),
             queue_wait: latency_summary(&acc.queue_wait),
             first_call_ms: ms(acc.first_call_ns),
+            worker_ms: acc.worker_ns.map(ms),
+            transfer_ms: acc.worker_ns.map(|w| ms(acc.busy_ns.saturating_sub(w))),
         });
     }
     stages

@@ -336,6 +336,15 @@ pub struct StageReport {
     pub queue_wait: LatencySummary,
     /// The stage's first call (lazy initialization, cold caches), apart from the rest.
     pub first_call_ms: f64,
+    /// Part of `busy_ms` spent inside worker processes, as they measured it (render with
+    /// `render.processes > 0`: opening and rendering pages). Absent when the stage runs in
+    /// pipebench's own process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_ms: Option<f64>,
+    /// `busy_ms − worker_ms`: the round trip to the workers (request, reply, pixels through
+    /// shared memory or the pipe, the copy out). Absent with `worker_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

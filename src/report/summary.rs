@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::schema::Report;
+use super::schema::{Report, StageReport};
 
 /// Output differences printed in the terminal summary (the report keeps more).
 const SUMMARY_DIFFERENCES: usize = 10;
@@ -58,6 +58,9 @@ pub fn summary_text(r: &Report, path: &Path) -> String {
             st.busy_ms / 1e3,
             st.utilization * 100.0
         ));
+    }
+    for text in r.stages.iter().filter_map(worker_split_text) {
+        line(text);
     }
     let m = &r.memory;
     let workers = if m.peak_rss_with_children_bytes
@@ -169,6 +172,20 @@ pub fn summary_text(r: &Report, path: &Path) -> String {
     }
     line(format!("  Report:         {}", path.display()));
     out
+}
+
+/// For a stage whose work ran in worker processes (render with `render.processes > 0`): its
+/// time per page inside the workers vs the round trip to them. None for the other stages.
+fn worker_split_text(st: &StageReport) -> Option<String> {
+    let (worker_ms, transfer_ms) = (st.worker_ms?, st.transfer_ms?);
+    let pages = (st.items + st.items_failed).max(1) as f64;
+    Some(format!(
+        "  {:<8} in worker processes: {:.2} ms/page rendering, {:.2} ms/page round trip ({:.0} % of busy)",
+        st.stage.name(),
+        worker_ms / pages,
+        transfer_ms / pages,
+        100.0 * transfer_ms / st.busy_ms.max(f64::MIN_POSITIVE)
+    ))
 }
 
 pub(crate) fn human_bytes(b: u64) -> String {

@@ -9,6 +9,7 @@
 //! the regions are put in reading order. Without a layout model each line is its own region.
 
 use std::path::Path;
+use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 
@@ -132,7 +133,8 @@ impl OcrRelease {
 }
 
 /// Where OCR time goes, and the model input shapes (for replaying the same workload on
-/// another runtime). Filled by [`OcrStage::ocr_page`] and the stage itself.
+/// another runtime). Filled by the stage's calls only once [`OcrStage::set_profiling`] turned
+/// it on (bench-ocr): a pipeline run reads no clock inside the stage, the executor times it.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct OcrProfile {
     pub det_model_ns: u64,
@@ -160,6 +162,18 @@ pub struct OcrStage {
     scope: OcrScope,
     device: Device,
     weights: String,
+    /// Per-phase profile, when asked for (see [`OcrStage::set_profiling`]).
+    profile: Option<OcrProfile>,
+}
+
+/// A clock read only when profiling: `Some(now)` if `prof` is given.
+fn start(prof: &Option<&mut OcrProfile>) -> Option<Instant> {
+    prof.is_some().then(Instant::now)
+}
+
+/// Nanoseconds since `t` (0 when not profiling).
+fn ns(t: Option<Instant>) -> u64 {
+    t.map_or(0, |t| t.elapsed().as_nanos() as u64)
 }
 
 impl OcrStage {
@@ -222,7 +236,20 @@ impl OcrStage {
                 "{det_id}={};{rec_id}={}",
                 det_files.onnx_sha256, rec_files.onnx_sha256
             ),
+            profile: None,
         })
+    }
+
+    /// Turns the per-phase profile on or off (off after `load`): detection and recognition
+    /// model time, the same with pre/post-processing, and the model input shapes, summed over
+    /// calls until [`OcrStage::take_profile`].
+    pub fn set_profiling(&mut self, on: bool) {
+        self.profile = on.then(OcrProfile::default);
+    }
+
+    /// The profile so far (None when profiling is off), starting a fresh one.
+    pub fn take_profile(&mut self) -> Option<OcrProfile> {
+        self.profile.as_mut().map(std::mem::take)
     }
 
     /// Detects a page's lines (reading order) and cuts each one out, upright.
@@ -230,7 +257,7 @@ impl OcrStage {
     fn detect_and_crop(
         &self,
         img: &Bgr<'_>,
-        prof: &mut OcrProfile,
+        prof: Option<&mut OcrProfile>,
     ) -> candle_core::Result<(Vec<db_post::TextBox>, Vec<(usize, usize, Vec<u8>)>)> {
         let boxes = self.detect(img, prof)?;
         let im = Image {
@@ -250,9 +277,9 @@ impl OcrStage {
     fn detect(
         &self,
         img: &Bgr<'_>,
-        prof: &mut OcrProfile,
+        mut prof: Option<&mut OcrProfile>,
     ) -> candle_core::Result<Vec<db_post::TextBox>> {
-        let t0 = std::time::Instant::now();
+        let t0 = start(&prof);
         let (h, w) = det_size(img.height, img.width, self.det_limits.0, self.det_limits.1);
         let resized;
         let src = if (h, w) == (img.height, img.width) {
@@ -277,13 +304,17 @@ impl OcrStage {
             h,
         );
         let x = Tensor::from_vec(input, (1, 3, h, w), &self.device)?;
-        let tm = std::time::Instant::now();
+        let tm = start(&prof);
         let prob = self.det.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
-        prof.det_model_ns += tm.elapsed().as_nanos() as u64;
-        prof.det_shapes.push([h, w]);
+        if let Some(p) = prof.as_deref_mut() {
+            p.det_model_ns += ns(tm);
+            p.det_shapes.push([h, w]);
+        }
         let mut boxes = db_post::boxes_from_prob_map(&prob, w, h, img.width, img.height, &self.db);
         db_post::sort_reading_order(&mut boxes);
-        prof.det_total_ns += t0.elapsed().as_nanos() as u64;
+        if let Some(p) = prof {
+            p.det_total_ns += ns(t0);
+        }
         Ok(boxes)
     }
 
@@ -291,10 +322,9 @@ impl OcrStage {
     fn recognize(
         &self,
         crops: &[(usize, usize, Vec<u8>)],
-        prof: &mut OcrProfile,
+        mut prof: Option<&mut OcrProfile>,
     ) -> candle_core::Result<Vec<(String, f32)>> {
-        let t0 = std::time::Instant::now();
-        prof.lines += crops.len();
+        let t0 = start(&prof);
         let mut order: Vec<usize> = (0..crops.len()).collect();
         let ratio = |i: usize| crops[i].0 as f64 / crops[i].1 as f64;
         order.sort_by(|a, b| ratio(*a).total_cmp(&ratio(*b)));
@@ -322,12 +352,14 @@ impl OcrStage {
                 );
             }
             let x = Tensor::from_vec(input, (chunk.len(), 3, REC_HEIGHT, bw), &self.device)?;
-            let tm = std::time::Instant::now();
+            let tm = start(&prof);
             let logits = self.rec.forward_logits(&x)?;
             let classes = logits.dim(2)?;
             let all = logits.flatten_all()?.to_vec1::<f32>()?;
-            prof.rec_model_ns += tm.elapsed().as_nanos() as u64;
-            prof.rec_shapes.push([chunk.len(), bw]);
+            if let Some(p) = prof.as_deref_mut() {
+                p.rec_model_ns += ns(tm);
+                p.rec_shapes.push([chunk.len(), bw]);
+            }
             let per_row = all.len() / chunk.len().max(1);
             for (row, &i) in chunk.iter().enumerate() {
                 let d = greedy_decode_logits(
@@ -338,44 +370,19 @@ impl OcrStage {
                 out[i] = (d.text, d.confidence);
             }
         }
-        prof.rec_total_ns += t0.elapsed().as_nanos() as u64;
+        if let Some(p) = prof {
+            p.lines += crops.len();
+            p.rec_total_ns += ns(t0);
+        }
         Ok(out)
     }
 
-    /// OCR of one page image outside the pipeline (benchmarks): the lines in reading order as
-    /// (box, text, confidence); timings and shapes are added to `prof`.
-    pub fn ocr_page(
+    /// The stage call, adding to `prof` when profiling.
+    fn run(
         &self,
-        img: &Bgr<'_>,
-        prof: &mut OcrProfile,
-    ) -> candle_core::Result<Vec<(db_post::TextBox, String, f32)>> {
-        let (boxes, crops) = self.detect_and_crop(img, prof)?;
-        let texts = self.recognize(&crops, prof)?;
-        Ok(boxes
-            .into_iter()
-            .zip(texts)
-            .map(|(b, (t, c))| (b, t, c))
-            .collect())
-    }
-}
-
-impl Stage for OcrStage {
-    fn kind(&self) -> StageKind {
-        StageKind::Ocr
-    }
-
-    fn model(&self) -> ModelInfo {
-        ModelInfo {
-            stage: StageKind::Ocr,
-            id: self.id.clone(),
-            is_test_stage: false,
-            untrained: false,
-            fallback: None,
-            weights_sha256: Some(self.weights.clone()),
-        }
-    }
-
-    fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
+        batch: &mut [PageWork],
+        mut prof: Option<&mut OcrProfile>,
+    ) -> Result<(), StageError> {
         let model_err = crate::models::model_error;
         // Detection and cropping per page (or per region), then recognition per page. Not
         // across pages: SVTR attends over a batch's padded width, so a line's logits depend on
@@ -385,7 +392,6 @@ impl Stage for OcrStage {
         let mut page_starts = Vec::with_capacity(batch.len() + 1);
         // (page, region the detection ran for, line box in page pixels)
         let mut owners: Vec<(usize, Option<usize>, [f32; 4])> = Vec::new();
-        let mut prof = OcrProfile::default();
         for (pi, page) in batch.iter().enumerate() {
             page_starts.push(crops.len());
             let img = crate::models::page_bgr(page, StageKind::Ocr)?;
@@ -407,8 +413,9 @@ impl Stage for OcrStage {
             for (owner, rect) in targets {
                 let [x0, y0, ..] = rect;
                 let view = img.crop(rect);
-                let (boxes, page_crops) =
-                    self.detect_and_crop(&view, &mut prof).map_err(model_err)?;
+                let (boxes, page_crops) = self
+                    .detect_and_crop(&view, prof.as_deref_mut())
+                    .map_err(model_err)?;
                 crops.extend(page_crops);
                 owners.extend(boxes.into_iter().map(|b| {
                     let xs = b.points.map(|p| p[0] + x0 as f32);
@@ -423,7 +430,7 @@ impl Stage for OcrStage {
         let mut texts = Vec::with_capacity(crops.len());
         for w in page_starts.windows(2) {
             texts.extend(
-                self.recognize(&crops[w[0]..w[1]], &mut prof)
+                self.recognize(&crops[w[0]..w[1]], prof.as_deref_mut())
                     .map_err(model_err)?,
             );
         }
@@ -447,6 +454,30 @@ impl Stage for OcrStage {
             page.output.lines = lines;
         }
         Ok(())
+    }
+}
+
+impl Stage for OcrStage {
+    fn kind(&self) -> StageKind {
+        StageKind::Ocr
+    }
+
+    fn model(&self) -> ModelInfo {
+        ModelInfo {
+            stage: StageKind::Ocr,
+            id: self.id.clone(),
+            is_test_stage: false,
+            untrained: false,
+            fallback: None,
+            weights_sha256: Some(self.weights.clone()),
+        }
+    }
+
+    fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
+        let mut prof = self.profile.take();
+        let result = self.run(batch, prof.as_mut());
+        self.profile = prof;
+        result
     }
 }
 
