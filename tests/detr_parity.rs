@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use pipebench::models::checkpoint::Checkpoint;
+use pipebench::models::checkpoint;
 use pipebench::models::detr::postprocess::detections;
 use pipebench::models::detr::preprocess::{Normalize, Resize, prepare};
 use pipebench::models::detr::resnet::{Block, Naming, ResNetConfig};
@@ -76,10 +76,10 @@ fn load_with(name: &str, masks: bool) -> (Detr, bool) {
         .as_str()
         .and_then(tiny_timm);
     let cfg = DetrConfig::from_hf(&v, custom).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let ck = Checkpoint::from_dir(&d, &Device::Cpu).expect("checkpoint");
-    let seg = ck.has_prefix("detr.model.");
+    let vb = checkpoint::from_dir(&d, &Device::Cpu).expect("checkpoint");
+    let seg = Detr::is_segmentation_checkpoint(&vb);
     (
-        Detr::load(&cfg, &ck.root(), seg, masks).unwrap_or_else(|e| panic!("{name}: {e}")),
+        Detr::load(&cfg, &vb, seg, masks).unwrap_or_else(|e| panic!("{name}: {e}")),
         seg,
     )
 }
@@ -247,8 +247,8 @@ fn the_segmentation_mask_head_matches_and_batches_exactly() {
             .and_then(tiny_timm),
     )
     .expect("config");
-    let ck = Checkpoint::from_dir(&d, &Device::Cpu).expect("checkpoint");
-    assert!(Detr::load(&cfg, &ck.root(), false, true).is_err());
+    let vb = checkpoint::from_dir(&d, &Device::Cpu).expect("checkpoint");
+    assert!(Detr::load(&cfg, &vb, false, true).is_err());
 }
 
 #[test]

@@ -15,8 +15,11 @@
 
 use candle_core::{D, Module, Result, Tensor};
 
+use candle_nn::{Init, VarBuilder};
+
+use super::linear;
 use super::resnet::{StageOutput, mask_padding};
-use crate::models::checkpoint::{Init, Weights};
+use crate::models::checkpoint::{TORCH_DEFAULT, uniform};
 use crate::models::deploy_graph::ConvParams;
 use crate::models::layers::{Conv, Linear};
 
@@ -27,11 +30,11 @@ struct ConvGn {
     groups: usize,
 }
 
-fn conv(w: &Weights<'_>, cin: usize, cout: usize, k: usize) -> Result<Conv> {
+fn conv(w: &VarBuilder<'_>, cin: usize, cout: usize, k: usize) -> Result<Conv> {
     let bound = 1.0 / ((cin * k * k) as f32).sqrt();
     Conv::new(ConvParams {
-        weight: w.get(&[cout, cin, k, k], "weight", Init::FanIn)?,
-        bias: Some(w.get(&[cout], "bias", Init::Uniform(bound))?),
+        weight: w.get_with_hints((cout, cin, k, k), "weight", TORCH_DEFAULT)?,
+        bias: Some(w.get_with_hints(cout, "bias", uniform(bound))?),
         stride: (1, 1),
         pads: [k / 2; 4],
         groups: 1,
@@ -39,11 +42,11 @@ fn conv(w: &Weights<'_>, cin: usize, cout: usize, k: usize) -> Result<Conv> {
 }
 
 impl ConvGn {
-    fn load(lay: &Weights<'_>, gn: &Weights<'_>, cin: usize, cout: usize) -> Result<Self> {
+    fn load(lay: &VarBuilder<'_>, gn: &VarBuilder<'_>, cin: usize, cout: usize) -> Result<Self> {
         Ok(Self {
             conv: conv(lay, cin, cout, 3)?,
-            gamma: gn.get(&[cout], "weight", Init::Const(1.0))?,
-            beta: gn.get(&[cout], "bias", Init::Const(0.0))?,
+            gamma: gn.get_with_hints(cout, "weight", Init::Const(1.0))?,
+            beta: gn.get_with_hints(cout, "bias", Init::Const(0.0))?,
             groups: 8.min(cout),
         })
     }
@@ -138,18 +141,10 @@ pub struct MaskHead {
     out: Conv,
 }
 
-/// A `torch.nn.Linear` as our [in, out] linear.
-fn linear(w: &Weights<'_>, d: usize) -> Result<Linear> {
-    Ok(Linear {
-        weight: w.get(&[d, d], "weight", Init::FanIn)?.t()?.contiguous()?,
-        bias: Some(w.get(&[d], "bias", Init::Uniform(1.0 / (d as f32).sqrt()))?),
-    })
-}
-
 impl MaskHead {
     /// Loads from the checkpoint root (beside `detr.`). `widths` are the backbone's stage
     /// output channels.
-    pub fn load(root: &Weights<'_>, d: usize, heads: usize, widths: &[usize]) -> Result<Self> {
+    pub fn load(root: &VarBuilder<'_>, d: usize, heads: usize, widths: &[usize]) -> Result<Self> {
         let att = root.pp("bbox_attention");
         let m = root.pp("mask_head");
         let c0 = d + heads;
@@ -168,8 +163,8 @@ impl MaskHead {
             )
         };
         Ok(Self {
-            q: linear(&att.pp("q_linear"), d)?,
-            k: linear(&att.pp("k_linear"), d)?,
+            q: linear(&att.pp("q_linear"), d, d)?,
+            k: linear(&att.pp("k_linear"), d, d)?,
             heads,
             lay1: ConvGn::load(&m.pp("lay1"), &m.pp("gn1"), c0, c0)?,
             lay2: ConvGn::load(&m.pp("lay2"), &m.pp("gn2"), c0, inter[0])?,

@@ -43,7 +43,9 @@ pub mod stage;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use serde_json::Value;
 
-use crate::models::checkpoint::{Init, Weights};
+use candle_nn::{Init, VarBuilder};
+
+use crate::models::checkpoint::{TORCH_DEFAULT, uniform};
 use crate::models::layers::{LayerNorm, Linear};
 use crate::models::ops::attention::AttentionOp;
 use crate::models::ops::pointwise::sigmoid;
@@ -220,30 +222,30 @@ struct Attention {
     heads: usize,
 }
 
-/// A `torch.nn.Linear` (weight [out, in]) as our [in, out] linear.
-fn linear(w: &Weights<'_>, din: usize, dout: usize) -> Result<Linear> {
-    let weight = w
-        .get(&[dout, din], "weight", Init::FanIn)?
+/// A `torch.nn.Linear` (weight [out, in], PyTorch's default initialization) as our [in, out]
+/// linear.
+pub(crate) fn linear(vb: &VarBuilder<'_>, din: usize, dout: usize) -> Result<Linear> {
+    let weight = vb
+        .get_with_hints((dout, din), "weight", TORCH_DEFAULT)?
         .t()?
         .contiguous()?;
-    let bound = 1.0 / (din as f32).sqrt();
-    let bias = w.get(&[dout], "bias", Init::Uniform(bound))?;
+    let bias = vb.get_with_hints(dout, "bias", uniform(1.0 / (din as f32).sqrt()))?;
     Ok(Linear {
         weight,
         bias: Some(bias),
     })
 }
 
-fn layer_norm(w: &Weights<'_>, d: usize) -> Result<LayerNorm> {
+fn layer_norm(vb: &VarBuilder<'_>, d: usize) -> Result<LayerNorm> {
     Ok(LayerNorm {
-        gamma: w.get(&[d], "weight", Init::Const(1.0))?,
-        beta: w.get(&[d], "bias", Init::Const(0.0))?,
+        gamma: vb.get_with_hints(d, "weight", Init::Const(1.0))?,
+        beta: vb.get_with_hints(d, "bias", Init::Const(0.0))?,
         eps: 1e-5,
     })
 }
 
 impl Attention {
-    fn load(w: &Weights<'_>, d: usize, heads: usize) -> Result<Self> {
+    fn load(w: &VarBuilder<'_>, d: usize, heads: usize) -> Result<Self> {
         Ok(Self {
             q: linear(&w.pp("q_proj"), d, d)?,
             k: linear(&w.pp("k_proj"), d, d)?,
@@ -361,11 +363,17 @@ pub struct Detr {
 }
 
 impl Detr {
+    /// True when `checkpoint` is a `DetrForSegmentation` one (the detector under `detr.`).
+    /// Only for real checkpoints: random weights have every tensor.
+    pub fn is_segmentation_checkpoint(checkpoint: &VarBuilder<'_>) -> bool {
+        checkpoint.contains_tensor("detr.model.input_projection.weight")
+    }
+
     /// Loads from a checkpoint's root. A `DetrForSegmentation` checkpoint's detector lives under
     /// `detr.`; its mask head (beside it) is loaded only with `masks`.
     pub fn load(
         cfg: &DetrConfig,
-        root: &Weights<'_>,
+        root: &VarBuilder<'_>,
         segmentation: bool,
         masks: bool,
     ) -> Result<Self> {
@@ -383,16 +391,16 @@ impl Detr {
         let cb = cfg.backbone.channels();
         let ip = m.pp("input_projection");
         let input_projection = ip
-            .get(&[d, cb, 1, 1], "weight", Init::FanIn)?
+            .get_with_hints((d, cb, 1, 1), "weight", TORCH_DEFAULT)?
             .reshape((d, cb))?;
         let input_projection_bias =
-            ip.get(&[d], "bias", Init::Uniform(1.0 / (cb as f32).sqrt()))?;
-        let query_pos = m.pp("query_position_embeddings").get(
-            &[cfg.num_queries, d],
+            ip.get_with_hints(d, "bias", uniform(1.0 / (cb as f32).sqrt()))?;
+        let query_pos = m.pp("query_position_embeddings").get_with_hints(
+            (cfg.num_queries, d),
             "weight",
-            Init::Uniform(1.0),
+            uniform(1.0),
         )?;
-        let ffn = |w: &Weights<'_>, dim: usize| -> Result<Ffn> {
+        let ffn = |w: &VarBuilder<'_>, dim: usize| -> Result<Ffn> {
             Ok(Ffn {
                 fc1: linear(&w.pp("fc1"), d, dim)?,
                 fc2: linear(&w.pp("fc2"), dim, d)?,
@@ -435,7 +443,8 @@ impl Detr {
             linear(&bp.pp("2"), d, 4)?,
         ];
         let mask_head = if masks {
-            if !segmentation && !root.is_random() {
+            // Random weights have every tensor, a detector-only checkpoint no mask head.
+            if !root.contains_tensor("mask_head.out_lay.weight") {
                 candle_core::bail!(
                     "masks need a DetrForSegmentation checkpoint (tensors under `detr.` and a \
                      `mask_head`); this one is a detector only"
@@ -463,7 +472,7 @@ impl Detr {
             decoder_norm,
             class_head,
             box_head,
-            device: root.device(),
+            device: root.device().clone(),
         })
     }
 

@@ -19,8 +19,9 @@
 //! `models/detr/mod.rs`.
 
 use candle_core::{Module, Result, Tensor};
+use candle_nn::{Init, VarBuilder};
 
-use crate::models::checkpoint::{Init, Weights};
+use crate::models::checkpoint::TORCH_DEFAULT;
 use crate::models::deploy_graph::ConvParams;
 use crate::models::layers::Conv;
 use crate::models::ops::pointwise::Act;
@@ -95,17 +96,17 @@ struct ConvBn {
 impl ConvBn {
     #[allow(clippy::too_many_arguments)]
     fn load(
-        conv_w: &Weights<'_>,
-        bn: &Weights<'_>,
+        conv_w: &VarBuilder<'_>,
+        bn: &VarBuilder<'_>,
         cin: usize,
         cout: usize,
         kernel: usize,
         stride: usize,
         act: Act,
     ) -> Result<Self> {
-        let weight = conv_w.get(&[cout, cin, kernel, kernel], "weight", Init::FanIn)?;
+        let weight = conv_w.get_with_hints((cout, cin, kernel, kernel), "weight", TORCH_DEFAULT)?;
         let host = |name: &str, init: Init| -> Result<Vec<f32>> {
-            bn.get(&[cout], name, init)?.to_vec1::<f32>()
+            bn.get_with_hints(cout, name, init)?.to_vec1::<f32>()
         };
         let (w, b) = (
             host("weight", Init::Const(1.0))?,
@@ -231,7 +232,7 @@ pub type StageOutput = (Tensor, Option<Vec<(usize, usize)>>);
 
 impl ResNet {
     /// Loads from `w` (the backbone's root: `…conv_encoder.model`).
-    pub fn load(cfg: &ResNetConfig, w: &Weights<'_>) -> Result<Self> {
+    pub fn load(cfg: &ResNetConfig, w: &VarBuilder<'_>) -> Result<Self> {
         let stem = match cfg.naming {
             Naming::Timm => {
                 ConvBn::load(&w.pp("conv1"), &w.pp("bn1"), 3, cfg.stem, 7, 2, Act::Relu)?
@@ -256,7 +257,7 @@ impl ResNet {
             for b in 0..depth {
                 let stride = if b == 0 && s > 0 { 2 } else { 1 };
                 let block_in = if b == 0 { cin } else { cout };
-                let (bw, names): (Weights<'_>, BlockNames) = match cfg.naming {
+                let (bw, names): (VarBuilder<'_>, BlockNames) = match cfg.naming {
                     Naming::Timm => (
                         w.pp(format!("layer{}", s + 1)).pp(b.to_string()),
                         BlockNames::Timm,
@@ -331,7 +332,7 @@ enum BlockNames {
 }
 
 fn load_block(
-    w: &Weights<'_>,
+    w: &VarBuilder<'_>,
     names: BlockNames,
     block: Block,
     cin: usize,
@@ -339,7 +340,7 @@ fn load_block(
     stride: usize,
 ) -> Result<ResBlock> {
     // (conv, bn) weights of the block's k-th convolution.
-    let conv_k = |k: usize| -> (Weights<'_>, Weights<'_>) {
+    let conv_k = |k: usize| -> (VarBuilder<'_>, VarBuilder<'_>) {
         match names {
             BlockNames::Timm => (w.pp(format!("conv{}", k + 1)), w.pp(format!("bn{}", k + 1))),
             BlockNames::Hf => {

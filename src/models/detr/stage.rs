@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::postprocess::{self, Detection};
 use super::preprocess::{self, Normalize, Resize};
 use super::{Detr, DetrConfig};
-use crate::models::checkpoint::Checkpoint;
+use crate::models::checkpoint;
 use crate::models::layout::stage::LayoutStage;
 use crate::models::ocr::preprocess::Bgr;
 use crate::models::routing::{self, Route, pixel_rect, route};
@@ -149,12 +149,9 @@ impl SeedModel {
         }
         match weights {
             WeightsChoice::Random { seed } => {
-                let ck = Checkpoint::Random {
-                    seed: *seed,
-                    device: device.clone(),
-                };
-                let detr = Detr::load(&card.config, &ck.root(), false, masks)
-                    .map_err(|e| werr(e.to_string()))?;
+                let vb = checkpoint::random(*seed, device);
+                let detr =
+                    Detr::load(&card.config, &vb, false, masks).map_err(|e| werr(e.to_string()))?;
                 Ok(Self {
                     card: card.clone(),
                     detr,
@@ -181,11 +178,16 @@ impl SeedModel {
                     .map_err(|e| werr(format!("{}: {e}", config_path.display())))?;
                 let cfg = DetrConfig::from_hf(&v, None)
                     .map_err(|e| werr(format!("{}: {e}", dir.display())))?;
-                let ck =
-                    Checkpoint::from_dir(dir, device).map_err(|e| werr(format!("{e}{fix}")))?;
-                let segmentation = ck.has_prefix("detr.model.");
-                let detr = Detr::load(&cfg, &ck.root(), segmentation, masks)
-                    .map_err(|e| werr(e.to_string()))?;
+                let vb =
+                    checkpoint::from_dir(dir, device).map_err(|e| werr(format!("{e}{fix}")))?;
+                let segmentation = Detr::is_segmentation_checkpoint(&vb);
+                let detr = Detr::load(&cfg, &vb, segmentation, masks).map_err(|e| {
+                    werr(format!(
+                        "{}: {e} (is this the right checkpoint for the model card's \
+                         architecture? config.json and the weights must agree)",
+                        dir.display()
+                    ))
+                })?;
                 let mut card = card.clone();
                 card.config = cfg;
                 Ok(Self {
@@ -232,12 +234,7 @@ impl SeedModel {
 
 /// sha256 over the folder's safetensors files, in name order.
 fn hash_safetensors(dir: &Path) -> Result<String, String> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| crate::models::checkpoint::is_checkpoint_file(p))
-        .collect();
-    files.sort();
+    let files = checkpoint::checkpoint_files(dir)?;
     let hashes: Vec<String> = files
         .iter()
         .map(|f| crate::assets::sha256_file(f).map_err(|e| format!("{}: {e}", f.display())))
