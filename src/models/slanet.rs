@@ -110,10 +110,7 @@ impl SlaHead {
         let t = |name: &str, dims: &[usize]| named(onnx, model, name, dims, dev);
         let lin =
             |w: &str, b: &str, i: usize, o: usize| -> std::result::Result<Linear, GraphError> {
-                Ok(Linear {
-                    weight: t(w, &[i, o])?,
-                    bias: Some(t(b, &[o])?),
-                })
+                Ok(super::layers::linear(t(w, &[i, o])?, Some(t(b, &[o])?))?)
             };
         // Paddle stores GRU weights as [3H, in]; we multiply row vectors, so transpose once.
         let w_ih = t("gru_cell_0.w_0", &[three_h, in_dim])?.t()?.contiguous()?;
@@ -226,12 +223,14 @@ fn host(t: &Tensor) -> Result<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
 }
 
+/// A linear's weight ([in, out], row-major) and bias on the host.
 fn host_linear(l: &Linear) -> Result<(Vec<f32>, Vec<f32>)> {
-    let b = match &l.bias {
+    // `weight()` is [out, in], the transposed view of the [in, out] matrix.
+    let b = match l.bias() {
         Some(b) => host(b)?,
-        None => vec![0.0; l.weight.dim(1)?],
+        None => vec![0.0; l.weight().dim(0)?],
     };
-    Ok((host(&l.weight)?, b))
+    Ok((host(&l.weight().t()?)?, b))
 }
 
 impl HostHead {

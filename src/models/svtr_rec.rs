@@ -48,7 +48,7 @@ impl Module for ConvBnSwish {
 
 fn linear(p: &mut ParamCursor) -> std::result::Result<Linear, GraphError> {
     let (weight, bias) = p.linear()?;
-    Ok(Linear { weight, bias })
+    Ok(super::layers::linear(weight, bias)?)
 }
 
 fn layer_norm(p: &mut ParamCursor) -> std::result::Result<LayerNorm, GraphError> {
@@ -154,7 +154,8 @@ impl Module for SvtrNeck {
         let z = self.conv3.forward(&z)?;
         let z = Tensor::cat(&[x, &z], 1)?;
         let z = self.conv1x1.forward(&self.conv4.forward(&z)?)?;
-        z.squeeze(2)?.transpose(1, 2)
+        // Contiguous for the CTC head: one 2-D product (see `layers::linear`).
+        z.squeeze(2)?.transpose(1, 2)?.contiguous()
     }
 }
 

@@ -46,7 +46,7 @@ use serde_json::Value;
 use candle_nn::{Init, VarBuilder};
 
 use crate::models::checkpoint::{TORCH_DEFAULT, uniform};
-use crate::models::layers::{LayerNorm, Linear};
+use crate::models::layers::{self, LayerNorm, Linear};
 use crate::models::ops::attention::AttentionOp;
 use crate::models::ops::pointwise::sigmoid;
 use resnet::{ResNet, ResNetConfig};
@@ -222,18 +222,15 @@ struct Attention {
     heads: usize,
 }
 
-/// A `torch.nn.Linear` (weight [out, in], PyTorch's default initialization) as our [in, out]
-/// linear.
+/// A `torch.nn.Linear` (weight [out, in], PyTorch's default initialization), its weight
+/// stored [in, out] (see [`layers::linear`]).
 pub(crate) fn linear(vb: &VarBuilder<'_>, din: usize, dout: usize) -> Result<Linear> {
     let weight = vb
         .get_with_hints((dout, din), "weight", TORCH_DEFAULT)?
         .t()?
         .contiguous()?;
     let bias = vb.get_with_hints(dout, "bias", uniform(1.0 / (din as f32).sqrt()))?;
-    Ok(Linear {
-        weight,
-        bias: Some(bias),
-    })
+    layers::linear(weight, Some(bias))
 }
 
 fn layer_norm(vb: &VarBuilder<'_>, d: usize) -> Result<LayerNorm> {
