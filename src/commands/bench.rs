@@ -598,7 +598,7 @@ pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
             mean: card.mean,
             std: card.std,
         };
-        let kind = if id.starts_with("tatr-structure") {
+        let kind = if on_tables(id) {
             StageKind::Table
         } else {
             StageKind::Layout
