@@ -257,12 +257,7 @@ fn models_command(args: cli::ModelsArgs) -> anyhow::Result<ExitStatus> {
         "{:<20} {:<17} {:<16} {:<10} hub repository",
         "card", "arch", "task", "license"
     );
-    for e in registry::REGISTRY
-        .iter()
-        .filter(|e| e.weights == WeightsSource::Checkpoint)
-    {
-        let card = models::detr::stage::seed_card(e.id)
-            .ok_or_else(|| anyhow::anyhow!("model {}: no seed card", e.id))?;
+    for card in models::detr::stage::seed_cards().map_err(|e| anyhow::anyhow!(e))? {
         println!(
             "{:<20} {:<17} {:<16} {:<10} {}",
             card.id, card.architecture, card.task, card.license, card.hub_repo

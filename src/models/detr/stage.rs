@@ -62,29 +62,16 @@ pub struct SeedCard {
     pub classes: BTreeMap<String, String>,
 }
 
-const SEED_CARDS: &[(&str, &str)] = &[
-    (
-        "models/detr-layout.toml",
-        include_str!("../../../models/detr-layout.toml"),
-    ),
-    (
-        "models/tatr-detection.toml",
-        include_str!("../../../models/tatr-detection.toml"),
-    ),
-    (
-        "models/tatr-structure.toml",
-        include_str!("../../../models/tatr-structure.toml"),
-    ),
-    (
-        "models/tatr-structure-v1.1.toml",
-        include_str!("../../../models/tatr-structure-v1.1.toml"),
-    ),
-];
-
 /// Every seed card.
 pub fn seed_cards() -> Result<Vec<SeedCard>, String> {
-    SEED_CARDS
-        .iter()
+    crate::models::registry::checkpoint_models()
+        .into_iter()
+        .map(|id| {
+            crate::models::registry::card_file(id)
+                .ok_or_else(|| format!("model {id}: no card models/{id}.toml"))
+        })
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
         .map(|(file, text)| {
             toml::from_str(text).map_err(|e| format!("{file}: invalid seed card: {e}"))
         })
