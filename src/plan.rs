@@ -156,12 +156,6 @@ impl RunPlan {
             .expect("a plan has every model stage (resolve fills them)")
     }
 
-    /// The registry entry of stage `kind`'s model.
-    pub fn model(&self, kind: StageKind) -> &'static ModelEntry {
-        registry::entry(&self.stage(kind).model)
-            .expect("plans name registry models (resolve checks them)")
-    }
-
     /// The scheduler of a streaming plan (defaults elsewhere).
     pub fn scheduler(&self) -> SchedulerPlan {
         self.scheduler.unwrap_or_default()

@@ -264,15 +264,17 @@ pub static CARDS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The id of card file `models/<id>.toml`.
+pub fn card_id(path: &str) -> Option<&str> {
+    path.strip_prefix("models/")
+        .and_then(|p| p.strip_suffix(".toml"))
+}
+
 /// The card file `models/<id>.toml`, as (path, text).
 pub fn card_file(id: &str) -> Option<(&'static str, &'static str)> {
     CARDS
         .iter()
-        .find(|(path, _)| {
-            path.strip_prefix("models/")
-                .and_then(|p| p.strip_suffix(".toml"))
-                == Some(id)
-        })
+        .find(|(path, _)| card_id(path) == Some(id))
         .copied()
 }
 

@@ -134,11 +134,7 @@ pub fn cards() -> Result<Vec<ModelCard>, WeightsError> {
     super::registry::CARDS
         .iter()
         .filter(|(file, _)| {
-            wheel_cards.iter().any(|id| {
-                file.strip_prefix("models/")
-                    .and_then(|f| f.strip_suffix(".toml"))
-                    == Some(id)
-            })
+            super::registry::card_id(file).is_some_and(|id| wheel_cards.contains(&id))
         })
         .map(|(file, text)| {
             toml::from_str(text).map_err(|e| WeightsError::Card {
