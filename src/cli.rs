@@ -8,8 +8,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 const AFTER_HELP: &str = "\
 Exit codes:
   0  success
-        1  `compare --fail-on-regression`: a regression outside noise was found
+  1  `compare --fail-on-regression`: a regression outside noise was found; `compare
+     --min-agreement`: the outputs agree less than asked
   2  errors: a document, page or stage failed (the run went on and the report lists them),
+     outputs differ from `run --check-outputs` (beyond `--min-agreement` when given),
      the run was interrupted (Ctrl-C: the report of the pages done is still written),
      or the run could not start
 
@@ -156,10 +158,16 @@ pub struct RunArgs {
     pub spans: SpansMode,
     /// Compare every page's outputs with a reference run's saved outputs (a folder written by
     /// `--save-outputs`, e.g. of the sequential strategy): identical, or the differing pages,
-    /// regions and fields are listed, in the summary and in the report. Differences make the
-    /// run fail (exit 2).
+    /// regions and fields are listed, in the summary and in the report, with how far the
+    /// outputs agree (% of characters, regions and table cells) and the worst differences.
+    /// Differences make the run fail (exit 2), unless --min-agreement tolerates them.
     #[arg(long, value_name = "DIR")]
     pub check_outputs: Option<PathBuf>,
+    /// With --check-outputs: differences fail the run (exit 2) only when the outputs agree on
+    /// less than PCT percent of characters, regions or table cells (e.g. 99.5 for two devices
+    /// or builds).
+    #[arg(long, value_name = "PCT", requires = "check_outputs", value_parser = percent)]
+    pub min_agreement: Option<f64>,
     /// Write every page's extracted outputs here: one JSON and one Markdown file per document.
     #[arg(long, value_name = "DIR")]
     pub save_outputs: Option<PathBuf>,
@@ -254,6 +262,25 @@ pub struct CompareArgs {
     /// Markdown tables instead of plain text.
     #[arg(long)]
     pub markdown: bool,
+    /// The saved outputs of each report, in the reports' order (repeat the option once per
+    /// report) [default: the folder each report's run wrote with --save-outputs
+    /// (`output.saved_to`), else a folder of that name beside the report]. When every report
+    /// has its outputs, they are compared with the baseline's with tolerance: % of characters,
+    /// regions and table cells that agree, and the worst differences.
+    #[arg(long, value_name = "DIR")]
+    pub outputs: Vec<PathBuf>,
+    /// Exit 1 if the outputs agree with the baseline's on less than PCT percent of characters,
+    /// regions or table cells (needs every report's saved outputs).
+    #[arg(long, value_name = "PCT", value_parser = percent)]
+    pub min_agreement: Option<f64>,
+}
+
+/// A percentage from 0 to 100.
+fn percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!("expected a percentage from 0 to 100, got {s:?}")),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,8 @@
 //! `pipebench` binary: parse the command line, run, map the outcome to an exit code.
 //!
-//! Exit codes (also in `pipebench --help`): 0 ok, 1 reserved for `compare` (a regression),
-//! 2 errors (a document, page or stage failed, or the run could not start).
+//! Exit codes (also in `pipebench --help`): 0 ok, 1 reserved for `compare` (a regression, or
+//! outputs agreeing less than `--min-agreement`), 2 errors (a document, page or stage failed,
+//! outputs differ from `--check-outputs` beyond its tolerance, or the run could not start).
 
 use clap::Parser;
 

@@ -54,6 +54,8 @@ pub struct ReportOptions {
     pub sample_ms: u64,
     pub save_outputs: Option<std::path::PathBuf>,
     pub check_outputs: Option<std::path::PathBuf>,
+    /// With `check_outputs`: differences within this agreement (percent) do not fail the run.
+    pub min_agreement: Option<f64>,
     pub force: bool,
 }
 
@@ -208,10 +210,11 @@ impl Session {
         // that cannot be read fails the check, not the run: what was measured is reported.
         let mut check_error = None;
         let output_check = options.check_outputs.as_ref().and_then(|dir| {
-            report::output_check::check(dir, &records)
+            report::output_check::check(dir, &records, options.min_agreement)
                 .map_err(|e| check_error = Some(e.to_string()))
                 .ok()
         });
+        let mut saved_to = None;
         if let Some(dir) = &options.save_outputs {
             let n = report::save_outputs(dir, &records)
                 .with_context(|| format!("writing outputs to {}", dir.display()))?;
@@ -219,6 +222,13 @@ impl Session {
                 "outputs of {n} documents written to {}",
                 dir.display()
             ));
+            // Absolute, so `compare` finds them from wherever it runs.
+            saved_to = Some(
+                std::path::absolute(dir)
+                    .unwrap_or_else(|_| dir.clone())
+                    .display()
+                    .to_string(),
+            );
         }
         let mut run_errors = exec.errors();
         if let Some(message) = check_error {
@@ -270,6 +280,7 @@ impl Session {
             spans_mode: options.spans,
             quality,
             output_check,
+            saved_to,
         });
         report::write(&mut report, out_path, options.force)?;
         Ok(report)

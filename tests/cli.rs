@@ -461,6 +461,148 @@ fn check_outputs_lists_the_differing_regions() {
     assert!(!dir.path().join("never.json").exists());
 }
 
+/// Writes `output` as page 1 of `doc` in a folder of saved outputs (as `--save-outputs` does).
+fn plant_page(outputs: &Path, doc: &str, output: serde_json::Value) {
+    let saved = outputs.join(doc).with_extension("json");
+    let mut json = read_json(&saved);
+    json["pages"][0]["output"] = output;
+    std::fs::write(&saved, serde_json::to_vec(&json).expect("json")).expect("write");
+}
+
+/// A page with a text region, a 2×2 table and two 50-character text lines.
+fn planted_output(line_2: &str, cell_4: &str) -> serde_json::Value {
+    let line = |text: &str, y: f64| {
+        serde_json::json!({"bbox": [10.0, y, 500.0, y + 20.0], "text": text,
+            "confidence": 0.9, "region": 0})
+    };
+    serde_json::json!({
+        "width_px": 1000, "height_px": 1000,
+        "regions": [
+            {"class": "text", "bbox": [10.0, 10.0, 500.0, 60.0], "confidence": 0.9,
+             "text": "lines", "html": null},
+            {"class": "table", "bbox": [10.0, 100.0, 500.0, 400.0], "confidence": 0.9,
+             "text": null,
+             "html": format!("<html><body><table><tr><td>a</td><td>b</td></tr><tr><td>c</td>\
+                              <td>{cell_4}</td></tr></table></body></html>")}
+        ],
+        "lines": [line(&"x".repeat(50), 10.0), line(line_2, 40.0)]
+    })
+}
+
+#[test]
+fn output_agreement_is_measured_and_gated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let doc = "census-12s0324-table.pdf";
+    let run = |name: &str, extra: &[&str]| {
+        let mut c = cmd();
+        c.args(["run", "--max-pages", "2", "--strategy"])
+            .arg(null_strategy())
+            .arg("--out")
+            .arg(dir.path().join(format!("{name}.json")))
+            .args(extra)
+            .arg(smoke());
+        c.assert()
+    };
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    run("a", &["-q", "--save-outputs", &path("a")]).success();
+    run("b", &["-q", "--save-outputs", &path("b")]).success();
+    let b = read_json(&dir.path().join("b.json"));
+    assert_schema_valid(&b);
+    assert_eq!(b["output"]["saved_to"].as_str(), Some(path("b").as_str()));
+    // The two runs differ by one character of 100 and one table cell of 4.
+    plant_page(
+        &dir.path().join("a"),
+        doc,
+        planted_output(&"y".repeat(50), "d"),
+    );
+    plant_page(
+        &dir.path().join("b"),
+        doc,
+        planted_output(&format!("{}z", "y".repeat(49)), "e"),
+    );
+
+    let compare = |extra: &[&str]| {
+        let mut c = cmd();
+        c.arg("compare")
+            .arg(dir.path().join("a.json"))
+            .arg(dir.path().join("b.json"))
+            .args(extra);
+        c.assert()
+    };
+    let headline = "outputs agree: 99.0 % of characters, 100 % of regions, 75.0 % of table \
+                    cells (2 pages), 1 differ";
+    compare(&[])
+        .code(0)
+        .stdout(predicate::str::contains(headline))
+        .stdout(predicate::str::contains(format!(
+            "{doc}#p1 region 1 table: 4 cells; first differing: r2c2 \"d\" → 4 cells; first \
+             differing: r2c2 \"e\" (1 of 4 cells differ)"
+        )))
+        .stdout(predicate::str::contains("(1 of 50 characters)"));
+    compare(&["--min-agreement", "75"]).code(0);
+    compare(&["--min-agreement", "99.5"])
+        .code(1)
+        .stdout(predicate::str::contains("BELOW --min-agreement 99.5 %"))
+        .stderr(predicate::str::contains(
+            "characters 99.0 %, table cells 75.0 %",
+        ));
+    // Folders given explicitly (here swapped: b becomes the reference).
+    compare(&["--outputs", &path("b"), "--outputs", &path("a")])
+        .code(0)
+        .stdout(predicate::str::contains("99.0 % of characters"));
+    compare(&["--outputs", &path("b")])
+        .code(2)
+        .stderr(predicate::str::contains("one folder per report"));
+    // Reports and outputs moved together: found beside the reports.
+    let moved = dir.path().join("moved");
+    std::fs::create_dir(&moved).expect("mkdir");
+    for name in ["a", "b", "a.json", "b.json"] {
+        std::fs::rename(dir.path().join(name), moved.join(name)).expect("move");
+    }
+    cmd()
+        .arg("compare")
+        .args([moved.join("a.json"), moved.join("b.json")])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(headline));
+    let reference = moved.join("a");
+
+    // run --check-outputs: this run's (null, empty) outputs against the planted reference.
+    let check = ["--check-outputs", reference.to_str().expect("utf-8 path")];
+    run("c", &check)
+        .code(2)
+        .stdout(predicate::str::contains(
+            "Agreement:      outputs agree: 0.0 % of characters, 0.0 % of regions, 0.0 % of \
+             table cells (2 pages)",
+        ))
+        .stdout(predicate::str::contains(format!(
+            "{doc}#p1 region 1 region: table at [10, 100, 500, 400] → (none)"
+        )));
+    run("d", &[&check[..], &["--min-agreement", "0"]].concat())
+        .code(0)
+        .stdout(predicate::str::contains("within --min-agreement 0 %"));
+    let d = read_json(&dir.path().join("d.json"));
+    assert_schema_valid(&d);
+    assert_eq!(d["ok"], true);
+    let c = &d["output"]["check"];
+    assert_eq!(c["pages_differing"], 1);
+    assert_eq!(c["min_agreement_pct"], 0.0);
+    assert_eq!(c["agreement"]["char_agreement"], 0.0);
+    assert_eq!(c["agreement"]["reference_chars"], 100);
+    run("e", &[&check[..], &["--min-agreement", "50"]].concat())
+        .code(2)
+        .stderr(predicate::str::contains(
+            "below --min-agreement 50 %: characters 0.0 %, regions 0.0 %, table cells 0.0 %",
+        ));
+    // The gate needs the check.
+    cmd()
+        .args(["run", "--min-agreement", "50"])
+        .arg(smoke())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--check-outputs"));
+}
+
 #[test]
 fn output_digest_is_reproducible() {
     let dir = tempfile::tempdir().expect("tempdir");

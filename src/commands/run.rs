@@ -38,6 +38,7 @@ pub(crate) fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
         sample_ms: args.sample_ms,
         save_outputs: args.save_outputs.clone(),
         check_outputs: args.check_outputs.clone(),
+        min_agreement: args.min_agreement,
         force: args.force,
     };
     // Progress counts page-stages (render + each model stage), so strategies whose pages only
@@ -48,6 +49,16 @@ pub(crate) fn run_command(args: RunArgs) -> anyhow::Result<ExitStatus> {
     progress.finish();
     if !args.quiet {
         print!("{}", report::summary_text(&report, &out_path));
+    }
+    if let Some((pct, c)) = args.min_agreement.zip(report.output.check.as_ref())
+        && let Some(a) = c.agreement.as_ref()
+        && report::output_check::fails(c)
+    {
+        eprintln!(
+            "error: outputs agree with {} below --min-agreement {pct} %: {}",
+            c.reference,
+            report::agreement::below(a, pct).join(", ")
+        );
     }
     Ok(if report.ok {
         ExitStatus::Ok

@@ -72,6 +72,7 @@ pub(crate) fn sweep_command(args: cli::SweepArgs) -> anyhow::Result<ExitStatus> 
         sample_ms: 50,
         save_outputs: None,
         check_outputs: None,
+        min_agreement: None,
         force: true,
     };
     let mut rows = Vec::new();

@@ -58,6 +58,7 @@ pub(crate) fn tui_command(args: cli::TuiArgs) -> anyhow::Result<ExitStatus> {
         sample_ms: args.sample_ms,
         save_outputs: None,
         check_outputs: None,
+        min_agreement: None,
         force: args.force,
     };
     let budget = if args.all_pages || session.pages.len() < args.max_pages {

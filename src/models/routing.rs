@@ -38,11 +38,13 @@ pub fn needs_ocr(class: &str) -> bool {
     matches!(route(class), Route::Ocr | Route::Table)
 }
 
-fn area(b: [f32; 4]) -> f32 {
+/// The area of an `[x0, y0, x1, y1]` box (0 when it is empty or inverted).
+pub(crate) fn area(b: [f32; 4]) -> f32 {
     (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
 }
 
-fn intersection(a: [f32; 4], b: [f32; 4]) -> f32 {
+/// The area two boxes share.
+pub(crate) fn intersection(a: [f32; 4], b: [f32; 4]) -> f32 {
     area([
         a[0].max(b[0]),
         a[1].max(b[1]),

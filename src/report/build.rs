@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::analysis::{bottleneck, max_in_flight, steady_state};
 use super::schema::*;
-use super::{environment, ms};
+use super::{agreement, environment, ms};
 use crate::assets::hex;
 use crate::corpus::Corpus;
 use crate::metrics::histogram::LatencyHistogram;
@@ -70,6 +70,8 @@ pub struct RunData<'a> {
     pub quality: QualityReport,
     /// With `--check-outputs`: the comparison with the reference outputs.
     pub output_check: Option<OutputCheck>,
+    /// With `--save-outputs`: the folder they were written to (absolute).
+    pub saved_to: Option<String>,
 }
 
 /// The report of a run: each part from its own step below, in the order the report lists
@@ -80,7 +82,7 @@ pub fn build(mut d: RunData<'_>) -> Report {
     let outputs_differ = d
         .output_check
         .as_ref()
-        .is_some_and(|c| c.pages_differing > 0);
+        .is_some_and(super::output_check::fails);
     let warnings = warnings(&d, interrupted);
     let (first_admit_ns, wall_ns) = run_window(&d.records);
     let pages = page_reports(&d.records);
@@ -99,6 +101,7 @@ pub fn build(mut d: RunData<'_>) -> Report {
         pages: d.records.len() as u64,
         content: output_content(d.records.iter().map(|r| &r.output)),
         check: d.output_check,
+        saved_to: d.saved_to,
     };
     Report {
         schema_version: SCHEMA_VERSION,
@@ -169,8 +172,20 @@ fn warnings(d: &RunData<'_>, interrupted: bool) -> Vec<String> {
 
     if let Some(c) = &d.output_check {
         if c.pages_differing > 0 {
+            let agree = c
+                .agreement
+                .as_ref()
+                .map_or(String::new(), |a| format!("; {}", agreement::headline(a)));
+            let (what, tolerance) = match c.min_agreement_pct {
+                Some(pct) if !super::output_check::fails(c) => (
+                    "outputs differ",
+                    format!(", within --min-agreement {pct} %"),
+                ),
+                Some(pct) => ("OUTPUTS DIFFER", format!(", BELOW --min-agreement {pct} %")),
+                None => ("OUTPUTS DIFFER", String::new()),
+            };
             warnings.push(format!(
-                "OUTPUTS DIFFER from {} on {} of {} pages ({} differences; `output.check` lists them)",
+                "{what} from {} on {} of {} pages{tolerance} ({} differences; `output.check` lists them{agree})",
                 c.reference, c.pages_differing, c.pages_compared, c.differences_total
             ));
         }

@@ -10,6 +10,8 @@
 
 use std::collections::BTreeMap;
 
+use super::agreement;
+use super::output_check::SavedComparison;
 use super::schema::Report;
 use crate::stats::{bootstrap_ratio, mean, quantile};
 
@@ -61,6 +63,9 @@ pub struct Pair {
     pub setup: Vec<(String, String, String)>,
     /// Why these reports should not be compared (empty: comparable).
     pub mismatches: Vec<String>,
+    /// The runs' saved outputs compared with tolerance, or why they could not be; `None` when
+    /// neither run saved its outputs.
+    pub outputs: Option<Result<SavedComparison, String>>,
 }
 
 /// Compares `other` with `base`.
@@ -135,6 +140,8 @@ pub fn compare(base: &Report, base_name: &str, other: &Report, other_name: &str)
         e.0.candle_features.join(","),
         e.1.candle_features.join(","),
     );
+    let digest = |r: &Report| r.output.digest.chars().take(16).collect::<String>();
+    field("output digest", digest(base), digest(other));
 
     let (s0, s1) = (&base.summary, &other.summary);
     let work = (page_work_ns(base), page_work_ns(other));
@@ -233,6 +240,7 @@ pub fn compare(base: &Report, base_name: &str, other: &Report, other_name: &str)
         metrics,
         setup,
         mismatches,
+        outputs: None,
     }
 }
 
@@ -260,8 +268,14 @@ fn page_latencies_ms(r: &Report) -> Vec<f64> {
         .collect()
 }
 
-/// The comparison as text (Markdown tables when `markdown`).
-pub fn render(pairs: &[Pair], fail_pct: Option<f64>, markdown: bool) -> String {
+/// The comparison as text (Markdown tables when `markdown`); `fail_pct` and `min_agreement`
+/// mark what fails `--fail-on-regression` and `--min-agreement`.
+pub fn render(
+    pairs: &[Pair],
+    fail_pct: Option<f64>,
+    min_agreement: Option<f64>,
+    markdown: bool,
+) -> String {
     let mut out = String::new();
     for p in pairs {
         if markdown {
@@ -325,7 +339,57 @@ pub fn render(pairs: &[Pair], fail_pct: Option<f64>, markdown: bool) -> String {
                 ));
             }
         }
+        match &p.outputs {
+            Some(Ok(c)) => out.push_str(&render_outputs(c, min_agreement, markdown)),
+            Some(Err(why)) => out.push_str(&format!(
+                "{}outputs: not compared: {why}\n",
+                if markdown { "\n" } else { "  " }
+            )),
+            None => {}
+        }
         out.push('\n');
+    }
+    out
+}
+
+/// The outputs' agreement line, its gate and the worst differences.
+fn render_outputs(c: &SavedComparison, min_agreement: Option<f64>, markdown: bool) -> String {
+    let a = &c.agreement;
+    let mut head = agreement::headline(a);
+    if c.pages_differing == 0 {
+        head.push_str(", identical");
+    } else {
+        head.push_str(&format!(", {} differ", c.pages_differing));
+    }
+    if c.pages_missing > 0 {
+        head.push_str(&format!(
+            "; {} pages not in both outputs, not compared",
+            c.pages_missing
+        ));
+    }
+    if let Some(pct) = min_agreement {
+        let below = agreement::below(a, pct);
+        if !below.is_empty() {
+            head.push_str(&format!(
+                " BELOW --min-agreement {pct} %: {}",
+                below.join(", ")
+            ));
+        }
+    }
+    let (indent, item) = if markdown {
+        ("\n", "- ")
+    } else {
+        ("  ", "    ")
+    };
+    let mut out = format!("{indent}{head}\n");
+    if !a.worst.is_empty() {
+        out.push_str(&format!("{indent}worst differences:\n"));
+        if markdown {
+            out.push('\n');
+        }
+        for d in &a.worst {
+            out.push_str(&format!("{item}{}\n", agreement::describe_difference(d)));
+        }
     }
     out
 }

@@ -6,8 +6,11 @@
 //!   flight and the bottleneck; [`quality`]: OCR against the text layer.
 //! - `summary`: the terminal summary; `write`: paths and atomic writes of reports and page
 //!   outputs.
-//! - [`compare`], [`export`], [`plot`], [`output_check`]: what is done with reports afterwards.
+//! - [`compare`], [`export`], [`plot`], [`output_check`]: what is done with reports afterwards;
+//!   [`agreement`]: how far two runs' outputs agree, with tolerance (for `--check-outputs` and
+//!   `compare`).
 
+pub mod agreement;
 mod analysis;
 mod build;
 pub mod compare;

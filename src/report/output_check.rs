@@ -2,14 +2,18 @@
 //! where DIR holds a reference run's `--save-outputs`): equal digests say *that* two runs
 //! agree; this says *where* they do not — page, region and field, with both values.
 //!
-//! The comparison is exact: every strategy runs the same models on the same pixels and the
-//! models batch pages without mixing them, so any difference is a bug (or a different model,
-//! dpi or build) to look at, not noise to tolerate.
+//! The listing is exact: every strategy runs the same models on the same pixels and the
+//! models batch pages without mixing them, so between strategies any difference is a bug to
+//! look at, not noise to tolerate. Between devices, builds or models small differences are
+//! expected: the check also measures how far the outputs agree ([`super::agreement`]), and
+//! `--min-agreement` lets differences within a tolerance pass. [`compare_saved`] measures the
+//! same between two saved runs, for `compare`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::schema::{OutputCheck, OutputDifference};
+use super::agreement::{self, Agreement};
+use super::schema::{OutputAgreement, OutputCheck, OutputDifference, PageReport};
 use crate::page::{PageOutput, Region};
 use crate::pipeline::PageRecord;
 
@@ -43,35 +47,41 @@ struct SavedPage {
     output: PageOutput,
 }
 
-/// Compares every record with the reference outputs saved in `dir`.
-pub fn check(dir: &Path, records: &[PageRecord]) -> Result<OutputCheck, CheckError> {
+/// One document's saved pages by 1-based page number; `None` when `dir` does not hold the
+/// document.
+fn read_saved(dir: &Path, doc: &str) -> Result<Option<BTreeMap<u32, SavedPage>>, CheckError> {
+    let path = dir.join(doc).with_extension("json");
+    let unreadable = |message: String| CheckError::Unreadable {
+        path: path.display().to_string(),
+        message,
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let doc: SavedDocument =
+                serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
+            Ok(Some(doc.pages.into_iter().map(|p| (p.page, p)).collect()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(unreadable(e.to_string())),
+    }
+}
+
+/// Compares every record with the reference outputs saved in `dir`: exactly (every difference
+/// counted, the first listed) and with tolerance (`agreement`). `min_agreement_pct` is recorded
+/// for [`fails`].
+pub fn check(
+    dir: &Path,
+    records: &[PageRecord],
+    min_agreement_pct: Option<f64>,
+) -> Result<OutputCheck, CheckError> {
     if !dir.is_dir() {
         return Err(CheckError::NotAFolder(dir.display().to_string()));
     }
     let mut docs: BTreeMap<&str, Option<BTreeMap<u32, SavedPage>>> = BTreeMap::new();
     for r in records {
-        if docs.contains_key(&*r.doc_id) {
-            continue;
+        if !docs.contains_key(&*r.doc_id) {
+            docs.insert(&r.doc_id, read_saved(dir, &r.doc_id)?);
         }
-        let path = dir.join(&*r.doc_id).with_extension("json");
-        let saved = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let doc: SavedDocument =
-                    serde_json::from_slice(&bytes).map_err(|e| CheckError::Unreadable {
-                        path: path.display().to_string(),
-                        message: e.to_string(),
-                    })?;
-                Some(doc.pages.into_iter().map(|p| (p.page, p)).collect())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(CheckError::Unreadable {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                });
-            }
-        };
-        docs.insert(&r.doc_id, saved);
     }
     let mut sorted: Vec<&PageRecord> = records.iter().collect();
     sorted.sort_by_key(|r| r.page.global);
@@ -82,7 +92,10 @@ pub fn check(dir: &Path, records: &[PageRecord]) -> Result<OutputCheck, CheckErr
         pages_differing: 0,
         differences_total: 0,
         differences: Vec::new(),
+        agreement: None,
+        min_agreement_pct,
     };
+    let mut agreement = Agreement::default();
     for r in sorted {
         let reference = docs
             .get(&*r.doc_id)
@@ -93,6 +106,7 @@ pub fn check(dir: &Path, records: &[PageRecord]) -> Result<OutputCheck, CheckErr
             continue;
         };
         out.pages_compared += 1;
+        agreement.add_page(&r.id, &reference.output, &r.output);
         let mut diffs = Vec::new();
         if reference.ok != r.ok {
             diffs.push(difference(
@@ -114,7 +128,70 @@ pub fn check(dir: &Path, records: &[PageRecord]) -> Result<OutputCheck, CheckErr
             }
         }
     }
+    out.agreement = Some(agreement.finish());
     Ok(out)
+}
+
+/// Whether a check fails its run: any difference does, unless `--min-agreement` was given
+/// and every agreement figure reaches it.
+pub fn fails(c: &OutputCheck) -> bool {
+    c.pages_differing > 0
+        && match (c.min_agreement_pct, &c.agreement) {
+            (Some(pct), Some(a)) => !agreement::below(a, pct).is_empty(),
+            _ => true,
+        }
+}
+
+/// Two runs' saved outputs compared with tolerance, page by page.
+#[derive(Debug, Clone)]
+pub struct SavedComparison {
+    pub agreement: OutputAgreement,
+    /// Pages asked for that one of the folders does not hold (not compared).
+    pub pages_missing: u64,
+    /// Compared pages whose outputs are not identical.
+    pub pages_differing: u64,
+}
+
+/// Compares the outputs saved in `other` with those in `reference` (both written by
+/// `--save-outputs`) on `pages` (a report's), in the order given.
+pub fn compare_saved<'a>(
+    reference: &Path,
+    other: &Path,
+    pages: impl IntoIterator<Item = &'a PageReport>,
+) -> Result<SavedComparison, CheckError> {
+    for dir in [reference, other] {
+        if !dir.is_dir() {
+            return Err(CheckError::NotAFolder(dir.display().to_string()));
+        }
+    }
+    type Saved = Option<BTreeMap<u32, SavedPage>>;
+    let mut docs: BTreeMap<&str, (Saved, Saved)> = BTreeMap::new();
+    let mut agreement = Agreement::default();
+    let (mut missing, mut differing) = (0, 0);
+    for p in pages {
+        let doc = p.document.as_str();
+        if !docs.contains_key(doc) {
+            docs.insert(doc, (read_saved(reference, doc)?, read_saved(other, doc)?));
+        }
+        let (a, b) = &docs[doc];
+        fn get(d: &Saved, page: u32) -> Option<&SavedPage> {
+            d.as_ref()?.get(&page)
+        }
+        match (get(a, p.page), get(b, p.page)) {
+            (Some(a), Some(b)) => {
+                agreement.add_page(&p.id, &a.output, &b.output);
+                if a.ok != b.ok || a.output != b.output {
+                    differing += 1;
+                }
+            }
+            _ => missing += 1,
+        }
+    }
+    Ok(SavedComparison {
+        agreement: agreement.finish(),
+        pages_missing: missing,
+        pages_differing: differing,
+    })
 }
 
 fn difference(
@@ -132,7 +209,8 @@ fn difference(
     }
 }
 
-fn shorten(s: String) -> String {
+/// `s`, cut to [`MAX_VALUE_CHARS`] characters with an ellipsis when longer.
+pub(super) fn shorten(s: String) -> String {
     if s.chars().count() <= MAX_VALUE_CHARS {
         return s;
     }

@@ -45,22 +45,6 @@ impl CerCounts {
     }
 }
 
-/// Levenshtein distance between two character sequences.
-pub fn edit_distance(a: &[char], b: &[char]) -> usize {
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.iter().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
-}
-
 /// What CER reads: a box in page pixels and the text recognized in it.
 pub type OcrText<'a> = ([f32; 4], &'a str);
 
@@ -82,7 +66,7 @@ pub fn ocr_texts(out: &crate::page::PageOutput) -> Vec<OcrText<'_>> {
 
 /// CER counts of a page's OCR lines against its text layer.
 pub fn page_cer(lines: &[OcrText<'_>], truth: &[TextChar]) -> CerCounts {
-    let mut per_line: Vec<Vec<char>> = vec![Vec::new(); lines.len()];
+    let mut per_line: Vec<String> = vec![String::new(); lines.len()];
     let mut counts = CerCounts {
         reference_chars: truth.len(),
         ..Default::default()
@@ -105,8 +89,7 @@ pub fn page_cer(lines: &[OcrText<'_>], truth: &[TextChar]) -> CerCounts {
         if truth_chars.is_empty() {
             continue;
         }
-        let ocr: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
-        counts.edits += edit_distance(&ocr, truth_chars);
+        counts.edits += super::agreement::char_errors(text, truth_chars);
     }
     counts
 }
@@ -175,14 +158,6 @@ mod tests {
                 bbox: [i as f32 * 10.0, y, i as f32 * 10.0 + 9.0, y + 10.0],
             })
             .collect()
-    }
-
-    #[test]
-    fn edit_distance_basics() {
-        let v = |s: &str| s.chars().collect::<Vec<_>>();
-        assert_eq!(edit_distance(&v("kitten"), &v("sitting")), 3);
-        assert_eq!(edit_distance(&v(""), &v("abc")), 3);
-        assert_eq!(edit_distance(&v("same"), &v("same")), 0);
     }
 
     #[test]

@@ -16,11 +16,12 @@ use crate::metrics::span::{Span, WorkerId};
 use crate::models::ModelInfo;
 use crate::vocab::StageKind;
 
-pub const SCHEMA_VERSION: u32 = 7;
-/// The oldest report version this one reads: v6 and v7 only added optional fields (v6: models'
+pub const SCHEMA_VERSION: u32 = 8;
+/// The oldest report version this one reads: v6 to v8 only added optional fields (v6: models'
 /// `untrained` / `fallback`, the strategy's `models` profile, stages' `weights`; v7: stages'
 /// `worker_ms` / `transfer_ms`, spans' `worker_ns`, and the strategy's parameters as the
-/// resolved run plan with its `derived` and `ignored` keys), so v5 reports (e.g. committed
+/// resolved run plan with its `derived` and `ignored` keys; v8: `output.saved_to`, and the
+/// output check's `agreement` and `min_agreement_pct`), so v5 reports (e.g. committed
 /// baselines) still load and compare.
 pub const MIN_READABLE_SCHEMA: u32 = 5;
 
@@ -459,6 +460,10 @@ pub struct OutputDigest {
     pub content: OutputContent,
     /// With `run --check-outputs DIR`: this run's outputs compared with a reference run's.
     pub check: Option<OutputCheck>,
+    /// With `run --save-outputs DIR`: that folder, as an absolute path (`compare` finds the
+    /// outputs there, or in a folder of the same name beside the report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_to: Option<String>,
 }
 
 /// This run's outputs against a reference run's saved outputs, page by page and region by
@@ -478,6 +483,72 @@ pub struct OutputCheck {
     pub differences_total: u64,
     /// The first differences (at most 50), in page order.
     pub differences: Vec<OutputDifference>,
+    /// How far the outputs agree, with tolerance (absent in reports before v8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<OutputAgreement>,
+    /// With `--min-agreement PCT`: differences fail the run only when a figure of `agreement`
+    /// is below PCT percent. Without it, any difference fails the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_agreement_pct: Option<f64>,
+}
+
+/// Two runs' outputs compared with tolerance: regions matched by IoU, text by character error
+/// rate between the runs, table cells by position and text. Fractions (1 = full agreement);
+/// a figure is absent when neither run has anything it measures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputAgreement {
+    /// How regions, lines and cells were matched and counted.
+    pub method: String,
+    /// Pages found in both runs and compared.
+    pub pages_compared: u64,
+    /// Regions of the reference run.
+    pub regions_reference: u64,
+    /// Regions of this run.
+    pub regions_actual: u64,
+    /// Regions matched one to one (same class, IoU ≥ 0.5).
+    pub regions_matched: u64,
+    /// `regions_matched` / Σ over pages of max(reference regions, this run's regions).
+    pub region_agreement: Option<f64>,
+    /// Non-whitespace characters of the reference run's text.
+    pub reference_chars: u64,
+    /// Edit distance of this run's text from the reference's, lines matched by IoU, the rest
+    /// in reading order.
+    pub char_errors: u64,
+    /// 1 − `char_errors` / `reference_chars` (1 − CER), at least 0.
+    pub char_agreement: Option<f64>,
+    /// Cells of the reference run's tables.
+    pub table_cells_reference: u64,
+    /// Cells of this run's tables.
+    pub table_cells_actual: u64,
+    /// Cells at the same (row, column) with the same text, in tables matched as regions.
+    pub table_cells_agreeing: u64,
+    /// `table_cells_agreeing` / Σ over tables of max(reference cells, this run's cells).
+    pub table_cell_agreement: Option<f64>,
+    /// The worst differences, bounded: regions found by one run only (largest first, 5), the
+    /// tables with the most differing cells (5), the text with the most character errors (10).
+    pub worst: Vec<AgreementDifference>,
+}
+
+/// One of the worst differences, with both values (long values shortened).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgreementDifference {
+    /// Page id (`doc.pdf#p3`).
+    pub page: String,
+    /// `region` (found by one run only), `table` (cells differ) or `text` (a line, or the
+    /// lines left over after matching, joined in reading order).
+    pub kind: String,
+    /// Region index in reading order, in the run that has it (the reference's for tables).
+    pub region: Option<u64>,
+    /// The reference run's value.
+    pub reference: String,
+    /// This run's value.
+    pub actual: String,
+    /// Characters (text) or cells (table) that differ; 1 for a region.
+    pub errors: u64,
+    /// Out of: the reference's characters (text), max(cells) (table); 1 for a region.
+    pub of: u64,
 }
 
 /// One difference: where, what, and both values (long values shortened).

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use super::agreement;
 use super::schema::{Report, StageReport};
 
 /// Output differences printed in the terminal summary (the report keeps more).
@@ -127,6 +128,26 @@ pub fn summary_text(r: &Report, path: &Path) -> String {
             }
             if c.differences_total as usize > SUMMARY_DIFFERENCES {
                 line("    … (the report's `output.check` lists more)".into());
+            }
+        }
+        if let Some(a) = &c.agreement {
+            let gate = c.min_agreement_pct.map_or(String::new(), |pct| {
+                let below = agreement::below(a, pct);
+                if below.is_empty() {
+                    format!(" — within --min-agreement {pct} %")
+                } else {
+                    format!(" — BELOW --min-agreement {pct} %: {}", below.join(", "))
+                }
+            });
+            line(format!(
+                "  Agreement:      {}{gate}",
+                agreement::headline(a)
+            ));
+            if !a.worst.is_empty() {
+                line("  Worst differences:".into());
+                for d in &a.worst {
+                    line(format!("    {}", agreement::describe_difference(d)));
+                }
             }
         }
     }
