@@ -76,6 +76,22 @@ pub struct StrategySpec {
     /// table models for the seed models; stages naming other models keep them.
     #[serde(default)]
     pub models: Option<String>,
+    /// How many model workers run the stages, and the CPU threads of each.
+    #[serde(default)]
+    pub device: Option<DeviceParams>,
+}
+
+/// `[device]`: model workers (what Triton Model Analyzer calls instance count). Each worker is
+/// a thread with its own pool of `threads` CPU threads; the workers share the loaded weights
+/// and take batches from the same scheduler.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceParams {
+    /// Model workers [default: 1].
+    pub workers: Option<usize>,
+    /// CPU threads per worker [default: with one worker, the process's `--threads` (else the
+    /// physical cores); with several, the cores divided among them].
+    pub threads: Option<usize>,
 }
 
 /// How streaming-microbatch's device thread chooses its next batch.

@@ -46,6 +46,9 @@ pub const DEFAULT_MAX_WAIT_MS: f64 = 20.0;
 const MAX_DPI: f32 = 2400.0;
 /// Largest render pool accepted: well beyond the core count of any machine we target.
 const MAX_RENDER_PROCESSES: usize = 256;
+/// Most model workers, and most threads per worker, accepted: as for render processes, well
+/// beyond the core count of any machine we target; more is almost surely a typo.
+const MAX_WORKERS: usize = 256;
 
 /// A strategy, resolved: everything a run needs, defaults applied.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,6 +68,8 @@ pub struct RunPlan {
     /// streaming-microbatch only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<SchedulerPlan>,
+    /// Model workers and their threads.
+    pub device: DevicePlan,
     /// Values the file did not set that follow from others (queue capacities from batch
     /// sizes, models from the profile).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -92,6 +97,26 @@ impl RenderPlan {
         RenderSpec {
             dpi: self.dpi,
             max_long_side_px: self.max_long_side_px,
+        }
+    }
+}
+
+/// Model workers (`[device]`): `workers` threads run the model stages, each with a pool of
+/// `threads` CPU threads, sharing one copy of the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DevicePlan {
+    pub workers: usize,
+    /// CPU threads per worker; None: one worker on the process's threads (`--threads`, else
+    /// the physical cores), as every run before workers existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+}
+
+impl Default for DevicePlan {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            threads: None,
         }
     }
 }
@@ -218,15 +243,64 @@ pub fn resolve(
             policy: sched.policy,
             deterministic: sched.deterministic,
         }),
+        device: DevicePlan::default(),
         derived: Vec::new(),
         ignored: Vec::new(),
     };
+    plan.device = resolve_device(file, &mut plan.derived)?;
     for kind in StageKind::MODELS {
         let raw = s.stages.get(kind).expect("model stages have specs");
         let stage = resolve_stage(file, kind, raw, profile, &sched, &mut plan)?;
         plan.stages.insert(kind, stage);
     }
     Ok(plan)
+}
+
+fn resolve_device(
+    file: &StrategyFile,
+    derived: &mut Vec<Derived>,
+) -> Result<DevicePlan, ConfigError> {
+    let s = &file.spec;
+    let d = s.device.clone().unwrap_or_default();
+    let bad = |key: &str, message: String| Err(file.invalid(key, message));
+    let workers = d.workers.unwrap_or(1);
+    if !(1..=MAX_WORKERS).contains(&workers) {
+        return bad(
+            "device.workers",
+            format!("must be in 1..={MAX_WORKERS}, got {workers}"),
+        );
+    }
+    if let Some(t) = d.threads
+        && !(1..=MAX_WORKERS).contains(&t)
+    {
+        return bad(
+            "device.threads",
+            format!("must be in 1..={MAX_WORKERS}, got {t}"),
+        );
+    }
+    if workers > 1 && s.kind == StrategyKind::Sequential {
+        return bad(
+            "device.workers",
+            "sequential runs one page at a time on one worker: use concurrent-render, \
+             staged-batch or streaming-microbatch for several"
+                .into(),
+        );
+    }
+    let threads = match d.threads {
+        Some(t) => Some(t),
+        None if workers > 1 => {
+            let budget = crate::models::device::cpu_threads();
+            let t = (budget / workers).max(1);
+            derived.push(Derived {
+                key: "device.threads".into(),
+                value: Value::from(t),
+                rule: format!("the process's {budget} threads divided among {workers} workers"),
+            });
+            Some(t)
+        }
+        None => None,
+    };
+    Ok(DevicePlan { workers, threads })
 }
 
 fn resolve_render(file: &StrategyFile) -> Result<RenderPlan, ConfigError> {
@@ -514,6 +588,34 @@ mod tests {
             Some(&Value::from(6))
         );
         assert!(s.stage(StageKind::Ocr).queue.is_none());
+    }
+
+    #[test]
+    fn model_workers_are_checked_and_share_the_threads() {
+        let one = parse(DEFAULT_STRATEGY, p()).expect("valid");
+        assert_eq!(one.device, DevicePlan::default());
+        let two =
+            "name = \"s\"\nkind = \"streaming-microbatch\"\n[device]\nworkers = 2\nthreads = 1\n";
+        let plan = parse(two, p()).expect("valid");
+        assert_eq!(
+            plan.device,
+            DevicePlan {
+                workers: 2,
+                threads: Some(1)
+            }
+        );
+        // Without threads, the process's threads are divided among the workers, recorded.
+        let derived = "name = \"s\"\nkind = \"staged-batch\"\n[device]\nworkers = 2\n";
+        let plan = parse(derived, p()).expect("valid");
+        let expected = (crate::models::device::cpu_threads() / 2).max(1);
+        assert_eq!(plan.device.threads, Some(expected));
+        assert!(plan.derived.iter().any(|d| d.key == "device.threads"));
+        let sequential = "name = \"s\"\nkind = \"sequential\"\n[device]\nworkers = 2\n";
+        assert_eq!(key_of(sequential), ("device.workers".to_string(), 4));
+        let zero = "name = \"s\"\nkind = \"staged-batch\"\n[device]\nthreads = 0\n";
+        assert_eq!(key_of(zero), ("device.threads".to_string(), 4));
+        let typo = "name = \"s\"\nkind = \"staged-batch\"\n[device]\nworker = 2\n";
+        assert!(parse(typo, p()).is_err());
     }
 
     #[test]

@@ -259,7 +259,10 @@ impl Session {
         let mut report = report::build(report::RunData {
             command,
             created_at,
-            environment: report::environment::collect(self.device_spec, self.pdfium.clone()),
+            environment: report::environment::for_plan(
+                report::environment::collect(self.device_spec, self.pdfium.clone()),
+                plan,
+            ),
             corpus,
             corpus_scan_ms: self.corpus_scan_ms,
             strategy: report::schema::StrategyInfo {

@@ -24,7 +24,8 @@ pub struct Axis {
 }
 
 impl Axis {
-    /// Parses `KEY=V1,V2`. `ocr.batch=4` is short for `stages.ocr.batch_size=4`.
+    /// Parses `KEY=V1,V2`. `ocr.batch=4` is short for `stages.ocr.batch_size=4`, `workers=2`
+    /// for `device.workers=2`.
     pub fn parse(s: &str) -> Result<Self, String> {
         let (key, values) = s
             .split_once('=')
@@ -38,6 +39,10 @@ impl Axis {
         };
         if parts.len() == 2 && is_stage(parts[0]) {
             parts.insert(0, "stages");
+        }
+        // `workers` and `threads` alone are the model workers' (`device.*`).
+        if parts.len() == 1 && matches!(parts[0], "workers" | "threads") {
+            parts.insert(0, "device");
         }
         if parts.last() == Some(&"batch") {
             *parts.last_mut().expect("non-empty") = "batch_size";
@@ -638,6 +643,14 @@ mod tests {
         assert_eq!(b.key, "render.dpi");
         assert_eq!(b.values[1], toml::Value::Float(150.5));
         assert!(Axis::parse("ocr.batch_size").is_err());
+        assert_eq!(
+            Axis::parse("workers=1,2").expect("axis").key,
+            "device.workers"
+        );
+        assert_eq!(
+            Axis::parse("threads=1").expect("axis").key,
+            "device.threads"
+        );
     }
 
     #[test]

@@ -237,6 +237,73 @@ fn every_strategy_extracts_the_same_outputs() {
     assert_eq!(sequential, digest("concurrent-render"));
     assert_eq!(sequential, digest("staged-batch"));
     assert_eq!(sequential, digest("streaming-microbatch"));
+    // Two model workers, one thread each, sharing the weights.
+    assert_eq!(sequential, digest("streaming-workers"));
+}
+
+#[test]
+fn model_workers_share_the_batches_and_keep_the_outputs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let null_stages = "[stages.layout]\nmodel = \"null\"\nsleep_ms = 2\n[stages.ocr]\nmodel = \"null\"\nsleep_ms = 5\n";
+    let reference = run_report(&null_strategy(), &smoke());
+    for (name, head) in [
+        (
+            "streaming",
+            "kind = \"streaming-microbatch\"\n[scheduler]\ndeterministic = true\nqueue_batches = 2\n",
+        ),
+        ("staged", "kind = \"staged-batch\"\n"),
+        (
+            "concurrent",
+            "kind = \"concurrent-render\"\n[render]\nprocesses = 1\n",
+        ),
+    ] {
+        let text =
+            format!("name = \"{name}\"\n{head}[device]\nworkers = 2\nthreads = 1\n{null_stages}");
+        let r = run_report(&strategy_file(dir.path(), name, &text), &smoke());
+        assert_schema_valid(&r);
+        assert_eq!(r["summary"]["pages_ok"], 9, "{name}");
+        assert_eq!(
+            r["output"]["digest"], reference["output"]["digest"],
+            "{name}"
+        );
+        assert_eq!(r["environment"]["workers"], 2, "{name}");
+        assert_eq!(r["environment"]["threads"], 1, "{name}");
+        assert_eq!(
+            r["strategy"]["parameters"]["device"]["workers"], 2,
+            "{name}"
+        );
+        // Every page through OCR once, on worker 0 or 1; the bottleneck counts both workers.
+        let mut pages: Vec<u64> = batches_of(&r, "ocr").into_iter().flatten().collect();
+        pages.sort();
+        assert_eq!(pages, (0..9).collect::<Vec<_>>(), "{name}");
+        let spans = r["spans"]["spans"].as_array().expect("spans");
+        assert!(
+            spans
+                .iter()
+                .filter(|s| s["stage"] == "ocr")
+                .all(|s| s["worker"]["index"].as_u64().is_some_and(|i| i < 2)),
+            "{name}"
+        );
+        let device = r["summary"]["bottleneck"]["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .find(|x| x["resource"] == "device")
+            .expect("a device resource");
+        assert_eq!(device["workers"], 2, "{name}");
+    }
+    // The deterministic streaming schedule keeps its chunks with two workers.
+    let text = format!(
+        "name = \"det\"\nkind = \"streaming-microbatch\"\n[scheduler]\ndeterministic = true\n[device]\nworkers = 2\nthreads = 1\n{null_stages}[stages.table]\nmodel = \"null\"\nbatch_size = 2\n"
+    );
+    let r = run_report(&strategy_file(dir.path(), "det", &text), &smoke());
+    // Two workers may start two chunks in either order: compare the chunks, not their order.
+    let mut chunks = batches_of(&r, "table");
+    chunks.sort();
+    assert_eq!(
+        chunks,
+        vec![vec![0, 1], vec![2, 3], vec![4, 5], vec![6, 7], vec![8]]
+    );
 }
 
 /// A strategy file written into `dir`.

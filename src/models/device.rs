@@ -136,6 +136,17 @@ pub fn cpu_threads() -> usize {
     candle_core::utils::get_num_threads()
 }
 
+/// CPU threads our own kernels split their work across: on a model worker's thread pool
+/// (`device.threads`, see `pipeline::workers`) that pool's size, elsewhere candle's count
+/// (`--threads`, else the physical cores) — the same value as before workers existed.
+pub fn kernel_threads() -> usize {
+    if rayon::current_thread_index().is_some() {
+        rayon::current_num_threads()
+    } else {
+        cpu_threads()
+    }
+}
+
 /// The candle features this binary was built with.
 pub fn candle_features() -> Vec<String> {
     let mut f = Vec::new();

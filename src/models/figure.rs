@@ -24,6 +24,10 @@ impl Stage for FigureCropStage {
         StageKind::Figure
     }
 
+    fn replicate(&self) -> Option<Box<dyn Stage>> {
+        Some(Box::new(Self::default()))
+    }
+
     fn model(&self) -> ModelInfo {
         ModelInfo {
             stage: StageKind::Figure,

@@ -105,6 +105,13 @@ pub trait Stage: Send {
     fn take_worker_ns(&mut self) -> Option<u64> {
         None
     }
+    /// Another instance of this stage for another model worker (`device.workers`), sharing
+    /// this one's weights (behind `Arc`s: no copy per worker) with its own per-call state.
+    /// None: the stage cannot run on several workers (the run says so and stops before any
+    /// page).
+    fn replicate(&self) -> Option<Box<dyn Stage>> {
+        None
+    }
 }
 
 /// A model's runtime error as a stage error (out-of-memory classified, with advice).

@@ -34,6 +34,7 @@ pub fn build(req: &super::registry::BuildRequest) -> Result<Box<dyn Stage>, Stag
     Ok(Box::new(NullStage::new(req.kind, &req.options()?)))
 }
 
+#[derive(Clone)]
 pub struct NullStage {
     kind: StageKind,
     sleep: Duration,
@@ -53,6 +54,10 @@ impl NullStage {
 impl Stage for NullStage {
     fn kind(&self) -> StageKind {
         self.kind
+    }
+
+    fn replicate(&self) -> Option<Box<dyn Stage>> {
+        Some(Box::new(self.clone()))
     }
 
     fn model(&self) -> ModelInfo {

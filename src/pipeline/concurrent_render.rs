@@ -1,27 +1,60 @@
-//! concurrent-render: `render.processes` worker processes render pages ahead while this
-//! thread, the device thread, runs the model stages one page at a time in corpus order (the
-//! prototype's "concurrent" strategy).
+//! concurrent-render: `render.processes` worker processes render pages ahead while the model
+//! workers (one by default: this thread) run the model stages one page at a time in corpus
+//! order (the prototype's "concurrent" strategy).
 //!
 //! One scoped thread drives each render process (its calls are timed by the executor as
-//! `render-proc` spans); rendered pages reach the device thread through a bounded channel of
+//! `render-proc` spans); rendered pages reach the model workers through a bounded channel of
 //! `render.queue_capacity` pages, so rendering can run at most that far ahead and memory stays
 //! bounded. Pages finish rendering out of order; a reorder buffer hands them to the models in
-//! order, so the model calls — and the outputs — are exactly sequential's.
+//! order, so with one worker the model calls — and the outputs — are exactly sequential's.
+//! With `device.workers = N`, each worker takes the next page in order from that buffer, so N
+//! pages are in the models at once (outputs are still sequential's: a page's outputs do not
+//! depend on which worker ran it or when).
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::workers::{self, ModelWorker};
 use super::{PageRecord, RunContext, complete_page, new_work, run_models};
 use crate::corpus::PageRef;
 
 use crate::metrics::span::{WorkerId, WorkerKind};
-use crate::models::Stage;
 use crate::page::PageWork;
 use crate::vocab::StageKind;
 
-pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<PageRecord>> {
+/// Rendered pages on their way to the model workers, handed out in corpus order.
+struct Reorder {
+    rx: crossbeam_channel::Receiver<(usize, PageWork, bool)>,
+    pending: BTreeMap<usize, (PageWork, bool)>,
+    expected: usize,
+}
+
+impl Reorder {
+    /// The next page in order; once every render thread is done, what is left (an interrupt
+    /// leaves gaps) in order. None when nothing is left.
+    fn next(&mut self) -> Option<(PageWork, bool)> {
+        loop {
+            if let Some(page) = self.pending.remove(&self.expected) {
+                self.expected += 1;
+                return Some(page);
+            }
+            match self.rx.recv() {
+                Ok((seq, work, ok)) => {
+                    self.pending.insert(seq, (work, ok));
+                }
+                Err(_) => return self.pending.pop_first().map(|(_, page)| page),
+            }
+        }
+    }
+}
+
+pub fn run(
+    ctx: RunContext<'_>,
+    mut model_workers: Vec<ModelWorker>,
+    pages: &[PageRef],
+) -> anyhow::Result<Vec<PageRecord>> {
     let mut renderers = ctx.spawn_render_processes()?;
-    let mut stages = std::mem::take(&mut ctx.stages);
     let (exec, corpus) = (ctx.exec, ctx.corpus);
     let capacity = ctx
         .plan
@@ -30,7 +63,7 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<Pag
         .expect("concurrent-render plans bound the render queue");
     let (tx, rx) = crossbeam_channel::bounded::<(usize, PageWork, bool)>(capacity);
     let next_job = AtomicUsize::new(0);
-    let mut records = Vec::with_capacity(pages.len());
+    let records = Mutex::new(Vec::with_capacity(pages.len()));
     std::thread::scope(|s| {
         for (i, mut renderer) in renderers.drain(..).enumerate() {
             let (tx, next_job) = (tx.clone(), &next_job);
@@ -56,37 +89,29 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<Pag
             });
         }
         drop(tx);
-        // The device thread: models in corpus order, one page at a time.
-        let mut pending: BTreeMap<usize, (PageWork, bool)> = BTreeMap::new();
-        let mut expected = 0usize;
-        let mut finish = |mut work: PageWork, rendered: bool, stages: &mut [Box<dyn Stage>]| {
-            let failed_stage = if rendered {
-                run_models(exec, stages, &mut work)
-            } else {
-                Some(StageKind::Render)
-            };
-            records.push(complete_page(exec, work, failed_stage, ctx.on_page));
-        };
-        loop {
-            if let Some((work, ok)) = pending.remove(&expected) {
-                finish(work, ok, &mut stages);
-                expected += 1;
-                continue;
-            }
-            match rx.recv() {
-                Ok((seq, work, ok)) => {
-                    pending.insert(seq, (work, ok));
-                }
-                // Every render thread is done: what is left was rendered before an interrupt
-                // left gaps; finish it in order.
-                Err(_) => {
-                    for (_, (work, ok)) in std::mem::take(&mut pending) {
-                        finish(work, ok, &mut stages);
-                    }
+        let reorder = Mutex::new(Reorder {
+            rx,
+            pending: BTreeMap::new(),
+            expected: 0,
+        });
+        // The model workers: models in corpus order, one page at a time each.
+        workers::run_all(&mut model_workers, |id, stages| {
+            loop {
+                let next = reorder.lock().ok().and_then(|mut r| r.next());
+                let Some((mut work, rendered)) = next else {
                     break;
+                };
+                let failed_stage = if rendered {
+                    run_models(exec, id, stages, &mut work)
+                } else {
+                    Some(StageKind::Render)
+                };
+                let record = complete_page(exec, work, failed_stage, ctx.on_page);
+                if let Ok(mut r) = records.lock() {
+                    r.push(record);
                 }
             }
-        }
+        });
     });
-    Ok(records)
+    Ok(records.into_inner().unwrap_or_default())
 }

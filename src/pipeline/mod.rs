@@ -8,6 +8,7 @@ pub mod scheduler;
 pub mod sequential;
 pub mod staged_batch;
 pub mod streaming_microbatch;
+pub mod workers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -102,16 +103,17 @@ pub const RENDER_THREAD: WorkerId = WorkerId {
     kind: WorkerKind::RenderThread,
     index: 0,
 };
-/// The thread that owns the models and runs every model stage.
+/// The first (with one worker, the only) model worker: the thread that runs the model stages.
 pub const DEVICE: WorkerId = WorkerId {
     kind: WorkerKind::Device,
     index: 0,
 };
 
-/// Runs the model stages on one page, in order, on the device thread; a failed stage ends the
-/// page's run. Returns the stage that failed, if one did.
+/// Runs the model stages on one page, in order, on model worker `worker`; a failed stage ends
+/// the page's run. Returns the stage that failed, if one did.
 pub fn run_models(
     exec: &Executor,
+    worker: WorkerId,
     stages: &mut [Box<dyn Stage>],
     work: &mut PageWork,
 ) -> Option<StageKind> {
@@ -120,7 +122,7 @@ pub fn run_models(
         if work.failed {
             break;
         }
-        if !exec.run_stage(stage.as_mut(), DEVICE, std::slice::from_mut(work)) {
+        if !exec.run_stage(stage.as_mut(), worker, std::slice::from_mut(work)) {
             failed_stage = Some(stage.kind());
         }
     }
@@ -168,11 +170,13 @@ pub struct PageRecord {
 
 /// Runs the strategy over `pages` and returns one record per page, in completion order. An
 /// error means the strategy could not start (e.g. a render process did not come up).
-pub fn run_strategy(ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<PageRecord>> {
+pub fn run_strategy(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<PageRecord>> {
+    let stages = std::mem::take(&mut ctx.stages);
+    let workers = workers::start(stages, &ctx.plan.device, ctx.exec.device())?;
     match ctx.plan.kind {
-        StrategyKind::Sequential => Ok(sequential::run(ctx, pages)),
-        StrategyKind::ConcurrentRender => concurrent_render::run(ctx, pages),
-        StrategyKind::StagedBatch => Ok(staged_batch::run(ctx, pages)),
-        StrategyKind::StreamingMicrobatch => streaming_microbatch::run(ctx, pages),
+        StrategyKind::Sequential => Ok(sequential::run(ctx, workers, pages)),
+        StrategyKind::ConcurrentRender => concurrent_render::run(ctx, workers, pages),
+        StrategyKind::StagedBatch => Ok(staged_batch::run(ctx, workers, pages)),
+        StrategyKind::StreamingMicrobatch => streaming_microbatch::run(ctx, workers, pages),
     }
 }

@@ -15,6 +15,11 @@
 //! has left the previous stage. Pages enter the first stage in order (a reorder buffer sits
 //! behind rendering) and each stage runs its chunks in order, so pages reach every queue in
 //! order and batch composition does not depend on timing.
+//!
+//! Model workers (`device.workers`): up to that many batches run at once, each reserving its
+//! places downstream as one batch alone does, so the bound and the deadlock argument hold. Two
+//! batches of one stage may finish out of order; in deterministic mode a page entering a queue
+//! takes its place in page order, so chunks stay fixed whatever finishes first.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -45,9 +50,10 @@ struct StageQueue<T> {
     incoming: usize,
 }
 
-/// A batch on the device: its stage, smallest page and size.
+/// A batch on a model worker: its id, stage, smallest page and size.
 #[derive(Debug, Clone, Copy)]
 struct Running {
+    id: u64,
     stage: usize,
     min_seq: usize,
     len: usize,
@@ -69,7 +75,21 @@ pub struct Scheduler<T> {
     reorder: BTreeMap<usize, Option<Item<T>>>,
     /// Deterministic mode: the next page to enter the first stage.
     next_in_order: usize,
-    running: Option<Running>,
+    /// Batches may run at once (model workers).
+    workers: usize,
+    /// Batches on the workers now.
+    running: Vec<Running>,
+    /// The id of the next batch dispatched.
+    next_id: u64,
+}
+
+/// A batch dispatched to a model worker: hand `id` back to [`Scheduler::batch_done`].
+#[derive(Debug)]
+pub struct Batch<T> {
+    pub id: u64,
+    /// Index of the model stage.
+    pub stage: usize,
+    pub items: Vec<Item<T>>,
 }
 
 impl<T> Scheduler<T> {
@@ -78,6 +98,7 @@ impl<T> Scheduler<T> {
         total: usize,
         policy: SchedulingPolicy,
         deterministic: bool,
+        workers: usize,
     ) -> Self {
         assert!(
             !stages.is_empty(),
@@ -104,7 +125,9 @@ impl<T> Scheduler<T> {
             rendering: 0,
             reorder: BTreeMap::new(),
             next_in_order: 0,
-            running: None,
+            workers: workers.max(1),
+            running: Vec::new(),
+            next_id: 0,
         }
     }
 
@@ -148,24 +171,34 @@ impl<T> Scheduler<T> {
         }
     }
 
-    /// A page that finished stage `stage - 1` enters stage `stage`'s queue.
+    /// A page that finished stage `stage - 1` enters stage `stage`'s queue (in deterministic
+    /// mode at its place in page order: batches of one stage on two workers may finish out of
+    /// order).
     pub fn push(&mut self, stage: usize, item: Item<T>) {
-        self.queues[stage].items.push_back(item);
+        let items = &mut self.queues[stage].items;
+        if self.deterministic {
+            let at = items.partition_point(|i| i.seq < item.seq);
+            items.insert(at, item);
+        } else {
+            items.push_back(item);
+        }
     }
 
-    /// The batch on the device is done: its reservations downstream are released (the caller
-    /// then pushes the pages that go on).
-    pub fn batch_done(&mut self) {
-        if let Some(r) = self.running.take()
-            && let Some(next) = self.queues.get_mut(r.stage + 1)
-        {
+    /// Batch `id` is done: its reservations downstream are released (the caller then pushes
+    /// the pages that go on).
+    pub fn batch_done(&mut self, id: u64) {
+        let Some(at) = self.running.iter().position(|r| r.id == id) else {
+            return;
+        };
+        let r = self.running.swap_remove(at);
+        if let Some(next) = self.queues.get_mut(r.stage + 1) {
             next.incoming = next.incoming.saturating_sub(r.len);
         }
     }
 
-    /// True while a batch is on the device.
+    /// True while every model worker has a batch.
     pub fn device_busy(&self) -> bool {
-        self.running.is_some()
+        self.running.len() >= self.workers
     }
 
     /// Pages waiting in each stage's queue.
@@ -176,7 +209,7 @@ impl<T> Scheduler<T> {
     /// Every admitted page has left the pipeline and no more will come.
     pub fn finished(&self) -> bool {
         self.entry_drained()
-            && self.running.is_none()
+            && self.running.is_empty()
             && self.queues.iter().all(|q| q.items.is_empty())
     }
 
@@ -187,7 +220,7 @@ impl<T> Scheduler<T> {
         if let Some(front) = self.queues[stage].items.front() {
             low = low.min(front.seq);
         }
-        if let Some(r) = self.running.filter(|r| r.stage == stage) {
+        for r in self.running.iter().filter(|r| r.stage == stage) {
             low = low.min(r.min_seq);
         }
         low
@@ -197,7 +230,7 @@ impl<T> Scheduler<T> {
     fn upstream_drained(&self, stage: usize) -> bool {
         self.entry_drained()
             && self.queues[..stage].iter().all(|q| q.items.is_empty())
-            && self.running.is_none_or(|r| r.stage >= stage)
+            && self.running.iter().all(|r| r.stage >= stage)
     }
 
     /// How many pages at the front of `stage`'s queue form a batch that may leave now.
@@ -248,10 +281,10 @@ impl<T> Scheduler<T> {
         }
     }
 
-    /// Picks the next batch by the policy, if the device is free and one is ready; it is on
-    /// the device from now until [`Scheduler::batch_done`].
-    pub fn next_batch(&mut self, now_ns: u64) -> Option<(usize, Vec<Item<T>>)> {
-        if self.running.is_some() {
+    /// Picks the next batch by the policy, if a model worker is free and a batch is ready; it
+    /// is on that worker from now until [`Scheduler::batch_done`].
+    pub fn next_batch(&mut self, now_ns: u64) -> Option<Batch<T>> {
+        if self.device_busy() {
             return None;
         }
         let ready: Vec<(usize, usize)> = (0..self.queues.len())
@@ -270,7 +303,10 @@ impl<T> Scheduler<T> {
         }?;
         let batch: Vec<Item<T>> = self.queues[stage].items.drain(..len).collect();
         let min_seq = batch.iter().map(|i| i.seq).min().unwrap_or(usize::MAX);
-        self.running = Some(Running {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.running.push(Running {
+            id,
             stage,
             min_seq,
             len,
@@ -278,7 +314,11 @@ impl<T> Scheduler<T> {
         if let Some(next) = self.queues.get_mut(stage + 1) {
             next.incoming += len;
         }
-        Some((stage, batch))
+        Some(Batch {
+            id,
+            stage,
+            items: batch,
+        })
     }
 
     /// When a waiting partial batch may leave (its oldest page reaches the stage's wait
@@ -319,6 +359,17 @@ mod tests {
         }
     }
 
+    /// The next batch as (stage, pages).
+    fn next(s: &mut Scheduler<()>, now: u64) -> Option<(usize, Vec<Item<()>>)> {
+        s.next_batch(now).map(|b| (b.stage, b.items))
+    }
+
+    /// The batch that has run longest is done.
+    fn done(s: &mut Scheduler<()>) {
+        let id = s.running.first().expect("a batch runs").id;
+        s.batch_done(id);
+    }
+
     fn seqs(batch: &[Item<()>]) -> Vec<usize> {
         batch.iter().map(|i| i.seq).collect()
     }
@@ -340,6 +391,7 @@ mod tests {
             10,
             SchedulingPolicy::LatestStageFirst,
             false,
+            1,
         );
         assert_eq!(s.admit(), Some(0));
         assert_eq!(s.admit(), Some(1));
@@ -360,23 +412,24 @@ mod tests {
             10,
             SchedulingPolicy::LatestStageFirst,
             false,
+            1,
         );
         for seq in 0..2 {
             assert_eq!(s.admit(), Some(seq));
             s.rendered(seq, Some(item(seq, 100 + seq as u64)));
         }
-        assert!(s.next_batch(500).is_none(), "2 of 4 and not waited yet");
+        assert!(next(&mut s, 500).is_none(), "2 of 4 and not waited yet");
         assert_eq!(s.deadline(), Some(1_100));
-        let (stage, batch) = s.next_batch(1_100).expect("the wait has passed");
+        let (stage, batch) = next(&mut s, 1_100).expect("the wait has passed");
         assert_eq!((stage, seqs(&batch)), (0, vec![0, 1]));
-        assert!(s.next_batch(1_100).is_none(), "the device is busy");
-        s.batch_done();
+        assert!(next(&mut s, 1_100).is_none(), "the device is busy");
+        done(&mut s);
         // A full batch leaves at once.
         for seq in 2..6 {
             assert_eq!(s.admit(), Some(seq));
             s.rendered(seq, Some(item(seq, 2_000)));
         }
-        let (_, batch) = s.next_batch(2_000).expect("full");
+        let (_, batch) = next(&mut s, 2_000).expect("full");
         assert_eq!(seqs(&batch), vec![2, 3, 4, 5]);
     }
 
@@ -387,22 +440,23 @@ mod tests {
             3,
             SchedulingPolicy::LatestStageFirst,
             false,
+            1,
         );
         assert_eq!(render_all(&mut s, 0), vec![0, 1, 2]);
-        let (_, batch) = s.next_batch(0).expect("nothing more can come");
+        let (_, batch) = next(&mut s, 0).expect("nothing more can come");
         assert_eq!(seqs(&batch), vec![0, 1, 2]);
-        s.batch_done();
+        done(&mut s);
         assert!(s.finished());
     }
 
     #[test]
     fn policies_choose_among_ready_batches() {
         let run = |policy| {
-            let mut s = Scheduler::new(&[params(1, 4, 0), params(1, 4, 0)], 4, policy, false);
+            let mut s = Scheduler::new(&[params(1, 4, 0), params(1, 4, 0)], 4, policy, false, 1);
             render_all(&mut s, 10);
             // An older page already waits for stage 1.
             s.push(1, item(9, 5));
-            let (stage, _) = s.next_batch(20).expect("ready");
+            let (stage, _) = next(&mut s, 20).expect("ready");
             stage
         };
         assert_eq!(run(SchedulingPolicy::LatestStageFirst), 1);
@@ -413,10 +467,11 @@ mod tests {
             4,
             SchedulingPolicy::OldestFirst,
             false,
+            1,
         );
         render_all(&mut s, 10);
         s.push(1, item(9, 50));
-        assert_eq!(s.next_batch(60).map(|b| b.0), Some(0));
+        assert_eq!(next(&mut s, 60).map(|b| b.0), Some(0));
     }
 
     #[test]
@@ -426,20 +481,21 @@ mod tests {
             6,
             SchedulingPolicy::EarliestStageFirst,
             false,
+            1,
         );
         render_all(&mut s, 0);
         // Stage 0 runs page 0 while page 1 waits; then page 1.
         for expected in [0, 1] {
-            let (stage, batch) = s.next_batch(0).expect("stage 0 ready");
+            let (stage, batch) = next(&mut s, 0).expect("stage 0 ready");
             assert_eq!((stage, seqs(&batch)), (0, vec![expected]));
-            s.batch_done();
+            done(&mut s);
             for i in batch {
                 s.push(1, i);
             }
             render_all(&mut s, 0);
         }
         // Stage 1's queue is full (2 of 2): stage 0 may not run although it is preferred.
-        let (stage, batch) = s.next_batch(0).expect("stage 1 ready");
+        let (stage, batch) = next(&mut s, 0).expect("stage 1 ready");
         assert_eq!((stage, seqs(&batch)), (1, vec![0, 1]));
     }
 
@@ -450,46 +506,47 @@ mod tests {
             5,
             SchedulingPolicy::LatestStageFirst,
             true,
+            1,
         );
         let admitted: Vec<usize> = std::iter::from_fn(|| s.admit()).collect();
         assert_eq!(admitted, vec![0, 1, 2, 3]);
         // Renders finish out of order; page 0 is late.
         s.rendered(1, Some(item(1, 0)));
-        assert!(s.next_batch(0).is_none(), "page 0 is not in yet");
+        assert!(next(&mut s, 0).is_none(), "page 0 is not in yet");
         s.rendered(0, Some(item(0, 0)));
         s.rendered(3, Some(item(3, 0)));
-        let (stage, batch) = s.next_batch(0).expect("chunk [0, 2)");
+        let (stage, batch) = next(&mut s, 0).expect("chunk [0, 2)");
         assert_eq!((stage, seqs(&batch)), (0, vec![0, 1]));
-        s.batch_done();
+        done(&mut s);
         for i in batch {
             s.push(1, i);
         }
         // Stage 1's chunk [0, 3) needs page 2, still rendering: stage 0's chunk [2, 4) is not
         // complete either. Page 2 fails to render.
-        assert!(s.next_batch(0).is_none());
+        assert!(next(&mut s, 0).is_none());
         s.rendered(2, None);
         assert_eq!(s.admit(), Some(4));
         s.rendered(4, Some(item(4, 0)));
         // Chunk [2, 4) of stage 0 is page 3 alone; stage 1's chunk [0, 3) waits for it to
         // have left stage 0 — it has (page 2 failed), so stage 1 runs [0, 1] first.
-        let (stage, batch) = s.next_batch(0).expect("ready");
+        let (stage, batch) = next(&mut s, 0).expect("ready");
         assert_eq!((stage, seqs(&batch)), (1, vec![0, 1]));
-        s.batch_done();
-        let (stage, batch) = s.next_batch(0).expect("ready");
+        done(&mut s);
+        let (stage, batch) = next(&mut s, 0).expect("ready");
         assert_eq!((stage, seqs(&batch)), (0, vec![3]));
-        s.batch_done();
+        done(&mut s);
         for i in batch {
             s.push(1, i);
         }
-        let (stage, batch) = s.next_batch(0).expect("ready");
+        let (stage, batch) = next(&mut s, 0).expect("ready");
         assert_eq!((stage, seqs(&batch)), (0, vec![4]));
-        s.batch_done();
+        done(&mut s);
         for i in batch {
             s.push(1, i);
         }
-        let (stage, batch) = s.next_batch(0).expect("the last chunk");
+        let (stage, batch) = next(&mut s, 0).expect("the last chunk");
         assert_eq!((stage, seqs(&batch)), (1, vec![3, 4]));
-        s.batch_done();
+        done(&mut s);
         assert!(s.finished());
     }
 
@@ -500,6 +557,7 @@ mod tests {
             100,
             SchedulingPolicy::LatestStageFirst,
             true,
+            1,
         );
         assert_eq!(s.admit(), Some(0));
         assert_eq!(s.admit(), Some(1));
@@ -507,11 +565,85 @@ mod tests {
         assert_eq!(s.admit(), None);
         s.rendered(0, Some(item(0, 0)));
         s.rendered(1, Some(item(1, 0)));
-        let (_, batch) = s
-            .next_batch(0)
-            .expect("the chunk is cut at the last admitted page");
+        let (_, batch) = next(&mut s, 0).expect("the chunk is cut at the last admitted page");
         assert_eq!(seqs(&batch), vec![0, 1]);
-        s.batch_done();
+        done(&mut s);
+        assert!(s.finished());
+    }
+
+    #[test]
+    fn two_workers_run_two_batches_and_reserve_room_for_both() {
+        let mut s = Scheduler::new(
+            &[params(1, 4, 0), params(1, 2, u64::MAX)],
+            4,
+            SchedulingPolicy::LatestStageFirst,
+            false,
+            2,
+        );
+        render_all(&mut s, 0);
+        let a = s.next_batch(0).expect("worker 1");
+        assert!(!s.device_busy(), "one of two workers is free");
+        let b = s.next_batch(0).expect("worker 2");
+        assert!(s.device_busy());
+        assert_eq!((a.stage, b.stage), (0, 0));
+        assert!(s.next_batch(0).is_none(), "both workers are busy");
+        // The second batch finishes first; stage 1's two places are both reserved, so stage 0
+        // may not start a third page until one of them leaves stage 1.
+        s.batch_done(b.id);
+        for i in b.items {
+            s.push(1, i);
+        }
+        let c = s.next_batch(0).expect("stage 1 has a page");
+        assert_eq!((c.stage, seqs(&c.items)), (1, vec![1]));
+        s.batch_done(a.id);
+        for i in a.items {
+            s.push(1, i);
+        }
+        let d = s.next_batch(0).expect("stage 1 again");
+        assert_eq!((d.stage, seqs(&d.items)), (1, vec![0]));
+        assert!(!s.finished());
+        s.batch_done(c.id);
+        s.batch_done(d.id);
+        render_all(&mut s, 0);
+        while let Some(b) = s.next_batch(0) {
+            s.batch_done(b.id);
+            if b.stage == 0 {
+                for i in b.items {
+                    s.push(1, i);
+                }
+            }
+        }
+        assert!(s.finished());
+    }
+
+    #[test]
+    fn deterministic_chunks_hold_when_two_workers_finish_out_of_order() {
+        let mut s = Scheduler::new(
+            &[params(1, 4, 0), params(2, 4, 0)],
+            2,
+            SchedulingPolicy::EarliestStageFirst,
+            true,
+            2,
+        );
+        render_all(&mut s, 0);
+        let a = s.next_batch(0).expect("page 0");
+        let b = s.next_batch(0).expect("page 1");
+        assert_eq!((seqs(&a.items), seqs(&b.items)), (vec![0], vec![1]));
+        // Page 1 leaves stage 0 first: stage 1's chunk [0, 2) waits for page 0, though a
+        // worker is free.
+        s.batch_done(b.id);
+        for i in b.items {
+            s.push(1, i);
+        }
+        assert!(!s.device_busy());
+        assert!(s.next_batch(0).is_none(), "chunk [0, 2) waits for page 0");
+        s.batch_done(a.id);
+        for i in a.items {
+            s.push(1, i);
+        }
+        let d = s.next_batch(0).expect("chunk [0, 2)");
+        assert_eq!((d.stage, seqs(&d.items)), (1, vec![0, 1]));
+        s.batch_done(d.id);
         assert!(s.finished());
     }
 }

@@ -7,17 +7,27 @@
 //! pages that failed an earlier stage are left out of later batches. Outputs equal
 //! sequential's: the models batch pages without mixing them (OCR recognizes each page's lines
 //! in that page's own width-sorted batches, exactly as one page at a time would).
+//!
+//! With `device.workers = N`, a stage's batches are shared among the workers (each takes the
+//! next batch not yet taken), and the next stage starts when all are done.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::render_stage::InProcessRender;
-use super::{DEVICE, PageRecord, RENDER_THREAD, RunContext, complete_page, new_work};
+use super::workers::{self, ModelWorker};
+use super::{PageRecord, RENDER_THREAD, RunContext, complete_page, new_work};
 use crate::corpus::PageRef;
 use crate::corpus::render::Renderer;
 use crate::page::PageWork;
 use crate::vocab::StageKind;
 
-pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> Vec<PageRecord> {
+pub fn run(
+    ctx: RunContext<'_>,
+    mut model_workers: Vec<ModelWorker>,
+    pages: &[PageRef],
+) -> Vec<PageRecord> {
     let mut render = InProcessRender::new(Renderer::new(), ctx.plan.render.spec());
-    let mut stages = std::mem::take(&mut ctx.stages);
     // Stage 1: every page rendered (and held).
     let mut works: Vec<Option<PageWork>> = Vec::with_capacity(pages.len());
     let mut failed_stage: Vec<Option<StageKind>> = Vec::with_capacity(pages.len());
@@ -35,22 +45,46 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> Vec<PageRecord> {
         failed_stage.push((!ok).then_some(StageKind::Render));
     }
     // Then each model stage over the pages still alive, in batches.
-    for stage in stages.iter_mut() {
-        let kind = stage.kind();
+    let kinds = model_workers
+        .first()
+        .map(ModelWorker::kinds)
+        .unwrap_or_default();
+    for (s, &kind) in kinds.iter().enumerate() {
         let batch_size = ctx.plan.stage(kind).batch_size;
         let alive: Vec<usize> = (0..works.len())
             .filter(|&i| works[i].as_ref().is_some_and(|w| !w.failed))
             .collect();
-        for chunk in alive.chunks(batch_size) {
-            if super::interrupted() {
-                cut_short = true;
-                break;
+        // Each batch's pages, taken out for whichever worker runs it and put back after.
+        let batches: Vec<Mutex<Vec<PageWork>>> = alive
+            .chunks(batch_size)
+            .map(|chunk| {
+                Mutex::new(
+                    chunk
+                        .iter()
+                        .map(|&i| works[i].take().expect("alive pages are present"))
+                        .collect(),
+                )
+            })
+            .collect();
+        let next = AtomicUsize::new(0);
+        let stopped = AtomicBool::new(false);
+        workers::run_all(&mut model_workers, |id, stages| {
+            loop {
+                if super::interrupted() {
+                    stopped.store(true, Ordering::Relaxed);
+                    break;
+                }
+                let Some(batch) = batches.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                if let Ok(mut batch) = batch.lock() {
+                    ctx.exec.run_stage(stages[s].as_mut(), id, &mut batch);
+                }
             }
-            let mut batch: Vec<PageWork> = chunk
-                .iter()
-                .map(|&i| works[i].take().expect("alive pages are present"))
-                .collect();
-            ctx.exec.run_stage(stage.as_mut(), DEVICE, &mut batch);
+        });
+        cut_short |= stopped.into_inner();
+        for (chunk, batch) in alive.chunks(batch_size).zip(batches) {
+            let batch = batch.into_inner().unwrap_or_default();
             for (&i, w) in chunk.iter().zip(batch) {
                 if w.failed && failed_stage[i].is_none() {
                     failed_stage[i] = Some(kind);

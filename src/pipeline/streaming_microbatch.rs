@@ -1,14 +1,14 @@
 //! streaming-microbatch: bounded queues between the stages; each model stage assembles
-//! micro-batches that leave when full or when their oldest page has waited `max_wait_ms`; one
-//! device thread owns the models and runs one batch at a time, chosen by the scheduling policy;
-//! rendering (in-process on its own thread, or in `render.processes` worker processes) overlaps
-//! the model work.
+//! micro-batches that leave when full or when their oldest page has waited `max_wait_ms`; the
+//! model workers (`device.workers`, one by default: the device thread) each run one batch at a
+//! time, chosen by the scheduling policy; rendering (in-process on its own thread, or in
+//! `render.processes` worker processes) overlaps the model work.
 //!
-//! Threads: the render thread(s) and the device thread do all the blocking work; the
+//! Threads: the render thread(s) and the model workers do all the blocking work; the
 //! orchestration — queues, batch assembly, wait limits, the policy — is an async task on a
 //! single-threaded tokio runtime on a thread of its own, woken by their events and by timers.
-//! Its rules live in [`super::scheduler`] as plain data, unit-tested there. The device thread
-//! is the calling (main) thread, as in the other strategies: the models allocate large
+//! Its rules live in [`super::scheduler`] as plain data, unit-tested there. The first model
+//! worker is the calling (main) thread, as in the other strategies: the models allocate large
 //! activations on every call, and from a spawned thread (a glibc secondary arena) those page-
 //! fault in again each time — 2.0 M minor faults for 8 sample pages against 0.98 M on the main
 //! thread, and OCR 10 % slower (`/usr/bin/time -v pipebench run … --max-pages 8`).
@@ -28,7 +28,8 @@ use tokio::sync::mpsc;
 use super::executor::Executor;
 use super::render_stage::InProcessRender;
 use super::scheduler::{Item, QueueParams, Scheduler};
-use super::{DEVICE, PageRecord, RENDER_THREAD, RunContext, complete_page, new_work};
+use super::workers::{self, ModelWorker};
+use super::{PageRecord, RENDER_THREAD, RunContext, complete_page, new_work};
 use crate::corpus::render::Renderer;
 use crate::corpus::{Corpus, PageRef};
 use crate::metrics::live::{LiveBoard, QueueView};
@@ -48,22 +49,28 @@ enum Event {
         work: PageWork,
         ok: bool,
     },
-    /// The device ran a batch of `stage` (an index into the model stages).
+    /// A model worker ran batch `id` of `stage` (an index into the model stages).
     Ran {
+        id: u64,
         stage: usize,
         seqs: Vec<usize>,
         works: Vec<PageWork>,
     },
 }
 
-/// A batch for the device thread.
+/// A batch for a model worker.
 struct DeviceJob {
+    id: u64,
     stage: usize,
     seqs: Vec<usize>,
     works: Vec<PageWork>,
 }
 
-pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<PageRecord>> {
+pub fn run(
+    ctx: RunContext<'_>,
+    mut model_workers: Vec<ModelWorker>,
+    pages: &[PageRef],
+) -> anyhow::Result<Vec<PageRecord>> {
     let mut renderers: Vec<(WorkerId, Box<dyn Stage>)> = if ctx.plan.render.processes == 0 {
         vec![(
             RENDER_THREAD,
@@ -85,8 +92,10 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<Pag
             })
             .collect()
     };
-    let mut stages = std::mem::take(&mut ctx.stages);
-    let kinds: Vec<StageKind> = stages.iter().map(|s| s.kind()).collect();
+    let kinds = model_workers
+        .first()
+        .map(ModelWorker::kinds)
+        .unwrap_or_default();
     let queues: Vec<QueueParams> = kinds
         .iter()
         .map(|&k| {
@@ -105,6 +114,7 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<Pag
         pages.len(),
         scheduler.policy,
         scheduler.deterministic,
+        model_workers.len(),
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -113,7 +123,8 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<Pag
 
     let exec = ctx.exec;
     let (job_tx, job_rx) = crossbeam_channel::unbounded::<(usize, PageWork)>();
-    let (device_tx, device_rx) = crossbeam_channel::bounded::<DeviceJob>(1);
+    // The scheduler dispatches at most one batch per worker: this never blocks.
+    let (device_tx, device_rx) = crossbeam_channel::bounded::<DeviceJob>(model_workers.len());
     let (event_tx, event_rx) = mpsc::unbounded_channel::<Event>();
     let records = std::thread::scope(|s| {
         for (worker, mut renderer) in renderers.drain(..) {
@@ -148,18 +159,21 @@ pub fn run(mut ctx: RunContext<'_>, pages: &[PageRef]) -> anyhow::Result<Vec<Pag
         // Returning drops the job and device senders, which ends the worker threads and the
         // device loop below.
         let orchestration = s.spawn(move || runtime.block_on(orchestrator.run(event_rx)));
-        // The device thread: this one.
-        while let Ok(mut job) = device_rx.recv() {
-            exec.run_stage(stages[job.stage].as_mut(), DEVICE, &mut job.works);
-            let ran = Event::Ran {
-                stage: job.stage,
-                seqs: job.seqs,
-                works: job.works,
-            };
-            if device_events.send(ran).is_err() {
-                break;
+        // The model workers: this thread and one more per extra worker.
+        workers::run_all(&mut model_workers, |id, stages| {
+            while let Ok(mut job) = device_rx.recv() {
+                exec.run_stage(stages[job.stage].as_mut(), id, &mut job.works);
+                let ran = Event::Ran {
+                    id: job.id,
+                    stage: job.stage,
+                    seqs: job.seqs,
+                    works: job.works,
+                };
+                if device_events.send(ran).is_err() {
+                    break;
+                }
             }
-        }
+        });
         drop(device_events);
         orchestration.join()
     });
@@ -196,11 +210,16 @@ impl Orchestrator<'_> {
                     self.sched.close_input();
                 }
             }
-            if let Some((stage, batch)) = self.sched.next_batch(exec.clock().now_ns()) {
-                let (seqs, works) = batch.into_iter().map(|i| (i.seq, i.payload)).unzip();
-                let job = DeviceJob { stage, seqs, works };
+            while let Some(batch) = self.sched.next_batch(exec.clock().now_ns()) {
+                let (seqs, works) = batch.items.into_iter().map(|i| (i.seq, i.payload)).unzip();
+                let job = DeviceJob {
+                    id: batch.id,
+                    stage: batch.stage,
+                    seqs,
+                    works,
+                };
                 if self.device.send(job).is_err() {
-                    break;
+                    return self.records;
                 }
             }
             if let Some(live) = &self.live {
@@ -250,8 +269,13 @@ impl Orchestrator<'_> {
                     self.complete(work, Some(StageKind::Render));
                 }
             }
-            Event::Ran { stage, seqs, works } => {
-                self.sched.batch_done();
+            Event::Ran {
+                id,
+                stage,
+                seqs,
+                works,
+            } => {
+                self.sched.batch_done(id);
                 let last = stage + 1 == self.kinds.len();
                 for (seq, work) in seqs.into_iter().zip(works) {
                     if work.failed {

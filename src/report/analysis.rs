@@ -51,9 +51,12 @@ pub fn max_in_flight(intervals: impl Iterator<Item = (u64, u64)>) -> u64 {
 }
 
 /// Busy time per resource kind, the ideal bound and the efficiency (see [`Bottleneck`]).
+/// `device_workers` is the run's model workers: the device resource counts every one of them,
+/// even one that never got a batch (its idle time is capacity the run left unused).
 pub fn bottleneck(
     workers: &BTreeMap<crate::metrics::span::WorkerId, crate::metrics::span::WorkerAccum>,
     wall_ns: u64,
+    device_workers: usize,
 ) -> Bottleneck {
     let mut by_kind: BTreeMap<String, (u64, u64, u64, u64)> = BTreeMap::new();
     for (id, w) in workers {
@@ -62,6 +65,9 @@ pub fn bottleneck(
         e.1 += w.busy_ns;
         e.2 += w.idle_ns;
         e.3 = e.3.max(w.max_gap_ns);
+    }
+    if let Some(e) = by_kind.get_mut(&crate::metrics::span::WorkerKind::Device.to_string()) {
+        e.0 = e.0.max(device_workers as u64);
     }
     let resources: Vec<ResourceReport> = by_kind
         .iter()

@@ -379,7 +379,7 @@ fn summary(d: &RunData<'_>, first_admit_ns: u64, wall_ns: u64) -> Summary {
         instrumentation_overhead_ns: d.overhead_ns,
         spans_recorded: d.collected.spans_recorded,
         spans_dropped: d.collected.spans_dropped,
-        bottleneck: bottleneck(&d.collected.workers, wall_ns),
+        bottleneck: bottleneck(&d.collected.workers, wall_ns, d.environment.workers),
     }
 }
 

@@ -129,6 +129,7 @@ pub fn compare(base: &Report, base_name: &str, other: &Report, other_name: &str)
     field("device", e.0.device.name.clone(), e.1.device.name.clone());
     field("cpu", e.0.cpu_model.clone(), e.1.cpu_model.clone());
     field("threads", e.0.threads.to_string(), e.1.threads.to_string());
+    field("workers", e.0.workers.to_string(), e.1.workers.to_string());
     field(
         "build",
         e.0.build_profile.clone(),

@@ -47,6 +47,7 @@ pub fn collect(device: DeviceSpec, pdfium: PdfiumInfo) -> Environment {
         cpu_cores_physical: System::physical_core_count().ok(),
         cpu_cores_logical: std::thread::available_parallelism().map_or(1, |n| n.get()),
         threads: cpu_threads(),
+        workers: 1,
         device: DeviceInfo {
             spec: device.to_string(),
             kind: kind.to_string(),
@@ -56,5 +57,27 @@ pub fn collect(device: DeviceSpec, pdfium: PdfiumInfo) -> Environment {
         candle_version: CANDLE_VERSION.to_string(),
         candle_features: candle_features(),
         pdfium,
+    }
+}
+
+/// The environment as a run used it: its model workers and their threads (the plan's
+/// `device`; without `device.threads`, the process's threads).
+pub fn for_plan(mut env: Environment, plan: &crate::plan::RunPlan) -> Environment {
+    env.workers = plan.device.workers;
+    if let Some(t) = plan.device.threads {
+        env.threads = t;
+    }
+    env
+}
+
+/// `2 threads`, or `2 workers × 1 thread` with several model workers.
+pub fn threads_label(env: &Environment) -> String {
+    let threads = match env.threads {
+        1 => "1 thread".to_string(),
+        n => format!("{n} threads"),
+    };
+    match env.workers {
+        0 | 1 => threads,
+        w => format!("{w} workers × {threads}"),
     }
 }

@@ -125,13 +125,13 @@ pub fn markdown(r: &Report) -> String {
     let s = &r.summary;
     let e = &r.environment;
     let mut out = format!(
-        "# {} on {}\n\n{} pages ({} failed) · {} · {} threads · {} build · pipebench {} ({})\n\n",
+        "# {} on {}\n\n{} pages ({} failed) · {} · {} · {} build · pipebench {} ({})\n\n",
         r.strategy.name,
         r.corpus.name,
         s.pages_ok + s.pages_failed,
         s.pages_failed,
         e.device.name,
-        e.threads,
+        super::environment::threads_label(e),
         e.build_profile,
         e.pipebench_version,
         e.git_sha

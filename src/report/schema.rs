@@ -132,8 +132,12 @@ pub struct Environment {
     pub cpu_cores_physical: Option<usize>,
     /// Logical CPUs available to the process.
     pub cpu_cores_logical: usize,
-    /// CPU threads used by model kernels (candle / rayon).
+    /// CPU threads used by model kernels (candle / rayon): per model worker.
     pub threads: usize,
+    /// Model workers (`device.workers`), each with `threads` threads [1 in reports before
+    /// workers existed].
+    #[serde(default = "one_worker")]
+    pub workers: usize,
     /// The device the model stages ran on.
     pub device: DeviceInfo,
     /// candle-core version series.
@@ -271,7 +275,8 @@ pub struct Bottleneck {
 pub struct ResourceReport {
     /// `render-thread`, `render-proc` or `device`.
     pub resource: String,
-    /// Workers of this kind (threads or processes) that ran at least one call.
+    /// Workers of this kind (threads or processes) that ran at least one call; for the
+    /// device, every model worker the run had (`device.workers`), busy or not.
     pub workers: u64,
     /// Time inside stage calls, summed over the workers.
     pub busy_ms: f64,
@@ -587,4 +592,8 @@ pub struct OutputContent {
     pub table_decoder_steps: u64,
     /// The most decoder steps any one table took.
     pub table_decoder_steps_max: u64,
+}
+
+fn one_worker() -> usize {
+    1
 }

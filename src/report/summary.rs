@@ -15,13 +15,13 @@ pub fn summary_text(r: &Report, path: &Path) -> String {
     let _ = std::fmt::Write::write_fmt(
         &mut out,
         format_args!(
-            "{} on {} ({} documents, {} pages) — {} · {} threads · {} build\n",
+            "{} on {} ({} documents, {} pages) — {} · {} · {} build\n",
             r.strategy.name,
             r.corpus.name,
             r.corpus.documents_total,
             r.corpus.pages_selected,
             r.environment.device.spec,
-            r.environment.threads,
+            super::environment::threads_label(&r.environment),
             r.environment.build_profile
         ),
     );

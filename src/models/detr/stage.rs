@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
@@ -250,8 +251,10 @@ fn model_info(stage: StageKind, m: &SeedModel, fallback: Option<String>) -> Mode
 }
 
 /// Layout detection with a DETR (detr-layout, tatr-detection).
+#[derive(Clone)]
 pub struct DetrLayoutStage {
-    model: SeedModel,
+    /// Shared by the stage's replicas on other model workers.
+    model: Arc<SeedModel>,
     /// Untrained weights: regions come from this (the embedded layout model).
     fallback: Option<LayoutStage>,
 }
@@ -261,7 +264,10 @@ pub const LAYOUT_FALLBACK: &str = "picodet-layout-cdla";
 
 impl DetrLayoutStage {
     pub fn new(model: SeedModel, fallback: Option<LayoutStage>) -> Self {
-        Self { model, fallback }
+        Self {
+            model: Arc::new(model),
+            fallback,
+        }
     }
 
     pub fn model_ref(&self) -> &SeedModel {
@@ -272,6 +278,10 @@ impl DetrLayoutStage {
 impl Stage for DetrLayoutStage {
     fn kind(&self) -> StageKind {
         StageKind::Layout
+    }
+
+    fn replicate(&self) -> Option<Box<dyn Stage>> {
+        Some(Box::new(self.clone()))
     }
 
     fn model(&self) -> ModelInfo {
@@ -325,8 +335,10 @@ impl Stage for DetrLayoutStage {
 /// Table structure recognition with Table Transformer: every table region's crop, batched
 /// (mixed sizes padded, with a pixel mask), rows/columns/headers/spanning cells → a grid →
 /// HTML with the OCR lines' text in their cells.
+#[derive(Clone)]
 pub struct TatrTableStage {
-    model: SeedModel,
+    /// Shared by the stage's replicas on other model workers.
+    model: Arc<SeedModel>,
     /// Crops per forward pass.
     batch: usize,
 }
@@ -334,7 +346,7 @@ pub struct TatrTableStage {
 impl TatrTableStage {
     pub fn new(model: SeedModel, batch: usize) -> Self {
         Self {
-            model,
+            model: Arc::new(model),
             batch: batch.max(1),
         }
     }
@@ -343,6 +355,10 @@ impl TatrTableStage {
 impl Stage for TatrTableStage {
     fn kind(&self) -> StageKind {
         StageKind::Table
+    }
+
+    fn replicate(&self) -> Option<Box<dyn Stage>> {
+        Some(Box::new(self.clone()))
     }
 
     fn model(&self) -> ModelInfo {

@@ -8,6 +8,7 @@
 //! The exported graph is fixed at batch 1; the candle model batches the stage call's pages.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 
@@ -31,9 +32,11 @@ pub fn build(req: &crate::models::registry::BuildRequest) -> Result<Box<dyn Stag
     )?))
 }
 
+#[derive(Clone)]
 pub struct LayoutStage {
     id: String,
-    model: PicoDet,
+    /// Shared by the stage's replicas on other model workers.
+    model: Arc<PicoDet>,
     labels: Vec<String>,
     /// Input plane `c` comes from image channel `channels[c]` (the card's `channel_order`).
     channels: [usize; 3],
@@ -76,7 +79,7 @@ impl LayoutStage {
         };
         Ok(Self {
             id: model_id.to_string(),
-            model,
+            model: Arc::new(model),
             labels,
             channels,
             mean: card.preprocess_f32x3("mean")?,
@@ -187,6 +190,10 @@ impl Stage for LayoutStage {
             fallback: None,
             weights_sha256: Some(self.weights.clone()),
         }
+    }
+
+    fn replicate(&self) -> Option<Box<dyn Stage>> {
+        Some(Box::new(self.clone()))
     }
 
     fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {

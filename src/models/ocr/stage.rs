@@ -150,9 +150,11 @@ pub struct OcrProfile {
 
 pub struct OcrStage {
     id: String,
-    det: DbDetector,
-    rec: SvtrRecognizer,
-    dict: Dictionary,
+    /// The networks and the dictionary are shared by the stage's replicas on other model
+    /// workers.
+    det: std::sync::Arc<DbDetector>,
+    rec: std::sync::Arc<SvtrRecognizer>,
+    dict: std::sync::Arc<Dictionary>,
     det_norm: ([f32; 3], [f32; 3]),
     /// Detection sizing from the card: (limit_side_len, max_side_limit).
     det_limits: (usize, usize),
@@ -213,9 +215,9 @@ impl OcrStage {
         };
         Ok(Self {
             id: model_id.to_string(),
-            det,
-            rec,
-            dict,
+            det: std::sync::Arc::new(det),
+            rec: std::sync::Arc::new(rec),
+            dict: std::sync::Arc::new(dict),
             det_norm: (
                 det_card.preprocess_f32x3("mean")?,
                 det_card.preprocess_f32x3("std")?,
@@ -460,6 +462,25 @@ impl OcrStage {
 impl Stage for OcrStage {
     fn kind(&self) -> StageKind {
         StageKind::Ocr
+    }
+
+    /// A replica profiles nothing until asked (profiles are per worker).
+    fn replicate(&self) -> Option<Box<dyn Stage>> {
+        Some(Box::new(Self {
+            id: self.id.clone(),
+            det: self.det.clone(),
+            rec: self.rec.clone(),
+            dict: self.dict.clone(),
+            det_norm: self.det_norm,
+            det_limits: self.det_limits,
+            rec_norm: self.rec_norm,
+            db: self.db,
+            rec_batch: self.rec_batch,
+            scope: self.scope,
+            device: self.device.clone(),
+            weights: self.weights.clone(),
+            profile: None,
+        }))
     }
 
     fn model(&self) -> ModelInfo {

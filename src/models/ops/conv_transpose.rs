@@ -40,7 +40,7 @@ impl CustomOp1 for ConvTransposeOp {
         let rows = cout * k * k;
         let hw = h * w;
         let (ho, wo) = (h * k, w * k);
-        let threads = candle_core::utils::get_num_threads();
+        let threads = crate::models::device::kernel_threads();
         let par = if threads > 1 {
             gemm::Parallelism::Rayon(threads)
         } else {

@@ -200,7 +200,7 @@ impl CustomOp1 for DenseConvOp {
             bail!("dense conv: input {h}x{w} smaller than the kernel")
         }
         let (ho, wo) = (hp - kh + 1, wp - kw + 1);
-        let threads = candle_core::utils::get_num_threads();
+        let threads = crate::models::device::kernel_threads();
         // SAFETY (of `unwritten`): every element is written before it is read: by the first
         // tap's GEMM when the output is written directly, else by the compaction in `image`.
         let mut out = unsafe { unwritten(n * self.cout * ho * wo) };

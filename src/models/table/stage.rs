@@ -66,10 +66,12 @@ pub fn build(req: &crate::models::registry::BuildRequest) -> Result<Box<dyn Stag
     )?))
 }
 
+#[derive(Clone)]
 pub struct TableStage {
     id: String,
-    model: SlaNet,
-    vocab: TableVocab,
+    /// Shared by the stage's replicas on other model workers, as is the vocabulary.
+    model: std::sync::Arc<SlaNet>,
+    vocab: std::sync::Arc<TableVocab>,
     mean: [f32; 3],
     std: [f32; 3],
     size: usize,
@@ -118,8 +120,8 @@ impl TableStage {
         }
         Ok(Self {
             id: model_id.to_string(),
-            model,
-            vocab,
+            model: std::sync::Arc::new(model),
+            vocab: std::sync::Arc::new(vocab),
             mean: card.preprocess_f32x3("mean")?,
             std: card.preprocess_f32x3("std")?,
             size: card.preprocess_usize("size", decode::SLANET_PLUS_INPUT_SIZE),
@@ -160,6 +162,10 @@ impl TableStage {
 impl Stage for TableStage {
     fn kind(&self) -> StageKind {
         StageKind::Table
+    }
+
+    fn replicate(&self) -> Option<Box<dyn Stage>> {
+        Some(Box::new(self.clone()))
     }
 
     fn model(&self) -> ModelInfo {
