@@ -602,8 +602,8 @@ fn output_agreement_is_measured_and_gated() {
         .code(0)
         .stdout(predicate::str::contains(headline))
         .stdout(predicate::str::contains(format!(
-            "{doc}#p1 region 1 table: 4 cells; first differing: r2c2 \"d\" → 4 cells; first \
-             differing: r2c2 \"e\" (1 of 4 cells differ)"
+            "{doc}#p1 region 1 table: 4 cells; r2c2 \"d\" → 4 cells; r2c2 \"e\" (1 of 4 cells \
+             differ)"
         )))
         .stdout(predicate::str::contains("(1 of 50 characters)"));
     compare(&["--min-agreement", "75"]).code(0);

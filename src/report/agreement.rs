@@ -7,12 +7,13 @@
 //!   descending IoU; agreement = matched / Σ max(reference regions, other regions) per page.
 //! - **characters**: the character error rate (CER) of the other run's text against the
 //!   reference run's, whitespace ignored (as the OCR CER against the text layer,
-//!   `report::quality`, ignores it). Text lines are matched one to one by IoU ≥ [`MATCH_IOU`]
-//!   and compared by edit distance; the lines left over on both sides fall back to reading
-//!   order: each side's leftovers are joined in reading order and the two texts compared by
-//!   edit distance, so a line one detector split in two costs only the edits, and a line found
-//!   by one run only costs all its characters. Agreement = 1 − errors / reference characters
-//!   (at least 0). Pages without lines compare their regions' text the same way.
+//!   `report::quality`, ignores it). Text lines are matched by their boxes ([`line_groups`]):
+//!   IoU ≥ [`MATCH_IOU`], or one at least half inside the other, so a line one detector split
+//!   in two is compared, in reading order, with the other's whole line; each group's texts
+//!   are compared by edit distance. The lines that overlap nothing fall back to reading order:
+//!   each side's are joined in reading order and the two texts compared, so a line found by
+//!   one run only costs all its characters. Agreement = 1 − errors / reference characters (at
+//!   least 0). Pages without lines compare their regions' text the same way.
 //! - **table cells**: each table region's HTML parsed into cells at (row, column) grid
 //!   positions ([`table_cells`]); in tables matched as regions, a cell agrees when the other
 //!   table has a cell at its position with the same text (whitespace and `<b>` ignored);
@@ -51,8 +52,9 @@ const MAX_SPAN: u32 = 100;
 /// What the report's `method` says about how the figures were made.
 pub const METHOD: &str = "regions: one-to-one, same class, IoU >= 0.5, greedy by IoU; \
     agreement = matched / sum over pages of max(regions). characters: 1 - CER of the run \
-    against the reference, whitespace ignored; lines matched one-to-one by IoU >= 0.5, the \
-    rest of each side joined in reading order; errors = Levenshtein distance. table cells: \
+    against the reference, whitespace ignored; lines grouped by overlap (IoU >= 0.5, or half \
+    of one inside the other), the rest of each side joined in reading order; errors = \
+    Levenshtein distance per group. table cells: \
     (row, column) positions from the table HTML (colspan/rowspan applied), equal text \
     (whitespace and <b> ignored); agreement = equal cells / sum over tables of max(cells)";
 
@@ -178,6 +180,91 @@ fn span(attributes: &str, name: &str) -> u32 {
         .clamp(1, MAX_SPAN)
 }
 
+/// Two lines are the same text when their boxes overlap with IoU ≥ [`MATCH_IOU`] or at least
+/// this share of the smaller one lies inside the other: a line one detector split in two has
+/// each half inside the other detector's whole line (IoU about 0.5 or less), while lines next
+/// to each other overlap by a sliver if at all.
+const LINE_INSIDE: f32 = 0.5;
+
+fn same_line(a: [f32; 4], b: [f32; 4]) -> bool {
+    let smaller = area(a).min(area(b));
+    iou(a, b) >= MATCH_IOU || (smaller > 0.0 && intersection(a, b) >= LINE_INSIDE * smaller)
+}
+
+/// Two runs' text lines grouped by overlap (indices into each run's lines, in reading order).
+#[derive(Debug, PartialEq, Eq)]
+pub struct LineGroups {
+    /// Connected groups of lines that overlap a line of the other run ([`same_line`]): one
+    /// line and one line, or a line and the pieces another detector split it into.
+    pub groups: Vec<(Vec<usize>, Vec<usize>)>,
+    /// Lines of the first run that overlap nothing.
+    pub rest_a: Vec<usize>,
+    /// Lines of the second run that overlap nothing.
+    pub rest_b: Vec<usize>,
+}
+
+/// The text lines of two runs (`a`, `b`: their boxes, in reading order) grouped by overlap.
+pub fn line_groups(a: &[[f32; 4]], b: &[[f32; 4]]) -> LineGroups {
+    // Union-find over a's lines (0..n) then b's (n..n + m).
+    let n = a.len();
+    let mut parent: Vec<usize> = (0..n + b.len()).collect();
+    fn root(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    let mut linked = vec![false; n + b.len()];
+    for (i, x) in a.iter().enumerate() {
+        for (j, y) in b.iter().enumerate() {
+            if same_line(*x, *y) {
+                let (ri, rj) = (root(&mut parent, i), root(&mut parent, n + j));
+                parent[ri.max(rj)] = ri.min(rj);
+                linked[i] = true;
+                linked[n + j] = true;
+            }
+        }
+    }
+    let mut groups: BTreeMap<usize, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
+    let (mut rest_a, mut rest_b) = (Vec::new(), Vec::new());
+    for (k, &is_linked) in linked.iter().enumerate() {
+        match (is_linked, k < n) {
+            (false, true) => rest_a.push(k),
+            (false, false) => rest_b.push(k - n),
+            (true, is_a) => {
+                let g = groups.entry(root(&mut parent, k)).or_default();
+                if is_a {
+                    g.0.push(k);
+                } else {
+                    g.1.push(k - n);
+                }
+            }
+        }
+    }
+    LineGroups {
+        groups: groups.into_values().collect(),
+        rest_a,
+        rest_b,
+    }
+}
+
+/// Characters of context kept before the first difference in [`excerpts`].
+const EXCERPT_CONTEXT: usize = 12;
+
+/// Two texts to show side by side: when they share a long beginning, both start a little
+/// before their first difference (after `…`), so the difference is not cut off by
+/// [`shorten`].
+fn excerpts(a: &str, b: &str) -> (String, String) {
+    let common = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    let skip = common.saturating_sub(EXCERPT_CONTEXT);
+    if skip < 2 {
+        return (a.to_string(), b.to_string());
+    }
+    let cut = |s: &str| format!("…{}", s.chars().skip(skip).collect::<String>());
+    (cut(a), cut(b))
+}
+
 /// Agreement counts and worst differences, accumulated page by page.
 #[derive(Debug, Default)]
 pub struct Agreement {
@@ -253,20 +340,19 @@ impl Agreement {
             self.cells_agreeing += agreeing as u64;
             self.cells_compared += compared as u64;
             if agreeing < compared {
-                let first = |this: &Cells, that: &Cells| {
-                    this.iter().find(|(k, v)| that.get(k) != Some(v)).map_or(
-                        String::new(),
-                        |((row, col), v)| {
-                            format!("; first differing: r{}c{} {v:?}", row + 1, col + 1)
-                        },
-                    )
-                };
-                let mut d = difference(
-                    "table",
-                    Some(i),
-                    format!("{} cells{}", x.len(), first(&x, &y)),
-                    format!("{} cells{}", y.len(), first(&y, &x)),
-                );
+                // The first position (row by row) where the tables differ, with both cells.
+                let at = x
+                    .keys()
+                    .chain(y.keys())
+                    .filter(|k| x.get(*k) != y.get(*k))
+                    .min()
+                    .copied()
+                    .unwrap_or_default();
+                let text = |c: &Cells| c.get(&at).map_or("(none)".to_string(), |t| t.clone());
+                let (tx, ty) = excerpts(&text(&x), &text(&y));
+                let cell =
+                    |n: usize, t: &str| format!("{n} cells; r{}c{} {t:?}", at.0 + 1, at.1 + 1);
+                let mut d = difference("table", Some(i), cell(x.len(), &tx), cell(y.len(), &ty));
                 d.errors = (compared - agreeing) as u64;
                 d.of = compared as u64;
                 let key = d.errors as f64;
@@ -324,52 +410,48 @@ impl Agreement {
             );
         }
 
-        // Text: lines matched by IoU, the rest in reading order.
+        // Text: lines grouped by overlap, the rest in reading order.
         let (ta, tb) = (
             super::quality::ocr_texts(reference),
             super::quality::ocr_texts(actual),
         );
-        let pairs = match_boxes(&ta, &tb, |t| t.0, |_, _| true);
-        let add_text = |this: &mut Self, i: Option<usize>, r: String, a: String| {
+        let boxes = |t: &[super::quality::OcrText<'_>]| t.iter().map(|l| l.0).collect::<Vec<_>>();
+        let LineGroups {
+            groups,
+            rest_a,
+            rest_b,
+        } = line_groups(&boxes(&ta), &boxes(&tb));
+        let joined = |t: &[super::quality::OcrText<'_>], idx: &[usize]| {
+            idx.iter().map(|&i| t[i].1).collect::<Vec<_>>().join(" ")
+        };
+        let mut compared: Vec<(usize, String, String)> = groups
+            .iter()
+            .map(|(ia, ib)| (ia[0], joined(&ta, ia), joined(&tb, ib)))
+            .collect();
+        if !rest_a.is_empty() || !rest_b.is_empty() {
+            let first = rest_a.first().copied().unwrap_or(usize::MAX);
+            compared.push((first, joined(&ta, &rest_a), joined(&tb, &rest_b)));
+        }
+        for (i, r, a) in compared {
             let errors = char_errors(&r, &a);
             let of = visible(&r).chars().count();
-            this.reference_chars += of as u64;
-            this.char_errors += errors as u64;
+            self.reference_chars += of as u64;
+            self.char_errors += errors as u64;
             if errors > 0 {
+                let (r, a) = excerpts(&r, &a);
                 let mut d = difference("text", None, r, a);
                 d.errors = errors as u64;
                 d.of = of as u64;
                 keep(
-                    &mut this.worst_text,
+                    &mut self.worst_text,
                     Ranked {
                         key: errors as f64,
-                        order: (n, i.unwrap_or(usize::MAX)),
+                        order: (n, i),
                         difference: d,
                     },
                     MAX_WORST_TEXT,
                 );
             }
-        };
-        for &(i, j) in &pairs {
-            add_text(self, Some(i), ta[i].1.to_string(), tb[j].1.to_string());
-        }
-        let (mut left_a, mut left_b) = (vec![true; ta.len()], vec![true; tb.len()]);
-        for &(i, j) in &pairs {
-            left_a[i] = false;
-            left_b[j] = false;
-        }
-        let rest = |t: &[super::quality::OcrText<'_>], left: &[bool]| {
-            t.iter()
-                .zip(left)
-                .filter(|(_, l)| **l)
-                .map(|(t, _)| t.1)
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        let (rest_a, rest_b) = (rest(&ta, &left_a), rest(&tb, &left_b));
-        if !rest_a.is_empty() || !rest_b.is_empty() {
-            let first = left_a.iter().position(|l| *l);
-            add_text(self, first, rest_a, rest_b);
         }
     }
 
@@ -580,10 +662,10 @@ mod tests {
     }
 
     #[test]
-    fn lines_split_differently_fall_back_to_reading_order() {
+    fn lines_split_by_one_detector_are_grouped() {
         let reference = page(vec![], vec![line("Total 12.5", [0.0, 0.0, 100.0, 10.0])]);
-        // One detector split the line in two: each half overlaps it at IoU 0.3 only, so the
-        // three lines are left over and compared in reading order.
+        // One detector split the line in two: each half overlaps it at IoU 0.3 only, but lies
+        // wholly inside it.
         let other = page(
             vec![],
             vec![
@@ -593,6 +675,64 @@ mod tests {
         );
         let a = agreement(&[(reference, other)]);
         assert_eq!((a.reference_chars, a.char_errors), (9, 0));
+    }
+
+    #[test]
+    fn line_groups_follow_overlap_and_leave_the_rest_in_reading_order() {
+        let a = [
+            [0.0, 0.0, 100.0, 10.0],
+            [0.0, 12.0, 100.0, 22.0],
+            [0.0, 50.0, 100.0, 60.0],
+        ];
+        let b = [
+            [0.0, 0.0, 40.0, 10.0],
+            // Overlaps a[0] by a sliver (a neighbour, not the same line), matches a[1].
+            [0.0, 9.0, 100.0, 21.0],
+            [50.0, 0.0, 100.0, 10.0],
+            [0.0, 80.0, 100.0, 90.0],
+        ];
+        assert_eq!(
+            line_groups(&a, &b),
+            LineGroups {
+                groups: vec![(vec![0], vec![0, 2]), (vec![1], vec![1])],
+                rest_a: vec![2],
+                rest_b: vec![3],
+            }
+        );
+    }
+
+    #[test]
+    fn lines_that_overlap_nothing_fall_back_to_reading_order() {
+        // The same text found at other places (a page rendered with another size): compared
+        // in reading order, it agrees.
+        let reference = page(
+            vec![],
+            vec![
+                line("first", [0.0, 0.0, 50.0, 10.0]),
+                line("second", [0.0, 20.0, 50.0, 30.0]),
+            ],
+        );
+        let other = page(
+            vec![],
+            vec![
+                line("first", [0.0, 40.0, 50.0, 50.0]),
+                line("second", [0.0, 60.0, 50.0, 70.0]),
+            ],
+        );
+        let a = agreement(&[(reference, other)]);
+        assert_eq!((a.reference_chars, a.char_errors), (11, 0));
+    }
+
+    #[test]
+    fn excerpts_start_near_the_first_difference() {
+        let (a, b) = excerpts(
+            &format!("{}abc", "x".repeat(100)),
+            &format!("{}abd", "x".repeat(100)),
+        );
+        // 12 characters of context before the first difference.
+        assert_eq!(a, format!("…{}abc", "x".repeat(10)));
+        assert_eq!(b, format!("…{}abd", "x".repeat(10)));
+        assert_eq!(excerpts("ab", "ac"), ("ab".to_string(), "ac".to_string()));
     }
 
     #[test]
@@ -702,8 +842,8 @@ mod tests {
         assert_eq!(a.table_cell_agreement, Some(3.0 / 5.0));
         assert_eq!(
             describe_difference(&a.worst[0]),
-            "doc.pdf#p1 region 0 table: 4 cells; first differing: r2c2 \"4\" → 5 cells; first \
-             differing: r2c2 \"5\" (2 of 5 cells differ)"
+            "doc.pdf#p1 region 0 table: 4 cells; r2c2 \"4\" → 5 cells; r2c2 \"5\" (2 of 5 cells \
+             differ)"
         );
         // A table found by one run only counts all its cells.
         let a = agreement(&[(reference, page(vec![], vec![]))]);

@@ -517,7 +517,7 @@ pub struct OutputAgreement {
     pub region_agreement: Option<f64>,
     /// Non-whitespace characters of the reference run's text.
     pub reference_chars: u64,
-    /// Edit distance of this run's text from the reference's, lines matched by IoU, the rest
+    /// Edit distance of this run's text from the reference's, lines matched by overlap, the rest
     /// in reading order.
     pub char_errors: u64,
     /// 1 − `char_errors` / `reference_chars` (1 − CER), at least 0.
@@ -541,8 +541,8 @@ pub struct OutputAgreement {
 pub struct AgreementDifference {
     /// Page id (`doc.pdf#p3`).
     pub page: String,
-    /// `region` (found by one run only), `table` (cells differ) or `text` (a line, or the
-    /// lines left over after matching, joined in reading order).
+    /// `region` (found by one run only), `table` (cells differ) or `text` (a line or a group
+    /// of overlapping lines, or the lines that overlap nothing, joined in reading order).
     pub kind: String,
     /// Region index in reading order, in the run that has it (the reference's for tables).
     pub region: Option<u64>,
