@@ -28,6 +28,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::output_check::shorten;
+use super::quality::{OcrText, ocr_texts};
 use super::schema::{AgreementDifference, OutputAgreement};
 use crate::models::routing::{area, intersection};
 use crate::page::{PageOutput, Region};
@@ -299,6 +300,52 @@ fn keep(list: &mut Vec<Ranked>, item: Ranked, max: usize) {
     list.truncate(max);
 }
 
+/// Where a difference is, for ranking and for the report.
+struct Place<'a> {
+    page: &'a str,
+    /// Pages added before this one: ranks page order.
+    index: u64,
+}
+
+impl Place<'_> {
+    /// A difference ranked by `key` (larger first, then earlier pages and items).
+    fn ranked(&self, key: f64, item: usize, difference: Difference) -> Ranked {
+        let Difference {
+            kind,
+            region,
+            reference,
+            actual,
+            errors,
+            of,
+        } = difference;
+        Ranked {
+            key,
+            order: (self.index, item),
+            difference: AgreementDifference {
+                page: self.page.to_string(),
+                kind: kind.to_string(),
+                region: region.map(|i| i as u64),
+                reference: shorten(reference),
+                actual: shorten(actual),
+                errors: errors as u64,
+                of: of as u64,
+            },
+        }
+    }
+}
+
+/// A difference before it is placed and shortened.
+struct Difference {
+    kind: &'static str,
+    region: Option<usize>,
+    reference: String,
+    actual: String,
+    errors: usize,
+    of: usize,
+}
+
+/// Regions are listed with their boxes rounded to the pixel: enough to find them, unlike the
+/// exact listing of `--check-outputs`, which shows every digit.
 fn describe(r: &Region) -> String {
     let b = r.bbox;
     format!(
@@ -307,84 +354,55 @@ fn describe(r: &Region) -> String {
     )
 }
 
+/// The regions not `matched`: (index, region, `in_reference`).
+fn lone<'a>(
+    regions: &'a [Region],
+    matched: &'a [bool],
+    in_reference: bool,
+) -> impl Iterator<Item = (usize, &'a Region, bool)> {
+    regions
+        .iter()
+        .enumerate()
+        .zip(matched)
+        .filter(|(_, m)| !**m)
+        .map(move |((i, r), _)| (i, r, in_reference))
+}
+
+/// A table region's cells (none without HTML).
+fn cells_of(r: &Region) -> Cells {
+    r.html.as_deref().map(table_cells).unwrap_or_default()
+}
+
 impl Agreement {
     /// Adds one page: `reference` from the reference run, `actual` from the other.
     pub fn add_page(&mut self, page: &str, reference: &PageOutput, actual: &PageOutput) {
-        let n = self.pages;
+        let place = Place {
+            page,
+            index: self.pages,
+        };
         self.pages += 1;
-        let difference =
-            |kind: &str, region: Option<usize>, r: String, a: String| AgreementDifference {
-                page: page.to_string(),
-                kind: kind.to_string(),
-                region: region.map(|i| i as u64),
-                reference: shorten(r),
-                actual: shorten(a),
-                errors: 0,
-                of: 0,
-            };
+        self.add_regions(&place, &reference.regions, &actual.regions);
+        self.add_text(&place, reference, actual);
+    }
 
-        // Regions, and the tables among them.
-        let (ra, rb) = (&reference.regions, &actual.regions);
+    /// Regions matched one to one, and the cells of the tables among them.
+    fn add_regions(&mut self, place: &Place<'_>, ra: &[Region], rb: &[Region]) {
         let pairs = match_boxes(ra, rb, |r| r.bbox, |x, y| x.class == y.class);
         self.regions_reference += ra.len() as u64;
         self.regions_actual += rb.len() as u64;
         self.regions_matched += pairs.len() as u64;
         self.regions_compared += ra.len().max(rb.len()) as u64;
-        let cells = |r: &Region| r.html.as_deref().map(table_cells).unwrap_or_default();
         for &(i, j) in &pairs {
-            let (x, y) = (cells(&ra[i]), cells(&rb[j]));
-            let agreeing = x.iter().filter(|(k, v)| y.get(k) == Some(v)).count();
-            let compared = x.len().max(y.len());
-            self.cells_reference += x.len() as u64;
-            self.cells_actual += y.len() as u64;
-            self.cells_agreeing += agreeing as u64;
-            self.cells_compared += compared as u64;
-            if agreeing < compared {
-                // The first position (row by row) where the tables differ, with both cells.
-                let at = x
-                    .keys()
-                    .chain(y.keys())
-                    .filter(|k| x.get(*k) != y.get(*k))
-                    .min()
-                    .copied()
-                    .unwrap_or_default();
-                let text = |c: &Cells| c.get(&at).map_or("(none)".to_string(), |t| t.clone());
-                let (tx, ty) = excerpts(&text(&x), &text(&y));
-                let cell =
-                    |n: usize, t: &str| format!("{n} cells; r{}c{} {t:?}", at.0 + 1, at.1 + 1);
-                let mut d = difference("table", Some(i), cell(x.len(), &tx), cell(y.len(), &ty));
-                d.errors = (compared - agreeing) as u64;
-                d.of = compared as u64;
-                let key = d.errors as f64;
-                keep(
-                    &mut self.worst_tables,
-                    Ranked {
-                        key,
-                        order: (n, i),
-                        difference: d,
-                    },
-                    MAX_WORST_TABLES,
-                );
-            }
+            self.add_table(place, i, &cells_of(&ra[i]), &cells_of(&rb[j]));
         }
         let (mut in_a, mut in_b) = (vec![false; ra.len()], vec![false; rb.len()]);
         for &(i, j) in &pairs {
             in_a[i] = true;
             in_b[j] = true;
         }
-        let lone = ra
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !in_a[*i])
-            .map(|(i, r)| (i, r, true))
-            .chain(
-                rb.iter()
-                    .enumerate()
-                    .filter(|(j, _)| !in_b[*j])
-                    .map(|(j, r)| (j, r, false)),
-            );
-        for (i, r, in_reference) in lone {
-            let n_cells = cells(r).len() as u64;
+        for (i, r, in_reference) in lone(ra, &in_a, true).chain(lone(rb, &in_b, false)) {
+            // A table found by one run only: none of its cells agree.
+            let n_cells = cells_of(r).len() as u64;
             self.cells_compared += n_cells;
             if in_reference {
                 self.cells_reference += n_cells;
@@ -392,36 +410,68 @@ impl Agreement {
                 self.cells_actual += n_cells;
             }
             let (here, none) = (describe(r), "(none)".to_string());
-            let mut d = if in_reference {
-                difference("region", Some(i), here, none)
+            let (reference, actual) = if in_reference {
+                (here, none)
             } else {
-                difference("region", Some(i), none, here)
+                (none, here)
             };
-            d.errors = 1;
-            d.of = 1;
-            keep(
-                &mut self.worst_regions,
-                Ranked {
-                    key: f64::from(area(r.bbox)),
-                    order: (n, i),
-                    difference: d,
-                },
-                MAX_WORST_REGIONS,
-            );
+            let d = Difference {
+                kind: "region",
+                region: Some(i),
+                reference,
+                actual,
+                errors: 1,
+                of: 1,
+            };
+            let item = place.ranked(f64::from(area(r.bbox)), i, d);
+            keep(&mut self.worst_regions, item, MAX_WORST_REGIONS);
         }
+    }
 
-        // Text: lines grouped by overlap, the rest in reading order.
-        let (ta, tb) = (
-            super::quality::ocr_texts(reference),
-            super::quality::ocr_texts(actual),
-        );
-        let boxes = |t: &[super::quality::OcrText<'_>]| t.iter().map(|l| l.0).collect::<Vec<_>>();
+    /// The cells of a pair of matched regions (tables, or none for other regions).
+    fn add_table(&mut self, place: &Place<'_>, region: usize, x: &Cells, y: &Cells) {
+        let agreeing = x.iter().filter(|(k, v)| y.get(k) == Some(v)).count();
+        let compared = x.len().max(y.len());
+        self.cells_reference += x.len() as u64;
+        self.cells_actual += y.len() as u64;
+        self.cells_agreeing += agreeing as u64;
+        self.cells_compared += compared as u64;
+        if agreeing == compared {
+            return;
+        }
+        // The first position (row by row) where the tables differ, with both cells.
+        let at = x
+            .keys()
+            .chain(y.keys())
+            .filter(|k| x.get(*k) != y.get(*k))
+            .min()
+            .copied()
+            .unwrap_or_default();
+        let text = |c: &Cells| c.get(&at).map_or("(none)".to_string(), |t| t.clone());
+        let (tx, ty) = excerpts(&text(x), &text(y));
+        let cell = |n: usize, t: &str| format!("{n} cells; r{}c{} {t:?}", at.0 + 1, at.1 + 1);
+        let d = Difference {
+            kind: "table",
+            region: Some(region),
+            reference: cell(x.len(), &tx),
+            actual: cell(y.len(), &ty),
+            errors: compared - agreeing,
+            of: compared,
+        };
+        let item = place.ranked((compared - agreeing) as f64, region, d);
+        keep(&mut self.worst_tables, item, MAX_WORST_TABLES);
+    }
+
+    /// Text: lines grouped by overlap, the rest in reading order.
+    fn add_text(&mut self, place: &Place<'_>, reference: &PageOutput, actual: &PageOutput) {
+        let (ta, tb) = (ocr_texts(reference), ocr_texts(actual));
+        let boxes = |t: &[OcrText<'_>]| t.iter().map(|l| l.0).collect::<Vec<_>>();
         let LineGroups {
             groups,
             rest_a,
             rest_b,
         } = line_groups(&boxes(&ta), &boxes(&tb));
-        let joined = |t: &[super::quality::OcrText<'_>], idx: &[usize]| {
+        let joined = |t: &[OcrText<'_>], idx: &[usize]| {
             idx.iter().map(|&i| t[i].1).collect::<Vec<_>>().join(" ")
         };
         let mut compared: Vec<(usize, String, String)> = groups
@@ -432,25 +482,23 @@ impl Agreement {
             let first = rest_a.first().copied().unwrap_or(usize::MAX);
             compared.push((first, joined(&ta, &rest_a), joined(&tb, &rest_b)));
         }
-        for (i, r, a) in compared {
+        for (line, r, a) in compared {
             let errors = char_errors(&r, &a);
             let of = visible(&r).chars().count();
             self.reference_chars += of as u64;
             self.char_errors += errors as u64;
             if errors > 0 {
-                let (r, a) = excerpts(&r, &a);
-                let mut d = difference("text", None, r, a);
-                d.errors = errors as u64;
-                d.of = of as u64;
-                keep(
-                    &mut self.worst_text,
-                    Ranked {
-                        key: errors as f64,
-                        order: (n, i),
-                        difference: d,
-                    },
-                    MAX_WORST_TEXT,
-                );
+                let (reference, actual) = excerpts(&r, &a);
+                let d = Difference {
+                    kind: "text",
+                    region: None,
+                    reference,
+                    actual,
+                    errors,
+                    of,
+                };
+                let item = place.ranked(errors as f64, line, d);
+                keep(&mut self.worst_text, item, MAX_WORST_TEXT);
             }
         }
     }
