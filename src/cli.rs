@@ -65,7 +65,8 @@ pub enum Command {
     /// latency, memory); writes the winner as a ready-to-use strategy file.
     Recommend(RecommendArgs),
     /// Compare reports with the first one: setup, throughput, latency, memory, efficiency and
-    /// per-stage figures, with relative changes and bootstrap confidence intervals.
+    /// per-stage figures, with relative changes and bootstrap confidence intervals; with the
+    /// runs' saved outputs, how far the outputs agree (characters, regions, table cells).
     Compare(CompareArgs),
     /// Export a report: a Chrome trace / Perfetto timeline of its spans (one track per
     /// worker, counters for memory and pages in flight) and/or a Markdown summary.
