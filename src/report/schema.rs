@@ -16,12 +16,13 @@ use crate::metrics::span::{Span, WorkerId};
 use crate::models::ModelInfo;
 use crate::vocab::StageKind;
 
-pub const SCHEMA_VERSION: u32 = 7;
-/// The oldest report version this one reads: v6 and v7 only added optional fields (v6: models'
+pub const SCHEMA_VERSION: u32 = 8;
+/// The oldest report version this one reads: v6 to v8 only added optional fields (v6: models'
 /// `untrained` / `fallback`, the strategy's `models` profile, stages' `weights`; v7: stages'
 /// `worker_ms` / `transfer_ms`, spans' `worker_ns`, and the strategy's parameters as the
-/// resolved run plan with its `derived` and `ignored` keys), so v5 reports (e.g. committed
-/// baselines) still load and compare.
+/// resolved run plan with its `derived` and `ignored` keys; v8: the environment's model
+/// `workers` and the plan's `device`), so v5 reports (e.g. committed baselines) still load and
+/// compare.
 pub const MIN_READABLE_SCHEMA: u32 = 5;
 
 /// A pipebench run report.
