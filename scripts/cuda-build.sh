@@ -158,16 +158,25 @@ bin=$CUDA_TARGET_DIR/release/pipebench
 } | tee -a "$build_log" >&2
 
 export LD_LIBRARY_PATH=$CUDA_ROOT/lib:$stubs
+# Without a backtrace, as a user sees it (candle attaches one when RUST_BACKTRACE is set).
+unset RUST_BACKTRACE
 version=$("$bin" --version) || die "$bin --version failed"
 log "built: $version"
+smoke=corpora/smoke/gofpdf-cellformat-tables.pdf
 set +e
-err=$("$bin" run corpora/sample --device cuda --max-pages 1 --out "$CUDA_TARGET_DIR/smoke-cuda.json" \
-    --force 2>&1 >/dev/null)
+err=$("$bin" run "$smoke" --device cuda --max-pages 1 --quiet --force \
+    --out "$CUDA_TARGET_DIR/smoke-cuda.json" 2>&1 >/dev/null)
 rc=$?
 set -e
 echo "# --device cuda without a driver: exit $rc: $err" | tee -a "$build_log" >&2
-if grep -q "panicked" <<<"$err" || [[ $rc -ne 2 ]]; then
-    die "--device cuda without a driver should fail cleanly with exit 2"
+if grep -q "panicked" <<<"$err" || [[ $rc -ne 2 ]] || ! grep -q "fix:" <<<"$err"; then
+    die "--device cuda without a driver should fail cleanly (exit 2, a fix: line, no panic)"
 fi
+# The CPU path of the same binary: one page through every stage (fetches libpdfium and the
+# weights into pipebench's cache on first use, with pip).
+"$bin" run "$smoke" --device cpu --max-pages 1 --quiet --force \
+    --out "$CUDA_TARGET_DIR/smoke-cpu.json" ||
+    die "$bin run --device cpu failed"
+echo "# --device cpu: one page ok ($CUDA_TARGET_DIR/smoke-cpu.json)" | tee -a "$build_log" >&2
 log "ok in ${secs} s: $bin"
 log "to run it here: LD_LIBRARY_PATH=$CUDA_ROOT/lib:$stubs $bin"

@@ -20,10 +20,11 @@ pub enum DeviceError {
         "this pipebench was built without {feature} support\n  fix: rebuild with `cargo build --release --features {feature}`"
     )]
     NotBuilt { feature: &'static str },
-    #[error("could not open {spec}: {source}\n  fix: {hint}")]
+    /// `error` is not a `source`: the message shows it already, and `{:#}` would repeat it.
+    #[error("could not open {spec}: {error}\n  fix: {hint}")]
     Open {
         spec: String,
-        source: candle_core::Error,
+        error: candle_core::Error,
         hint: &'static str,
     },
 }
@@ -100,9 +101,9 @@ pub fn open(spec: DeviceSpec) -> Result<Device, DeviceError> {
             feature: backend.feature,
         });
     }
-    (backend.open)(ordinal).map_err(|source| DeviceError::Open {
+    (backend.open)(ordinal).map_err(|error| DeviceError::Open {
         spec: spec.to_string(),
-        source,
+        error,
         hint: backend.hint,
     })
 }
