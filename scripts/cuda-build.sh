@@ -127,7 +127,7 @@ mkdir -p "$CUDA_TARGET_DIR"
 build_log=$CUDA_TARGET_DIR/cuda-build.log
 {
     echo "# pipebench CUDA build, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "# git: $(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+    echo "# git: $(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- 2>/dev/null || echo -dirty)"
     echo "# $(rustc -V); $(cargo -V)"
     echo "# host: $(uname -srm); $(cc --version | head -1); $(ldd --version | head -1)"
     echo "# nvcc: $(nvcc --version | tail -2 | tr '\n' ' ')"
