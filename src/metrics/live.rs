@@ -215,6 +215,10 @@ impl LiveBoard {
         let Ok(mut s) = self.state.lock() else { return };
         let stage = span.stage.name().to_string();
         let lane = match span.worker.kind {
+            // One lane per stage; with several model workers, one per worker and stage.
+            super::span::WorkerKind::Device if span.worker.index > 0 => {
+                format!("device{}·{stage}", span.worker.index)
+            }
             super::span::WorkerKind::Device => format!("device·{stage}"),
             _ => span.worker.to_string(),
         };

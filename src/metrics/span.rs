@@ -52,7 +52,8 @@ pub enum WorkerKind {
     RenderThread,
     /// A render worker process of the pool.
     RenderProcess,
-    /// The thread that owns the models and runs them on the device.
+    /// A model worker: a thread that runs the model stages (with one worker, the device
+    /// thread; `device.workers` adds more).
     Device,
 }
 

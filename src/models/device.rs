@@ -20,10 +20,12 @@ pub enum DeviceError {
         "this pipebench was built without {feature} support\n  fix: rebuild with `cargo build --release --features {feature}`"
     )]
     NotBuilt { feature: &'static str },
-    #[error("could not open {spec}: {source}")]
+    /// `error` is not a `source`: the message shows it already, and `{:#}` would repeat it.
+    #[error("could not open {spec}: {error}\n  fix: {hint}")]
     Open {
         spec: String,
-        source: candle_core::Error,
+        error: candle_core::Error,
+        hint: &'static str,
     },
 }
 
@@ -57,29 +59,53 @@ impl std::fmt::Display for DeviceSpec {
     }
 }
 
+/// An accelerator backend: the cargo feature it needs, whether this binary has it, how candle
+/// opens it, and what to check when a device does not open. CUDA and Metal go through the same
+/// code ([`open`], [`candle_features`]); only the memory query differs, since candle has no
+/// common API for it ([`accelerator_memory`]).
+struct Backend {
+    feature: &'static str,
+    built: bool,
+    open: fn(usize) -> candle_core::Result<Device>,
+    hint: &'static str,
+}
+
+/// The CUDA build is made against CUDA 13.0 (`scripts/cuda-build.sh`), whose runtime needs
+/// driver 580 or newer; candle's kernels are PTX that the driver compiles, so an older driver
+/// refuses them even where the libraries load.
+const CUDA: Backend = Backend {
+    feature: "cuda",
+    built: cfg!(feature = "cuda"),
+    open: Device::new_cuda,
+    hint: "check that `nvidia-smi` lists the GPU with driver 580 or newer (CUDA 13.0); the \
+           CUDA build needs the NVIDIA driver and the CUDA 13 libraries (README: \"CUDA and \
+           the GPU check\")",
+};
+
+const METAL: Backend = Backend {
+    feature: "metal",
+    built: cfg!(feature = "metal"),
+    open: Device::new_metal,
+    hint: "Metal needs macOS on a Mac with a Metal GPU",
+};
+
 /// Opens the device.
 pub fn open(spec: DeviceSpec) -> Result<Device, DeviceError> {
-    match spec {
-        DeviceSpec::Cpu => Ok(Device::Cpu),
-        DeviceSpec::Cuda(n) => {
-            if !cfg!(feature = "cuda") {
-                return Err(DeviceError::NotBuilt { feature: "cuda" });
-            }
-            Device::new_cuda(n).map_err(|source| DeviceError::Open {
-                spec: spec.to_string(),
-                source,
-            })
-        }
-        DeviceSpec::Metal(n) => {
-            if !cfg!(feature = "metal") {
-                return Err(DeviceError::NotBuilt { feature: "metal" });
-            }
-            Device::new_metal(n).map_err(|source| DeviceError::Open {
-                spec: spec.to_string(),
-                source,
-            })
-        }
+    let (backend, ordinal) = match spec {
+        DeviceSpec::Cpu => return Ok(Device::Cpu),
+        DeviceSpec::Cuda(n) => (&CUDA, n),
+        DeviceSpec::Metal(n) => (&METAL, n),
+    };
+    if !backend.built {
+        return Err(DeviceError::NotBuilt {
+            feature: backend.feature,
+        });
     }
+    (backend.open)(ordinal).map_err(|error| DeviceError::Open {
+        spec: spec.to_string(),
+        error,
+        hint: backend.hint,
+    })
 }
 
 /// Keeps freed model buffers in the process instead of returning them to the kernel.
@@ -149,13 +175,11 @@ pub fn kernel_threads() -> usize {
 
 /// The candle features this binary was built with.
 pub fn candle_features() -> Vec<String> {
-    let mut f = Vec::new();
-    if cfg!(feature = "cuda") {
-        f.push("cuda".to_string());
-    }
-    if cfg!(feature = "metal") {
-        f.push("metal".to_string());
-    }
+    let mut f: Vec<String> = [&CUDA, &METAL]
+        .into_iter()
+        .filter(|b| b.built)
+        .map(|b| b.feature.to_string())
+        .collect();
     if candle_core::utils::has_mkl() {
         f.push("mkl".to_string());
     }

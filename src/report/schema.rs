@@ -16,13 +16,14 @@ use crate::metrics::span::{Span, WorkerId};
 use crate::models::ModelInfo;
 use crate::vocab::StageKind;
 
-pub const SCHEMA_VERSION: u32 = 8;
-/// The oldest report version this one reads: v6 to v8 only added optional fields (v6: models'
+pub const SCHEMA_VERSION: u32 = 9;
+/// The oldest report version this one reads: v6 to v9 only added optional fields (v6: models'
 /// `untrained` / `fallback`, the strategy's `models` profile, stages' `weights`; v7: stages'
 /// `worker_ms` / `transfer_ms`, spans' `worker_ns`, and the strategy's parameters as the
-/// resolved run plan with its `derived` and `ignored` keys; v8: `output.saved_to`, and the
-/// output check's `agreement` and `min_agreement_pct`), so v5 reports (e.g. committed
-/// baselines) still load and compare.
+/// resolved run plan with its `derived` and `ignored` keys; v8: the environment's model
+/// `workers` and the plan's `device`; v9: `output.saved_to`, and the output check's
+/// `agreement` and `min_agreement_pct`), so v5 reports (e.g. committed baselines) still load
+/// and compare.
 pub const MIN_READABLE_SCHEMA: u32 = 5;
 
 /// A pipebench run report.
@@ -488,7 +489,7 @@ pub struct OutputCheck {
     pub differences_total: u64,
     /// The first differences (at most 50), in page order.
     pub differences: Vec<OutputDifference>,
-    /// How far the outputs agree, with tolerance (absent in reports before v8).
+    /// How far the outputs agree, with tolerance (absent in reports before v9).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agreement: Option<OutputAgreement>,
     /// With `--min-agreement PCT`: differences fail the run only when a figure of `agreement`
