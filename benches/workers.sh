@@ -20,8 +20,10 @@ out=${OUT:-$(mktemp -d)}
 runs=(
     "sequential-1x2|strategies/sequential.toml|"
     "streaming-2x1|strategies/streaming-workers.toml|"
-    "streaming-2x1-threads1|strategies/streaming-workers.toml|--threads 1"
 )
+# THREADS1=1 adds a third run with `--threads 1`: candle's process-wide element-wise pool then
+# has no helper thread, so each worker's element-wise ops run on the worker's own thread.
+[ "${THREADS1:-0}" = 1 ] && runs+=("streaming-2x1-threads1|strategies/streaming-workers.toml|--threads 1")
 for r in "${runs[@]}"; do
     IFS='|' read -r name strategy extra <<<"$r"
     # shellcheck disable=SC2086
@@ -32,7 +34,9 @@ done
 python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
-names = ["sequential-1x2", "streaming-2x1", "streaming-2x1-threads1"]
+import os
+names = [n for n in ["sequential-1x2", "streaming-2x1", "streaming-2x1-threads1"]
+         if os.path.exists(f"{out}/{n}.json")]
 base = None
 print(f"{'run':<24} {'workers×threads':>15} {'wall s':>8} {'pages/s':>8} {'vs seq':>7} {'cores busy':>10} {'peak MiB':>9}  digest")
 for n in names:
