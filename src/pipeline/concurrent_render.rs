@@ -12,8 +12,8 @@
 //! depend on which worker ran it or when).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use super::workers::{self, ModelWorker};
 use super::{PageRecord, RunContext, complete_page, new_work, run_models};
@@ -97,7 +97,10 @@ pub fn run(
         // The model workers: models in corpus order, one page at a time each.
         workers::run_all(&mut model_workers, |id, stages| {
             loop {
-                let next = reorder.lock().ok().and_then(|mut r| r.next());
+                let next = reorder
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .next();
                 let Some((mut work, rendered)) = next else {
                     break;
                 };
@@ -107,11 +110,12 @@ pub fn run(
                     Some(StageKind::Render)
                 };
                 let record = complete_page(exec, work, failed_stage, ctx.on_page);
-                if let Ok(mut r) = records.lock() {
-                    r.push(record);
-                }
+                records
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(record);
             }
         });
     });
-    Ok(records.into_inner().unwrap_or_default())
+    Ok(records.into_inner().unwrap_or_else(PoisonError::into_inner))
 }

@@ -11,8 +11,8 @@
 //! With `device.workers = N`, a stage's batches are shared among the workers (each takes the
 //! next batch not yet taken), and the next stage starts when all are done.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use super::render_stage::InProcessRender;
 use super::workers::{self, ModelWorker};
@@ -77,14 +77,13 @@ pub fn run(
                 let Some(batch) = batches.get(next.fetch_add(1, Ordering::Relaxed)) else {
                     break;
                 };
-                if let Ok(mut batch) = batch.lock() {
-                    ctx.exec.run_stage(stages[s].as_mut(), id, &mut batch);
-                }
+                let mut batch = batch.lock().unwrap_or_else(PoisonError::into_inner);
+                ctx.exec.run_stage(stages[s].as_mut(), id, &mut batch);
             }
         });
         cut_short |= stopped.into_inner();
         for (chunk, batch) in alive.chunks(batch_size).zip(batches) {
-            let batch = batch.into_inner().unwrap_or_default();
+            let batch = batch.into_inner().unwrap_or_else(PoisonError::into_inner);
             for (&i, w) in chunk.iter().zip(batch) {
                 if w.failed && failed_stage[i].is_none() {
                     failed_stage[i] = Some(kind);
