@@ -284,7 +284,7 @@ fn models_command(args: cli::ModelsArgs) -> anyhow::Result<ExitStatus> {
         "{:<20} {:<17} {:<16} {:<10} hub repository",
         "card", "arch", "task", "license"
     )?;
-    for card in models::detr::stage::seed_cards().map_err(|e| anyhow::anyhow!(e))? {
+    for card in models::checkpoint::checkpoint_cards().map_err(|e| anyhow::anyhow!(e))? {
         writeln!(
             out,
             "{:<20} {:<17} {:<16} {:<10} {}",

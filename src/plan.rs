@@ -22,6 +22,7 @@ use crate::config::{
     ConfigError, SchedulerParams, SchedulingPolicy, StageSpec, StrategyFile, StrategyKind,
 };
 use crate::corpus::render::RenderSpec;
+use crate::models::generate::{self, Batching};
 use crate::models::registry::{self, ModelEntry};
 use crate::vocab::StageKind;
 
@@ -409,6 +410,18 @@ fn resolve_stage(
         });
     }
 
+    // Generating models (option `batching`) decode as the strategy schedules: `auto` becomes
+    // the strategy's own mode.
+    if options.get(generate::BATCHING_KEY) == Some(&Value::from(Batching::Auto.name())) {
+        let mode = generate::strategy_batching(s.kind);
+        options.insert(generate::BATCHING_KEY.into(), Value::from(mode.name()));
+        plan.derived.push(Derived {
+            key: key(generate::BATCHING_KEY),
+            value: Value::from(mode.name()),
+            rule: format!("the {} strategy's batching", s.kind.name()),
+        });
+    }
+
     let batch_size = raw.batch_size.unwrap_or(1);
     if batch_size == 0 {
         return bad("batch_size", "must be at least 1".into());
@@ -728,15 +741,34 @@ mod tests {
         assert_eq!(plan.models, "seed");
         assert_eq!(plan.stage(StageKind::Layout).model, "detr-layout");
         assert_eq!(plan.stage(StageKind::Table).model, "tatr-structure");
-        assert_eq!(plan.stage(StageKind::Ocr).model, "ppocrv5");
+        assert_eq!(plan.stage(StageKind::Ocr).model, "got-ocr2");
         assert_eq!(
             plan.ignored
                 .iter()
                 .map(|i| i.key.as_str())
                 .collect::<Vec<_>>(),
-            vec!["stages.table.max_decoder_steps"]
+            vec!["stages.ocr.rec_batch_size", "stages.table.max_decoder_steps"]
         );
         assert!(plan.derived.iter().any(|d| d.key == "stages.layout.model"));
+        // GOT decodes as the strategy schedules: one sequence at a time in sequential.
+        let ocr = plan.stage(StageKind::Ocr);
+        assert_eq!(ocr.options["batching"], "single");
+        assert_eq!(ocr.options["scope"], "region");
+        assert!(plan.derived.iter().any(|d| d.key == "stages.ocr.batching"));
+        for (kind, mode) in [
+            ("staged-batch", "static"),
+            ("streaming-microbatch", "continuous"),
+        ] {
+            let text = format!(
+                "name = \"x\"\nkind = \"{kind}\"\nmodels = \"seed\"\n[stages.ocr]\nmodel = \"ppocrv5\"\n"
+            );
+            let plan = parse(&text, p()).expect("valid");
+            assert_eq!(plan.stage(StageKind::Ocr).options["batching"], mode, "{kind}");
+        }
+        // A file's own choice stands.
+        let text = "name = \"x\"\nkind = \"staged-batch\"\n[stages.ocr]\nmodel = \"got-ocr2\"\nbatching = \"continuous\"\n";
+        let plan = parse(text, p()).expect("valid");
+        assert_eq!(plan.stage(StageKind::Ocr).options["batching"], "continuous");
         let err = resolve(&file, Some("quantum")).expect_err("unknown profile");
         assert!(err.to_string().contains("embedded, seed"), "{err}");
         let text = "name = \"x\"\nkind = \"sequential\"\nmodels = \"quantum\"\n";

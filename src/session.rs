@@ -104,6 +104,15 @@ impl Session {
             offline: options.pdfium.offline,
             device: device.clone(),
             weights: options.weights.clone(),
+            pages: pages
+                .iter()
+                .map(|p| models::PageSource {
+                    id: corpus.page_id(p),
+                    path: corpus.documents[p.doc as usize].path.clone(),
+                    page: p.page,
+                })
+                .collect(),
+            render: Default::default(),
         };
         Ok(Self {
             corpus,
@@ -164,10 +173,14 @@ impl Session {
         observer.phase("loading models");
         let t_load = Instant::now();
         let mut stages = Vec::new();
+        let build_ctx = models::BuildContext {
+            render: plan.render.spec(),
+            ..self.build_ctx.clone()
+        };
         for kind in StageKind::MODELS {
             let st = plan.stage(kind);
             stages.push(
-                models::build_stage(kind, &st.model, st.batch_size, &st.options, &self.build_ctx)
+                models::build_stage(kind, &st.model, st.batch_size, &st.options, &build_ctx)
                     .map_err(|e| anyhow::anyhow!("stage {kind}: {e}"))?,
             );
         }

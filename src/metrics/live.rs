@@ -400,6 +400,7 @@ mod tests {
             ok: true,
             retry: false,
             worker_ns: None,
+            generation: None,
         }
     }
 

@@ -93,6 +93,11 @@ pub struct Span {
     /// (request, reply, pixel transfer). Absent for work done in this process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_ns: Option<u64>,
+    /// What an autoregressive stage generated in this call (tokens, prefill and decode
+    /// time, sequences per step): summed per stage into the report, not written per span.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub generation: Option<crate::models::generate::GenerationStats>,
 }
 
 /// Where the executor sends spans. Cheap to clone; never blocks.
@@ -141,6 +146,8 @@ pub struct StageAccum {
     pub first_call_ns: u64,
     /// Sum of the calls' [`Span::worker_ns`], when they have one.
     pub worker_ns: Option<u64>,
+    /// Sum of the calls' [`Span::generation`], when they have one.
+    pub generation: Option<crate::models::generate::GenerationStats>,
 }
 
 impl Default for StageAccum {
@@ -160,6 +167,7 @@ impl Default for StageAccum {
             last_end_ns: 0,
             first_call_ns: 0,
             worker_ns: None,
+            generation: None,
         }
     }
 }
@@ -184,6 +192,9 @@ impl StageAccum {
         self.busy_ns += dur;
         if let Some(w) = s.worker_ns {
             *self.worker_ns.get_or_insert(0) += w;
+        }
+        if let Some(g) = &s.generation {
+            self.generation.get_or_insert_with(Default::default).add(g);
         }
         self.workers.insert(s.worker);
         if s.start_ns < self.first_start_ns {
@@ -323,6 +334,7 @@ mod tests {
             ok,
             retry: false,
             worker_ns: None,
+            generation: None,
         }
     }
 

@@ -21,6 +21,30 @@ use candle_nn::init::{FanInOut, NonLinearity, NormalOrUniform};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
 
+/// What every checkpoint model's card (`models/<id>.toml`) starts with, whatever its
+/// architecture: for `pipebench models` and messages. Each architecture reads its whole card
+/// as its own type (DETR's `SeedCard`, GOT's `GotCard`).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct CardHeader {
+    pub id: String,
+    pub architecture: String,
+    pub task: String,
+    pub license: String,
+    pub hub_repo: String,
+}
+
+/// The headers of the cards of every checkpoint model, in registry order.
+pub fn checkpoint_cards() -> std::result::Result<Vec<CardHeader>, String> {
+    crate::models::registry::checkpoint_models()
+        .into_iter()
+        .map(|id| {
+            let (file, text) = crate::models::registry::card_file(id)
+                .ok_or_else(|| format!("model {id}: no card models/{id}.toml"))?;
+            toml::from_str(text).map_err(|e| format!("{file}: invalid card: {e}"))
+        })
+        .collect()
+}
+
 /// PyTorch's default initialization of `nn.Linear` and `nn.Conv2d` weights: Kaiming uniform
 /// with `a = √5`, that is uniform in ±1/√fan_in (gain 1/√3). Its scale keeps activations of
 /// order one through deep stacks, so no NaN, infinity or subnormal slows a random-weight run.

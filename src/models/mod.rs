@@ -11,6 +11,8 @@ pub mod deploy_graph;
 pub mod detr;
 pub mod device;
 pub mod figure;
+pub mod generate;
+pub mod got_ocr2;
 pub mod layers;
 pub mod layout;
 pub mod null;
@@ -112,6 +114,11 @@ pub trait Stage: Send {
     fn replicate(&self) -> Option<Box<dyn Stage>> {
         None
     }
+    /// What an autoregressive stage's calls generated since the last take (tokens, prefill
+    /// and decode time, occupancy); None for other stages.
+    fn take_generation(&mut self) -> Option<generate::GenerationStats> {
+        None
+    }
 }
 
 /// A model's runtime error as a stage error (out-of-memory classified, with advice).
@@ -147,6 +154,40 @@ pub struct BuildContext {
     /// `--weights`: `random`, or a folder holding one checkpoint folder per seed model id;
     /// None: each stage's `weights`, else `models/<id>` (see `detr::stage::resolve_weights`).
     pub weights: Option<String>,
+    /// The run's pages, for models that read their PDFs before the run (an untrained
+    /// GOT-OCR 2.0's length oracle).
+    pub pages: Vec<PageSource>,
+    /// How the run renders pages (their pixel coordinates).
+    pub render: crate::corpus::render::RenderSpec,
+}
+
+/// A page of the run, as a model may read it from its PDF.
+#[derive(Debug, Clone)]
+pub struct PageSource {
+    /// The page's id (`doc.pdf#p3`).
+    pub id: String,
+    pub path: std::path::PathBuf,
+    /// The page's index in its document.
+    pub page: u32,
+}
+
+impl BuildContext {
+    /// The visible text layer of every page of the run (None for pages without one, or whose
+    /// PDF pdfium cannot read: the run reports those itself), in rendered-page pixels.
+    pub fn text_layers(&self) -> got_ocr2::stage::TextLayers {
+        let mut renderer = crate::corpus::render::Renderer::new();
+        self.pages
+            .iter()
+            .map(|p| {
+                let layer = renderer
+                    .document(&p.path)
+                    .and_then(|d| d.text_layer(p.page, &self.render))
+                    .ok()
+                    .filter(|l| !l.is_empty());
+                (p.id.clone(), layer)
+            })
+            .collect()
+    }
 }
 
 /// Builds the model stage `kind`: model `id` (a [`registry`] entry serving `kind`) with its

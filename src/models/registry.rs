@@ -178,6 +178,13 @@ pub static REGISTRY: &[ModelEntry] = &[
         WeightsSource::Wheels(&["ppocrv4-det", "ppocrv4-rec"]),
         super::ocr::stage::build,
     ),
+    model::<super::got_ocr2::stage::GotOptions>(
+        "got-ocr2",
+        &[StageKind::Ocr],
+        "GOT-OCR 2.0 (stepfun-ai/GOT-OCR-2.0-hf): SAM vision encoder + Qwen2 decoder, batched generation",
+        WeightsSource::Checkpoint,
+        super::got_ocr2::stage::build,
+    ),
     model::<super::table::stage::SlanetOptions>(
         "slanet-plus",
         &[StageKind::Table],
@@ -262,6 +269,10 @@ pub static CARDS: &[(&str, &str)] = &[
         "models/tatr-structure-v1.1.toml",
         include_str!("../../models/tatr-structure-v1.1.toml"),
     ),
+    (
+        "models/got-ocr2.toml",
+        include_str!("../../models/got-ocr2.toml"),
+    ),
 ];
 
 /// The id of card file `models/<id>.toml`.
@@ -305,10 +316,11 @@ pub static PROFILES: &[Profile] = &[
     },
     Profile {
         name: "seed",
-        summary: "the production pipeline's models: DETR layout and Table Transformer structure, \
-                  from checkpoints or --weights random",
+        summary: "the production pipeline's models: DETR layout, GOT-OCR 2.0 and Table Transformer \
+                  structure, from checkpoints or --weights random",
         swaps: &[
             (StageKind::Layout, "picodet-layout-cdla", "detr-layout"),
+            (StageKind::Ocr, "ppocrv5", "got-ocr2"),
             (StageKind::Table, "slanet-plus", "tatr-structure"),
         ],
     },

@@ -135,6 +135,7 @@ impl Executor {
             .and_then(|()| sync(&self.device));
         let end = self.clock.now_ns();
         let worker_ns = stage.take_worker_ns();
+        let generation = stage.take_generation();
         self.sink.record(Span {
             stage: stage.kind(),
             worker,
@@ -148,6 +149,7 @@ impl Executor {
             ok: result.is_ok(),
             retry,
             worker_ns,
+            generation,
         });
         match result {
             Ok(()) => {

@@ -288,9 +288,47 @@ fn stage_reports(collected: &Collected, models: &[ModelInfo], wall_ns: u64) -> V
             first_call_ms: ms(acc.first_call_ns),
             worker_ms: acc.worker_ns.map(ms),
             transfer_ms: acc.worker_ns.map(|w| ms(acc.busy_ns.saturating_sub(w))),
+            generation: acc
+                .generation
+                .as_ref()
+                .map(|g| generation_report(g, acc.busy_ns)),
         });
     }
     stages
+}
+
+/// A stage's summed generation figures.
+pub fn generation_report(
+    g: &crate::models::generate::GenerationStats,
+    busy_ns: u64,
+) -> super::schema::GenerationReport {
+    let per_s = |n: u64, ns: u64| {
+        if ns == 0 {
+            0.0
+        } else {
+            n as f64 / (ns as f64 / 1e9)
+        }
+    };
+    let decode_tokens = g.step_sequences;
+    super::schema::GenerationReport {
+        sequences: g.sequences,
+        tokens_generated: g.tokens_generated,
+        tokens_per_s: per_s(g.tokens_generated, g.prefill_ns + g.decode_ns),
+        decode_tokens_per_s: per_s(decode_tokens, g.decode_ns),
+        images: g.images,
+        vision_ms: ms(g.vision_ns),
+        prefill_ms: ms(g.prefill_ns),
+        decode_ms: ms(g.decode_ns),
+        other_ms: ms(busy_ns.saturating_sub(g.vision_ns + g.prefill_ns + g.decode_ns)),
+        decode_steps: g.decode_steps,
+        sequences_per_step: g.occupancy(),
+        time_to_first_token_ms: if g.sequences == 0 {
+            0.0
+        } else {
+            ms(g.first_token_ns) / g.sequences as f64
+        },
+        kv_cache_bytes: g.kv_cache_bytes,
+    }
 }
 
 /// Documents that would not open, then the errors of the run itself.

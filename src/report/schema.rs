@@ -16,13 +16,13 @@ use crate::metrics::span::{Span, WorkerId};
 use crate::models::ModelInfo;
 use crate::vocab::StageKind;
 
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 /// The oldest report version this one reads: v6 to v9 only added optional fields (v6: models'
 /// `untrained` / `fallback`, the strategy's `models` profile, stages' `weights`; v7: stages'
 /// `worker_ms` / `transfer_ms`, spans' `worker_ns`, and the strategy's parameters as the
 /// resolved run plan with its `derived` and `ignored` keys; v8: the environment's model
 /// `workers` and the plan's `device`; v9: `output.saved_to`, and the output check's
-/// `agreement` and `min_agreement_pct`), so v5 reports (e.g. committed baselines) still load
+/// `agreement` and `min_agreement_pct`; v10: stages' `generation`), so v5 reports (e.g. committed baselines) still load
 /// and compare.
 pub const MIN_READABLE_SCHEMA: u32 = 5;
 
@@ -354,6 +354,40 @@ pub struct StageReport {
     /// shared memory or the pipe, the copy out). Absent with `worker_ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer_ms: Option<f64>,
+    /// Autoregressive stages (GOT-OCR 2.0): what their decoders generated and where the time
+    /// went. Absent for other stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<GenerationReport>,
+}
+
+/// An autoregressive stage's generation, named as serving benchmarks name it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GenerationReport {
+    /// Sequences generated (regions, or pages in page scope).
+    pub sequences: u64,
+    /// Tokens generated, end tokens included.
+    pub tokens_generated: u64,
+    /// `tokens_generated` per second of decode and prefill time.
+    pub tokens_per_s: f64,
+    /// Tokens per second of decode time alone (the steps).
+    pub decode_tokens_per_s: f64,
+    /// Images (tiles) through the vision tower and projector, and the time they took.
+    pub images: u64,
+    pub vision_ms: f64,
+    /// Prompt processing (one sequence at a time), giving each sequence's first token.
+    pub prefill_ms: f64,
+    /// Decode steps (all sequences of a step together).
+    pub decode_ms: f64,
+    /// The rest of the stage's busy time: cropping and resizing, the oracle, outputs.
+    pub other_ms: f64,
+    pub decode_steps: u64,
+    /// Mean sequences per decode step (batch occupancy).
+    pub sequences_per_step: f64,
+    /// Mean time from the start of a call's generation (after its images are encoded) to a
+    /// sequence's first token.
+    pub time_to_first_token_ms: f64,
+    /// The largest KV cache a call held.
+    pub kv_cache_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

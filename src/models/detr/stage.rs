@@ -63,11 +63,16 @@ pub struct SeedCard {
     pub classes: BTreeMap<String, String>,
 }
 
-/// Every seed card.
+/// The architectures whose cards are [`SeedCard`]s (DETR's family).
+pub const DETR_ARCHITECTURES: &[&str] = &["detr", "table-transformer"];
+
+/// Every DETR-family seed card.
 pub fn seed_cards() -> Result<Vec<SeedCard>, String> {
-    crate::models::registry::checkpoint_models()
+    crate::models::checkpoint::checkpoint_cards()?
         .into_iter()
-        .map(|id| {
+        .filter(|h| DETR_ARCHITECTURES.contains(&h.architecture.as_str()))
+        .map(|h| {
+            let id = h.id.as_str();
             crate::models::registry::card_file(id)
                 .ok_or_else(|| format!("model {id}: no card models/{id}.toml"))
         })
@@ -221,7 +226,7 @@ impl SeedModel {
 }
 
 /// sha256 over the folder's safetensors files, in name order.
-fn hash_safetensors(dir: &Path) -> Result<String, String> {
+pub fn hash_safetensors(dir: &Path) -> Result<String, String> {
     let files = checkpoint::checkpoint_files(dir)?;
     let hashes: Vec<String> = files
         .iter()
