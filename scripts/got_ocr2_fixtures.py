@@ -18,6 +18,14 @@ What it makes (all under tests/fixtures/got-ocr2/, well under 1 MB in total):
       choices of the processor's crop_to_patches for a few page sizes.
   processor_input.png
       A deterministic 50x37 RGB image that the processor reference was made from.
+  tokenizer.json
+      A tiny character-level `tokenizers` tokenizer (not GOT's real Qwen BPE)
+      whose ids fit the tiny vocab: WordLevel over single characters (ids 0..94
+      printable ASCII, 95..97 '\n' '\t' '\r', 98..246 U+00A1.., 247 "<unk>"
+      for any other character), a pre-tokenizer that isolates every character,
+      a Fuse decoder (concatenates, no spaces), and the special tokens
+      <img>=248 </img>=249 <imgpad>=250 <|endoftext|>=251 <|im_start|>=252
+      <|im_end|>=253. Only regex syntax the fancy-regex backend accepts.
 
 Rerun (deterministic; needs the packages pinned in
 scripts/requirements-fixtures.txt, CPU only, no network):
@@ -39,6 +47,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from safetensors.torch import save_file
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
 import transformers
 from transformers import AutoImageProcessor, GotOcr2Config, GotOcr2ForConditionalGeneration
@@ -219,6 +228,74 @@ def tile_choices() -> list:
 
 
 # ---------------------------------------------------------------- main
+# ---------------------------------------------------------------- tokenizer
+UNK_ID = 247
+SPECIAL_TOKENS = {
+    "<img>": IMG_START_ID,
+    "</img>": IMG_END_ID,
+    "<imgpad>": IMAGE_TOKEN_ID,
+    "<|endoftext|>": EOS_ID,
+    "<|im_start|>": IM_START_ID,
+    "<|im_end|>": IM_END_ID,
+}
+# GOT's chat prompt for plain OCR, with the tiny model's 16 image tokens
+CHAT_PROMPT = (
+    "<|im_start|>system\nYou should follow the instructions carefully and explain your answers "
+    "in detail.<|im_end|><|im_start|>user\n<img>" + "<imgpad>" * N_IMAGE_TOKENS + "</img>\n OCR: "
+    "<|im_end|><|im_start|>assistant\n"
+)
+
+
+def tiny_tokenizer() -> Tokenizer:
+    """Character-level WordLevel tokenizer whose ids all lie below VOCAB."""
+    chars = [chr(c) for c in range(0x20, 0x7F)] + ["\n", "\t", "\r"]
+    chars += [chr(0xA1 + i) for i in range(UNK_ID - len(chars))]  # filler so ids 0..246 all decode
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab["<unk>"] = UNK_ID
+    vocab.update(SPECIAL_TOKENS)
+    assert len(vocab) == UNK_ID + 1 + len(SPECIAL_TOKENS) and max(vocab.values()) < VOCAB
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    # every character its own pre-token ([\s\S] also matches '\n'; plain regex, no onig syntax)
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    # already in the model vocab, so they keep the ids above (sorted by id for a stable file)
+    tok.add_special_tokens(
+        [
+            AddedToken(t, special=True, normalized=False, single_word=False, lstrip=False, rstrip=False)
+            for t, _ in sorted(SPECIAL_TOKENS.items(), key=lambda kv: kv[1])
+        ]
+    )
+    return tok
+
+
+def check_tokenizer(tok: Tokenizer) -> int:
+    for t, i in SPECIAL_TOKENS.items():
+        assert tok.token_to_id(t) == i, (t, tok.token_to_id(t), i)
+    ids = tok.encode(CHAT_PROMPT, add_special_tokens=False).ids
+    counts = {i: ids.count(i) for i in SPECIAL_TOKENS.values()}
+    assert counts == {
+        IMG_START_ID: 1,
+        IMG_END_ID: 1,
+        IMAGE_TOKEN_ID: N_IMAGE_TOKENS,
+        EOS_ID: 0,
+        IM_START_ID: 3,
+        IM_END_ID: 2,
+    }, counts
+    assert UNK_ID not in ids and max(ids) < VOCAB
+    # the text between special tokens is one id per character
+    assert tok.decode(ids, skip_special_tokens=True) == (
+        "system\nYou should follow the instructions carefully and explain your answers in detail."
+        "user\n\n OCR: assistant\n"
+    )
+    assert tok.encode("héllo ✓\t€", add_special_tokens=False).ids == [
+        tok.token_to_id(c) if tok.token_to_id(c) is not None else UNK_ID for c in "héllo ✓\t€"
+    ]
+    every = tok.decode(list(range(IMG_START_ID)), skip_special_tokens=True)
+    assert isinstance(every, str) and every.endswith("<unk>") and len(every) == UNK_ID + len("<unk>")
+    assert tok.decode(list(range(VOCAB)), skip_special_tokens=True) == every  # 254, 255: no token
+    return len(ids)
+
+
 def build(seed: int):
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -361,6 +438,12 @@ def main() -> int:
     OUT.mkdir(parents=True)
     model.save_pretrained(OUT, safe_serialization=True)
     img.save(OUT / "processor_input.png")
+    tokenizer = tiny_tokenizer()
+    n_prompt = check_tokenizer(tokenizer)
+    tokenizer.save(str(OUT / "tokenizer.json"), pretty=True)
+    reloaded = Tokenizer.from_file(str(OUT / "tokenizer.json"))
+    assert reloaded.to_str() == tokenizer.to_str()
+    assert check_tokenizer(reloaded) == n_prompt
 
     tensors = {
         "pixel_values": pixel_values.contiguous(),
@@ -502,6 +585,7 @@ def main() -> int:
     print(f"wrote {OUT} ({total} bytes); seed {seed}; generate matches: {gen_match}")
     print(f"batched vs alone max |dlogit|: prefill {batch_prefill_diff:.3g}, all steps {batch_step_diff:.3g}")
     print("greedy tokens:", greedy_tokens.tolist())
+    print(f"tokenizer.json: GOT chat prompt = {n_prompt} ids")
     assert total < 1_000_000
     return 0
 

@@ -84,6 +84,10 @@ pub enum Command {
     /// table crops at several batch sizes (model forward only), and transformers on the same
     /// images when a Python with torch is given.
     BenchSeed(BenchSeedArgs),
+    /// Measure GOT-OCR 2.0 in candle: vision per tile, prefill, and one decode step at several
+    /// numbers of sequences (why batching pays for a token-by-token decoder), and
+    /// transformers on the same shapes when a Python with torch is given.
+    BenchGot(BenchGotArgs),
     /// Print the JSON schema of the report (results/report.schema.json is this output).
     Schema,
     /// Internal: a render worker process of the render pool (speaks a binary protocol on
@@ -460,6 +464,34 @@ pub struct BenchSeedArgs {
     pub torch_python: Option<PathBuf>,
     #[command(flatten)]
     pub pdfium: PdfiumArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchGotArgs {
+    /// `random` (the card's full-size architecture, seeded) or a checkpoint folder
+    /// (`hf download stepfun-ai/GOT-OCR-2.0-hf --local-dir DIR`).
+    #[arg(long, default_value = "random", value_name = "random|DIR")]
+    pub weights: String,
+    /// Sequences per decode step, comma-separated.
+    #[arg(long, default_value = "1,2,4,8", value_delimiter = ',')]
+    pub batch_sizes: Vec<usize>,
+    /// Timed decode steps per batch size (the median counts), after one untimed step.
+    #[arg(long, default_value_t = 8)]
+    pub steps: usize,
+    /// Timed vision passes (one 1024² tile each; the median counts), after one untimed pass.
+    #[arg(long, default_value_t = 2)]
+    pub vision_runs: usize,
+    /// Timed prefills of the one-tile prompt (the median counts), after one untimed one.
+    #[arg(long, default_value_t = 2)]
+    pub prefill_runs: usize,
+    /// Write the figures as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Python with torch and transformers for the reference (benches/got_torch.py: the same
+    /// architecture with its own random weights, the same shapes); without it only candle is
+    /// measured. Also read from PIPEBENCH_TORCH_PYTHON.
+    #[arg(long, env = "PIPEBENCH_TORCH_PYTHON", value_name = "PYTHON")]
+    pub torch_python: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

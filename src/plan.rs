@@ -747,7 +747,10 @@ mod tests {
                 .iter()
                 .map(|i| i.key.as_str())
                 .collect::<Vec<_>>(),
-            vec!["stages.ocr.rec_batch_size", "stages.table.max_decoder_steps"]
+            vec![
+                "stages.ocr.rec_batch_size",
+                "stages.table.max_decoder_steps"
+            ]
         );
         assert!(plan.derived.iter().any(|d| d.key == "stages.layout.model"));
         // GOT decodes as the strategy schedules: one sequence at a time in sequential.
@@ -763,7 +766,11 @@ mod tests {
                 "name = \"x\"\nkind = \"{kind}\"\nmodels = \"seed\"\n[stages.ocr]\nmodel = \"ppocrv5\"\n"
             );
             let plan = parse(&text, p()).expect("valid");
-            assert_eq!(plan.stage(StageKind::Ocr).options["batching"], mode, "{kind}");
+            assert_eq!(
+                plan.stage(StageKind::Ocr).options["batching"],
+                mode,
+                "{kind}"
+            );
         }
         // A file's own choice stands.
         let text = "name = \"x\"\nkind = \"staged-batch\"\n[stages.ocr]\nmodel = \"got-ocr2\"\nbatching = \"continuous\"\n";

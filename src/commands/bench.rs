@@ -724,3 +724,195 @@ pub fn seed(args: crate::cli::BenchSeedArgs) -> anyhow::Result<ExitStatus> {
     println!("  images: {}", dir.display());
     Ok(ExitStatus::Ok)
 }
+
+/// `pipebench bench-got`: GOT-OCR 2.0's vision, prefill and decode steps in candle, then
+/// transformers on the same shapes (benches/got_torch.py).
+pub fn got(args: crate::cli::BenchGotArgs) -> anyhow::Result<ExitStatus> {
+    use crate::models::detr::stage::{WeightsChoice, resolve_weights};
+    use crate::models::got_ocr2::stage::{GotOptions, GotStage};
+    use std::time::Instant;
+    if crate::report::environment::build_profile() == "debug" {
+        eprintln!(
+            "pipebench: warning: this is a DEBUG build; timings are not representative (use --release)"
+        );
+    }
+    let device = Device::Cpu;
+    let threads = crate::models::device::kernel_threads();
+    let choice = resolve_weights("got-ocr2", Some(&args.weights), None);
+    let t = Instant::now();
+    let stage = GotStage::load(GotOptions::default(), &choice, &device)?;
+    let load_s = t.elapsed().as_secs_f64();
+    let m = stage.model();
+    let cfg = &m.config;
+    let untrained = matches!(choice, WeightsChoice::Random { .. });
+    println!(
+        "GOT-OCR 2.0 in candle ({}), {} threads, weights {} (loaded in {load_s:.1} s); decode reads {:.2} GB of weights per step",
+        crate::report::environment::build_profile(),
+        threads,
+        if untrained {
+            "random (seeded)"
+        } else {
+            "checkpoint"
+        },
+        cfg.text_config.decode_weight_bytes() as f64 / 1e9
+    );
+    let size = cfg.vision_config.image_size;
+    // A page-like tile: a deterministic pattern (the cost does not depend on the pixels).
+    let tile = image::RgbImage::from_fn(size as u32, size as u32, |x, y| {
+        let v = ((x * 7 + y * 13) % 251) as u8;
+        image::Rgb([v, v.wrapping_mul(3), 255 - v])
+    });
+    let px = crate::models::got_ocr2::processor::tiles(&tile, size, 1, &device)?;
+    let median = |v: &[f64]| crate::stats::median(v).unwrap_or(f64::NAN);
+    let mut vision = Vec::new();
+    let mut image = None;
+    for run in 0..=args.vision_runs.max(1) {
+        let t = Instant::now();
+        let f = m.image_features(&px)?.squeeze(0)?;
+        if run > 0 {
+            vision.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        image = Some(f);
+    }
+    let image = image.expect("at least one vision pass ran");
+    let vision_ms = median(&vision);
+    println!(
+        "  vision + projector, one {size}² tile: {vision_ms:.0} ms (median of {})",
+        vision.len()
+    );
+    let card = crate::models::got_ocr2::stage::card().map_err(anyhow::Error::msg)?;
+    let prompt = crate::models::got_ocr2::stage::estimated_prompt(&card, 1);
+    let embeds = m.prompt_embeddings(&prompt, &image)?;
+    let max_b = args.batch_sizes.iter().copied().max().unwrap_or(1).max(1);
+    let context = prompt.len() + args.steps + 4;
+    let mut prefill = Vec::new();
+    let mut cache = m.decoder.new_cache(max_b, context)?;
+    for run in 0..=args.prefill_runs.max(1) {
+        cache.clear(0);
+        let t = Instant::now();
+        m.decoder.prefill(&embeds, &mut cache, 0)?;
+        if run > 0 {
+            prefill.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let prefill_ms = median(&prefill);
+    println!(
+        "  prefill, {} tokens: {prefill_ms:.0} ms (median of {})",
+        prompt.len(),
+        prefill.len()
+    );
+    println!(
+        "  {:>9} {:>10} {:>10} {:>14}",
+        "sequences", "ms/step", "tokens/s", "vs 1 sequence"
+    );
+    let mut decode = serde_json::Map::new();
+    let mut tps1 = f64::NAN;
+    let prompt_len = cache.len(0);
+    for &b in &args.batch_sizes {
+        let b = b.max(1);
+        let mut c = m.decoder.new_cache(b, context)?;
+        // Every sequence starts from the same prefilled prompt.
+        c.clear(0);
+        m.decoder.prefill(&embeds, &mut c, 0)?;
+        for s in 1..b {
+            c.copy_slot(0, s)?;
+        }
+        debug_assert_eq!(c.len(0), prompt_len);
+        let last = vec![card.estimate.filler_token; b];
+        let mut times = Vec::new();
+        for step in 0..=args.steps.max(1) {
+            let t = Instant::now();
+            m.decoder.step(&last, &mut c)?;
+            if step > 0 {
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        let ms = median(&times);
+        let tps = b as f64 / (ms / 1e3);
+        if b == 1 {
+            tps1 = tps;
+        }
+        println!("  {b:>9} {ms:>10.1} {tps:>10.1} {:>13.2}×", tps / tps1);
+        decode.insert(
+            b.to_string(),
+            serde_json::json!({"ms_per_step": ms, "tokens_per_s": tps}),
+        );
+    }
+    let mut out = serde_json::json!({
+        "threads": threads,
+        "weights": args.weights,
+        "vision_ms": vision_ms,
+        "prefill_ms": prefill_ms,
+        "prompt_tokens": prompt.len(),
+        "decode": decode,
+        "decode_weight_bytes": cfg.text_config.decode_weight_bytes(),
+    });
+    if let Some(py) = &args.torch_python {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/got_torch.py");
+        let tmp = tempfile_path("got-torch.json");
+        let status = std::process::Command::new(py)
+            .arg(&script)
+            .args(["--threads", &threads.to_string()])
+            .args(["--steps", &args.steps.max(1).to_string()])
+            .args(["--vision-runs", &args.vision_runs.max(1).to_string()])
+            .args(["--prefill-runs", &args.prefill_runs.max(1).to_string()])
+            .arg("--json")
+            .arg(&tmp)
+            .stdout(std::process::Stdio::null())
+            .status();
+        match status
+            .ok()
+            .filter(|s| s.success())
+            .and_then(|_| std::fs::read_to_string(&tmp).ok())
+        {
+            Some(text) => {
+                let r: serde_json::Value = serde_json::from_str(&text)?;
+                let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+                println!(
+                    "transformers {} / torch {} ({} threads), same shapes, its own random weights:",
+                    r["transformers_version"].as_str().unwrap_or("?"),
+                    r["torch_version"].as_str().unwrap_or("?"),
+                    r["threads"]
+                );
+                let tv = f(&r["vision_ms"]);
+                let tp = f(&r["prefill_ms"]);
+                println!(
+                    "  vision + projector: {tv:.0} ms (candle / torch {:.2}×)",
+                    vision_ms / tv
+                );
+                println!(
+                    "  prefill: {tp:.0} ms (candle / torch {:.2}×)",
+                    prefill_ms / tp
+                );
+                for &b in &args.batch_sizes {
+                    let theirs = f(&r["decode_ms_per_step"][b.to_string()]);
+                    let ours = out["decode"][b.to_string()]["ms_per_step"]
+                        .as_f64()
+                        .unwrap_or(f64::NAN);
+                    println!(
+                        "  decode, {b} sequences: {theirs:.1} ms/step (candle / torch {:.2}×)",
+                        ours / theirs
+                    );
+                }
+                out["torch"] = r;
+            }
+            None => eprintln!(
+                "pipebench: transformers reference skipped: {} {} failed (python3 -m pip install -r scripts/requirements-fixtures.txt)",
+                py.display(),
+                script.display()
+            ),
+        }
+        let _ = std::fs::remove_file(&tmp);
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(ExitStatus::Ok)
+}
+
+/// A path in the temporary folder, unique to this process.
+fn tempfile_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("pipebench-{}-{name}", std::process::id()))
+}

@@ -94,6 +94,8 @@ pub struct StageView {
     pub busy_ns: u64,
     /// Service time per call.
     pub service: HistogramView,
+    /// Autoregressive stages: what they generated so far.
+    pub generation: Option<crate::models::generate::GenerationStats>,
 }
 
 /// A queue of the streaming strategy.
@@ -160,6 +162,7 @@ struct LiveState {
     recent: VecDeque<LiveSpan>,
     lanes: Vec<String>,
     stages: BTreeMap<String, (u64, u64, u64, LatencyHistogram)>,
+    generation: BTreeMap<String, crate::models::generate::GenerationStats>,
     stage_order: Vec<String>,
     page_latency: LatencyHistogram,
     memory: VecDeque<MemorySample>,
@@ -232,6 +235,9 @@ impl LiveBoard {
         let n = span.items.len() as u64;
         if span.stage == crate::vocab::StageKind::Render && span.ok {
             s.rendered += n;
+        }
+        if let Some(g) = &span.generation {
+            s.generation.entry(stage.clone()).or_default().add(g);
         }
         let entry = s.stages.entry(stage.clone()).or_default();
         entry.0 += 1;
@@ -312,6 +318,7 @@ impl LiveBoard {
                             items: *items,
                             busy_ns: *busy,
                             service: HistogramView::of(h),
+                            generation: s.generation.get(name).copied(),
                         })
                     })
                     .collect(),

@@ -127,6 +127,22 @@ fn progress(f: &mut Frame, area: Rect, app: &App) {
     if !queues.is_empty() {
         label.push_str(&format!(" · queues {}", queues.join(" ")));
     }
+    // Autoregressive stages: their decoders' speed and how full their decode steps are.
+    for st in &s.stages {
+        if let Some(g) = &st.generation {
+            let ns = g.prefill_ns + g.decode_ns;
+            let tps = if ns == 0 {
+                0.0
+            } else {
+                g.tokens_generated as f64 / (ns as f64 / 1e9)
+            };
+            label.push_str(&format!(
+                " · {} {tps:.1} tok/s, {:.1} seq/step",
+                st.stage,
+                g.occupancy()
+            ));
+        }
+    }
     let gauge = Gauge::default()
         .gauge_style(Style::default().fg(Color::Cyan).bg(Color::Black))
         .ratio(ratio)
@@ -490,6 +506,7 @@ mod tests {
                 items: 10,
                 busy_ns: s(16.0),
                 service: HistogramView::of(&ocr),
+                generation: None,
             }],
             page_latency: HistogramView::of(&page),
             memory: (0..40)

@@ -7,8 +7,10 @@
 //! image features into the embeddings), shares one position offset across the batch (sequences
 //! in a continuous batch sit at different positions), its KV cache grows by `cat` for the whole
 //! batch (no per-sequence slots), and it builds the rotary tables in the model dtype. The
-//! layers themselves are candle-nn's (`linear`, `RmsNorm`, `Embedding`, `rotary_emb::rope`,
-//! `ops::softmax_last_dim`); only the cache and the attention around it are ours.
+//! layers themselves are candle-nn's (`Linear`, `RmsNorm`, `Embedding`, `rotary_emb::rope`,
+//! `ops::softmax_last_dim`); only the cache and the attention around it are ours, and the
+//! linear layers of decode steps run through `ops::skinny` (candle's matmul packs the weights
+//! for 2–16 rows: batched steps cost 3–4× a single one; see that module).
 //!
 //! **The cache.** Per layer one key and one value tensor of shape (slots, kv_heads, context,
 //! head_dim). The sequences of a decode step occupy slots `0..n` (the generation loop keeps
@@ -17,13 +19,15 @@
 //! runs one sequence alone and writes its keys and values into its slot.
 //!
 //! **Batch invariance.** A sequence's prefill is always computed alone; in a decode step every
-//! row's attention is its own (masked positions contribute exactly zero). Rows only share the
-//! matrix products of the projections, whose summation order can differ with the number of rows
-//! (gemm's kernels), so logits agree to ~1e-6 and greedy tokens are identical alone and in any
-//! batch (tested against transformers in `tests/got_ocr2.rs`).
+//! row's attention is its own (masked positions contribute exactly zero), and the projections
+//! of up to 16 rows compute each output the same way whatever the rows (`ops::skinny`), so a
+//! sequence's tokens are identical alone and in any batch (tested against transformers in
+//! `tests/got_ocr2.rs`).
 
 use candle_core::{D, DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
+
+use crate::models::ops::skinny::SkinnyLinear;
 
 use super::TextConfig;
 use crate::models::checkpoint::{TORCH_DEFAULT, uniform};
@@ -31,18 +35,18 @@ use crate::models::checkpoint::{TORCH_DEFAULT, uniform};
 /// One decoder layer.
 #[derive(Debug, Clone)]
 struct Layer {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    q: SkinnyLinear,
+    k: SkinnyLinear,
+    v: SkinnyLinear,
+    o: SkinnyLinear,
+    gate: SkinnyLinear,
+    up: SkinnyLinear,
+    down: SkinnyLinear,
     norm1: RmsNorm,
     norm2: RmsNorm,
 }
 
-fn linear(vb: &VarBuilder, name: &str, i: usize, o: usize, bias: bool) -> Result<Linear> {
+fn linear(vb: &VarBuilder, name: &str, i: usize, o: usize, bias: bool) -> Result<SkinnyLinear> {
     let vb = vb.pp(name);
     let w = vb.get_with_hints((o, i), "weight", TORCH_DEFAULT)?;
     let b = if bias {
@@ -50,7 +54,7 @@ fn linear(vb: &VarBuilder, name: &str, i: usize, o: usize, bias: bool) -> Result
     } else {
         None
     };
-    Ok(Linear::new(w, b))
+    Ok(SkinnyLinear::new(Linear::new(w, b)))
 }
 
 fn rms_norm(vb: &VarBuilder, name: &str, size: usize, eps: f64) -> Result<RmsNorm> {
@@ -124,22 +128,30 @@ impl SlotCache {
         if from == to {
             return Ok(());
         }
+        if self.len[from] > 0 {
+            self.copy_slot(from, to)?;
+        }
+        self.len[to] = self.len[from];
+        self.len[from] = 0;
+        Ok(())
+    }
+
+    /// Copies the sequence in slot `from` into slot `to` too (benchmarks fill a batch with
+    /// one prefilled prompt).
+    pub fn copy_slot(&mut self, from: usize, to: usize) -> Result<()> {
         let n = self.len[from];
-        if n > 0 {
-            for t in self.k.iter().chain(&self.v) {
-                // `contiguous` copies (the view is strided); `slice_set` refuses a source sharing
-                // the destination's storage.
-                let src = t.narrow(0, from, 1)?.narrow(2, 0, n)?;
-                let src = if src.is_contiguous() {
-                    src.copy()?
-                } else {
-                    src.contiguous()?
-                };
-                t.narrow(0, to, 1)?.slice_set(&src, 2, 0)?;
-            }
+        for t in self.k.iter().chain(&self.v) {
+            // A fresh copy: the view may be strided, and `slice_set` refuses a source that
+            // shares the destination's storage.
+            let src = t.narrow(0, from, 1)?.narrow(2, 0, n)?;
+            let src = if src.is_contiguous() {
+                src.copy()?
+            } else {
+                src.contiguous()?
+            };
+            t.narrow(0, to, 1)?.slice_set(&src, 2, 0)?;
         }
         self.len[to] = n;
-        self.len[from] = 0;
         Ok(())
     }
 
@@ -175,7 +187,7 @@ pub struct Decoder {
     embed: Embedding,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    head: Linear,
+    head: SkinnyLinear,
     /// Rotary tables (max positions, head_dim / 2), in f32 as transformers builds them.
     cos: Tensor,
     sin: Tensor,
@@ -199,13 +211,13 @@ impl Decoder {
             .map(|i| Layer::load(c, &vb.pp("layers").pp(i)))
             .collect::<Result<Vec<_>>>()?;
         let norm = rms_norm(vb, "norm", c.hidden_size, c.rms_norm_eps)?;
-        let head = match head {
+        let head = SkinnyLinear::new(match head {
             Some(h) if !c.tie_word_embeddings => Linear::new(
                 h.get_with_hints((c.vocab_size, c.hidden_size), "weight", TORCH_DEFAULT)?,
                 None,
             ),
             _ => Linear::new(embed_w, None),
-        };
+        });
         let (cos, sin) = rope_tables(c, vb.device())?;
         Ok(Self {
             config: c.clone(),

@@ -147,9 +147,9 @@ pub struct Estimate {
     pub query_plain_tokens: usize,
     pub query_format_tokens: usize,
     pub assistant_tokens: usize,
-    /// Non-whitespace characters per token of Qwen2's tokenizer on document text (the oracle's
-    /// count without a tokenizer).
-    pub chars_per_token: f64,
+    /// Letters per token of Qwen2's tokenizer on document text; digits and other symbols
+    /// count one token each (the oracle's count without a tokenizer, [`token_estimate`]).
+    pub letters_per_token: f64,
     /// A token id to stand for text in prompts made without a tokenizer.
     pub filler_token: u32,
 }
@@ -161,10 +161,24 @@ pub fn card() -> Result<GotCard, String> {
     toml::from_str(text).map_err(|e| format!("{file}: invalid card: {e}"))
 }
 
-/// The oracle's token count for a reference text of `chars` non-whitespace characters,
-/// without a tokenizer: at least one token (the end token itself).
-pub fn token_estimate(chars: usize, chars_per_token: f64) -> usize {
-    ((chars as f64 / chars_per_token).ceil() as usize).max(1)
+/// The oracle's token count of a reference text without a tokenizer: Qwen2's pre-tokenizer
+/// splits numbers into single digits and most punctuation stands alone, so each digit and
+/// each other non-letter, non-whitespace character counts one token, and letters count one
+/// token per `letters_per_token`. Whitespace is ignored (the text layer has none). Fitted with
+/// Qwen's own tokenizer on the sample corpus's paragraphs (benches/qwen_token_stats.py): total
+/// estimate / actual 1.00, per paragraph 0.82–1.33 (10th–90th percentile), where one constant
+/// per character (non-whitespace / 2.4) gave 0.48–1.79 (tables of numbers tokenize at 1.3
+/// characters per token, prose at 3.2). At least one token.
+pub fn token_estimate(text: &str, letters_per_token: f64) -> usize {
+    let (mut letters, mut other) = (0usize, 0usize);
+    for c in text.chars().filter(|c| !c.is_whitespace()) {
+        if c.is_alphabetic() {
+            letters += 1;
+        } else {
+            other += 1;
+        }
+    }
+    (other + (letters as f64 / letters_per_token).ceil() as usize).max(1)
 }
 
 /// The prompt's token ids for `tiles` tiles: from the tokenizer, or the card's estimate
@@ -206,6 +220,12 @@ fn prompt_ids(
     Ok(ids)
 }
 
+/// The one-tile-per-image prompt made without a tokenizer (the card's stated lengths), for
+/// `tiles` tiles: what random-weight runs and `bench-got` feed.
+pub fn estimated_prompt(card: &GotCard, tiles: usize) -> Vec<u32> {
+    prompt_ids(card, None, tiles, Query::Plain).expect("a prompt without a tokenizer cannot fail")
+}
+
 /// A page the oracle knows: its text layer (None: no visible text, a scan).
 pub type TextLayers = HashMap<String, Option<Vec<TextChar>>>;
 
@@ -214,6 +234,9 @@ struct Shared {
     card: GotCard,
     model: GotOcr2,
     tokenizer: Option<tokenizers::Tokenizer>,
+    /// Generation stops on these: the tokenizer's `<|im_end|>` and `<|endoftext|>`, else the
+    /// card's.
+    stop: Vec<u32>,
     weights_sha256: Option<String>,
     untrained: bool,
     /// Untrained: the text layers of the run's pages (read when the stage was built).
@@ -247,6 +270,7 @@ impl GotStage {
                 let vb = checkpoint::random(*seed, device);
                 let model = GotOcr2::load(&card.config, &vb).map_err(|e| werr(e.to_string()))?;
                 Shared {
+                    stop: card.tokens.stop.clone(),
                     card,
                     model,
                     tokenizer: None,
@@ -298,7 +322,18 @@ impl GotStage {
                 })?;
                 let mut card = card;
                 card.config = cfg;
+                let stop = tokenizer
+                    .as_ref()
+                    .map(|t| {
+                        ["<|im_end|>", "<|endoftext|>"]
+                            .iter()
+                            .filter_map(|s| t.token_to_id(s))
+                            .collect::<Vec<u32>>()
+                    })
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| card.tokens.stop.clone());
                 Shared {
+                    stop,
                     card,
                     model,
                     tokenizer,
@@ -342,8 +377,8 @@ impl GotStage {
                 "the tokenizer's count".to_string()
             } else {
                 format!(
-                    "non-whitespace characters / {}",
-                    self.shared.card.estimate.chars_per_token
+                    "digits and symbols 1 token each, letters / {}",
+                    self.shared.card.estimate.letters_per_token
                 )
             };
             format!(
@@ -398,7 +433,7 @@ impl GotStage {
                 forced_len: *f,
             })
             .collect();
-        let mut g = generate::generate(&mut d, &requests, batching, slots, &s.card.tokens.stop)
+        let mut g = generate::generate(&mut d, &requests, batching, slots, &s.stop)
             .map_err(crate::models::model_error)?;
         g.stats.kv_cache_bytes = kv_bytes;
         Ok(g)
@@ -510,10 +545,7 @@ impl GotStage {
         let s = &self.shared;
         let n = match &s.tokenizer {
             Some(t) => t.encode(text, false).map_or(0, |e| e.len()),
-            None => token_estimate(
-                text.chars().filter(|c| !c.is_whitespace()).count(),
-                s.card.estimate.chars_per_token,
-            ),
+            None => token_estimate(text, s.card.estimate.letters_per_token),
         };
         n.max(1)
     }

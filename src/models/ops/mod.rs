@@ -7,6 +7,7 @@ pub mod depthwise;
 pub mod fused;
 pub mod pointwise;
 pub mod resize;
+pub mod skinny;
 pub mod squeeze_excite;
 
 use candle_core::{CpuStorage, Layout, Result, bail};
