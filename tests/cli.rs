@@ -1574,3 +1574,84 @@ fn a_seed_checkpoint_folder_runs_as_trained_weights() {
         r["warnings"]
     );
 }
+
+/// GOT-OCR 2.0 as the OCR stage (the tiny parity checkpoint with its tokenizer, as `hf
+/// download` would leave a folder) on the embedded layout model's regions: one sequence per
+/// region decoded one at a time (sequential), in static groups (staged-batch) and in
+/// continuous batches (streaming-microbatch) gives the same text; the report counts the
+/// tokens, the decode steps and the sequences per step.
+#[test]
+fn got_ocr2_reads_regions_alike_in_every_batching_mode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ckpt = root().join("tests/fixtures/got-ocr2");
+    let ocr = format!(
+        "[stages.layout]\nmodel = \"picodet-layout-cdla\"\n\
+         [stages.ocr]\nmodel = \"got-ocr2\"\nweights = {:?}\nmax_new_tokens = 6\ndecode_batch = 4\n",
+        ckpt.display().to_string()
+    );
+    let mut reports = Vec::new();
+    for (name, head, batch) in [
+        ("sequential", "kind = \"sequential\"\n", ""),
+        ("staged", "kind = \"staged-batch\"\n", "batch_size = 2\n"),
+        (
+            "streaming",
+            "kind = \"streaming-microbatch\"\n[scheduler]\ndeterministic = true\n",
+            "batch_size = 2\n",
+        ),
+    ] {
+        let text = format!("name = \"{name}\"\n{head}{ocr}{batch}");
+        let out = dir.path().join(format!("{name}.json"));
+        cmd()
+            .args(["run", "-q", "--max-pages", "3", "--strategy"])
+            .arg(strategy_file(dir.path(), name, &text))
+            .arg("--out")
+            .arg(&out)
+            .arg(smoke())
+            .assert()
+            .success();
+        let r = read_json(&out);
+        assert_schema_valid(&r);
+        assert_eq!(r["ok"], true, "{name}");
+        reports.push((name, r));
+    }
+    let generation = |r: &serde_json::Value| stage_of(r, "ocr")["generation"].clone();
+    let (_, seq) = &reports[0];
+    let g0 = generation(seq);
+    assert!(g0["sequences"].as_u64().expect("sequences") >= 3, "{g0}");
+    assert!(g0["tokens_generated"].as_u64().expect("tokens") > 0, "{g0}");
+    assert_eq!(g0["sequences_per_step"], 1.0, "one sequence at a time: {g0}");
+    let ocr_model = seq["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .find(|m| m["stage"] == "ocr")
+        .cloned()
+        .expect("ocr model");
+    assert_eq!(ocr_model["id"], "got-ocr2");
+    assert!(ocr_model["untrained"].is_null(), "{ocr_model}");
+    let plan = &seq["strategy"]["parameters"]["stages"]["ocr"];
+    assert_eq!(plan["batching"], "single", "{plan}");
+    for (name, r) in &reports[1..] {
+        assert_eq!(r["output"]["digest"], seq["output"]["digest"], "{name}");
+        let g = generation(r);
+        assert_eq!(g["sequences"], g0["sequences"], "{name}");
+        assert_eq!(g["tokens_generated"], g0["tokens_generated"], "{name}");
+        assert!(
+            g["sequences_per_step"].as_f64().expect("occupancy") > 1.0,
+            "{name}: {g}"
+        );
+        assert!(
+            g["decode_steps"].as_u64() < g0["decode_steps"].as_u64(),
+            "{name}: {g}"
+        );
+        assert!(g["kv_cache_bytes"].as_u64().expect("kv") > 0, "{name}");
+    }
+    assert_eq!(
+        reports[1].1["strategy"]["parameters"]["stages"]["ocr"]["batching"],
+        "static"
+    );
+    assert_eq!(
+        reports[2].1["strategy"]["parameters"]["stages"]["ocr"]["batching"],
+        "continuous"
+    );
+}
