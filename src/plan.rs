@@ -249,9 +249,33 @@ pub fn resolve(
         ignored: Vec::new(),
     };
     plan.device = resolve_device(file, &mut plan.derived)?;
+    let mut upstream_batch: Option<(StageKind, usize)> = None;
     for kind in StageKind::MODELS {
         let raw = s.stages.get(kind).expect("model stages have specs");
-        let stage = resolve_stage(file, kind, raw, profile, &sched, &mut plan)?;
+        let mut stage = resolve_stage(file, kind, raw, profile, &sched, &mut plan)?;
+        // A batch of the previous stage is dispatched only when this queue has room for all of
+        // its pages (`pipeline::scheduler`): a queue smaller than that batch would never have
+        // the room, and the run would wait forever.
+        if let (Some(q), Some((prev, b))) = (stage.queue.as_mut(), upstream_batch)
+            && q.queue_capacity < b
+        {
+            if raw.queue_capacity.is_some() {
+                return bad(
+                    &format!("stages.{kind}.queue_capacity"),
+                    format!(
+                        "must hold a whole batch of the stage before it ({prev}.batch_size = {b}), got {}",
+                        q.queue_capacity
+                    ),
+                );
+            }
+            q.queue_capacity = b;
+            plan.derived.push(Derived {
+                key: format!("stages.{kind}.queue_capacity"),
+                value: Value::from(b),
+                rule: format!("at least a batch of the stage before it ({prev}.batch_size)"),
+            });
+        }
+        upstream_batch = Some((kind, stage.batch_size));
         plan.stages.insert(kind, stage);
     }
     Ok(plan)
@@ -687,7 +711,8 @@ mod tests {
         let q = |k| s.stage(k).queue.expect("queue").queue_capacity;
         assert_eq!(q(StageKind::Layout), 4, "one batch of 4");
         assert_eq!(q(StageKind::Ocr), 5, "set on purpose");
-        assert_eq!(q(StageKind::Table), 1, "one batch of 1");
+        // One batch of 1 would not hold a batch of 2 leaving OCR.
+        assert_eq!(q(StageKind::Table), 2, "a whole OCR batch");
         let derived: Vec<&str> = s.derived.iter().map(|d| d.key.as_str()).collect();
         assert!(
             derived.contains(&"stages.layout.queue_capacity"),
@@ -732,6 +757,25 @@ mod tests {
         assert!(err.contains("(it is one of null)"), "{err}");
         let text = "name = \"x\"\nkind = \"sequential\"\n[stages.layout]\nmodel = \"null\"\nsleep_ms = -1\n";
         assert_eq!(key_of(text).0, "stages.layout.sleep_ms");
+    }
+
+    #[test]
+    fn a_queue_holds_a_whole_batch_of_the_stage_before_it() {
+        // OCR takes 4 pages per call; the table queue (batch 1, one batch per queue) must
+        // still take all 4 when they leave OCR, or the run would wait forever.
+        let text = "name = \"s\"\nkind = \"streaming-microbatch\"\n[scheduler]\nqueue_batches = 1\n[stages.ocr]\nbatch_size = 4\n[stages.table]\nbatch_size = 1\n";
+        let plan = parse(text, p()).expect("valid");
+        let table = plan.stage(StageKind::Table).queue.expect("queue");
+        assert_eq!(table.queue_capacity, 4);
+        assert!(
+            plan.derived
+                .iter()
+                .any(|d| d.key == "stages.table.queue_capacity" && d.value == 4)
+        );
+        let text = "name = \"s\"\nkind = \"streaming-microbatch\"\n[stages.ocr]\nbatch_size = 4\n[stages.table]\nqueue_capacity = 2\n";
+        let err = parse(text, p()).expect_err("too small").to_string();
+        assert!(err.contains("stages.table.queue_capacity"), "{err}");
+        assert!(err.contains("ocr.batch_size = 4"), "{err}");
     }
 
     #[test]

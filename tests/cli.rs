@@ -1619,7 +1619,10 @@ fn got_ocr2_reads_regions_alike_in_every_batching_mode() {
     let g0 = generation(seq);
     assert!(g0["sequences"].as_u64().expect("sequences") >= 3, "{g0}");
     assert!(g0["tokens_generated"].as_u64().expect("tokens") > 0, "{g0}");
-    assert_eq!(g0["sequences_per_step"], 1.0, "one sequence at a time: {g0}");
+    assert_eq!(
+        g0["sequences_per_step"], 1.0,
+        "one sequence at a time: {g0}"
+    );
     let ocr_model = seq["models"]
         .as_array()
         .expect("models")
