@@ -468,8 +468,9 @@ pub struct BenchSeedArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchGotArgs {
-    /// `random` (the card's full-size architecture, seeded) or a checkpoint folder
-    /// (`hf download stepfun-ai/GOT-OCR-2.0-hf --local-dir DIR`).
+    /// `random` (the card's full-size architecture, seeded) or, as `run --weights`, a folder
+    /// holding the checkpoint folder `got-ocr2/` (`hf download stepfun-ai/GOT-OCR-2.0-hf
+    /// --local-dir DIR/got-ocr2`).
     #[arg(long, default_value = "random", value_name = "random|DIR")]
     pub weights: String,
     /// Sequences per decode step, comma-separated.
