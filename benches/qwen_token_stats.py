@@ -2,10 +2,11 @@
 """Characters per token of GOT-OCR 2.0's tokenizer (Qwen byte-level BPE) on a PDF corpus.
 
 pipebench's GOT oracle, running untrained weights, sizes each text region's output from its
-reference text: the PDF text layer with all whitespace removed. It estimates
-tokens = ceil(non_whitespace_chars / chars_per_token). This script measures chars_per_token
-(non-whitespace characters per token of the normally spaced text) on real pages, and counts
-the tokens of GOT's fixed prompt pieces.
+reference text: the PDF text layer with all whitespace removed. Its estimator
+(src/models/got_ocr2/stage.rs, token_estimate) counts every digit and every other non-letter
+character as one token and letters as ceil(letters / k); this script fits k (3.85) on the
+corpus's paragraph blocks against Qwen's tokenizer, alongside plainer estimators (non-ws chars
+per token; digits + other / k), and counts the tokens of GOT's fixed prompt pieces.
 
     python3 -m pip install dashscope==2.0.2 tiktoken pypdfium2 pdfminer.six
     python3 benches/qwen_token_stats.py corpora/sample
@@ -207,6 +208,28 @@ def digit_estimator(blocks, pages):
                   f"p90 {pct(rel, 90):.3f}  total est/actual {tot:.3f}  sum|err| {abs_err}")
 
 
+def letter_estimator(texts, tokens, k_used=3.85):
+    """pipebench's estimator (src/models/got_ocr2/stage.rs, token_estimate): every digit and
+    every other non-letter, non-whitespace character one token, letters ceil(letters / k).
+    Fits k over the paragraph blocks (equal totals) and reports estimate/actual at k_used."""
+    print(f"\n== pipebench's estimator: symbols 1 token each + ceil(letters / k) ==")
+    counts = []
+    for t in texts:
+        letters = sum(1 for c in t if c.isalpha())
+        other = sum(1 for c in t if c not in RUST_WS and not c.isalpha())
+        counts.append((letters, other))
+    tl = sum(l for l, _ in counts)
+    to = sum(o for _, o in counts)
+    tt = sum(tokens)
+    print(f"blocks {len(texts)}: letters {tl}, symbols {to}, tokens {tt}; "
+          f"k with equal totals = {tl / (tt - to):.3f}")
+    est = [o + math.ceil(l / k_used) for l, o in counts]
+    r = [e / t for e, t in zip(est, tokens)]
+    print(f"k = {k_used}: total estimate/actual {sum(est) / tt:.3f}; per block p10 {pct(r, 10):.3f} "
+          f"p50 {statistics.median(r):.3f} p90 {pct(r, 90):.3f}; total |error| "
+          f"{sum(abs(e - t) for e, t in zip(est, tokens))}")
+
+
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else "corpora/sample"
     t0 = time.perf_counter()
@@ -260,6 +283,7 @@ def main():
         print("\n(pdfminer.six not installed: no paragraph-block figures)")
     else:
         blocks, skipped = [], 0
+        block_texts = []
         for name in pdfs:
             text = clean(extract_text(os.path.join(root, name)))
             for b in re.split(r"\n[ \t]*\n|\x0c", text):
@@ -270,6 +294,7 @@ def main():
                     skipped += 1
                     continue
                 blocks.append((c, len(encode(b.strip())), digit_split(b)[0]))
+                block_texts.append(b)
         rs = [c / t for c, t, _ in blocks]
         print(f"\n== paragraph blocks (pdfminer.six {pdfminer.__version__}, >= 40 non-ws chars, "
               f"{len(blocks)} blocks, {skipped} with (cid:) skipped) ==")
@@ -277,6 +302,8 @@ def main():
               f"(sum ratio {sum(b[0] for b in blocks) / sum(b[1] for b in blocks):.3f})")
 
     digit_estimator(blocks, pages)
+    if blocks:
+        letter_estimator(block_texts, [t for _, t, _ in blocks])
 
     # Prompt pieces.
     print("\n== prompt pieces ==")

@@ -662,3 +662,31 @@ pub fn build(req: &crate::models::registry::BuildRequest) -> Result<Box<dyn Stag
     )?;
     Ok(Box::new(stage.with_oracle(layers, Some(fallback))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oracle_counts_digits_and_symbols_one_token_each() {
+        // 4 digits + 1 symbol, 3 letters → 5 + ceil(3 / 3.85).
+        assert_eq!(token_estimate("2024: was", 3.85), 6);
+        assert_eq!(token_estimate("   ", 3.85), 1, "at least the end token");
+        assert_eq!(token_estimate("abcdefgh", 4.0), 2);
+    }
+
+    #[test]
+    fn the_card_parses_and_its_estimated_prompt_is_286_tokens() {
+        let card = card().expect("card");
+        assert_eq!(card.config.vision_config.image_tokens(), 256);
+        let p = estimated_prompt(&card, 1);
+        assert_eq!(p.len(), 286);
+        assert_eq!(
+            p.iter()
+                .filter(|&&t| t == card.config.image_token_index)
+                .count(),
+            256
+        );
+        assert_eq!(estimated_prompt(&card, 2).len(), 286 + 256);
+    }
+}
