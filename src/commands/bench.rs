@@ -783,10 +783,9 @@ pub fn got(args: crate::cli::BenchGotArgs) -> anyhow::Result<ExitStatus> {
     let card = crate::models::got_ocr2::stage::card().map_err(anyhow::Error::msg)?;
     let prompt = crate::models::got_ocr2::stage::estimated_prompt(&card, 1);
     let embeds = m.prompt_embeddings(&prompt, &image)?;
-    let max_b = args.batch_sizes.iter().copied().max().unwrap_or(1).max(1);
     let context = prompt.len() + args.steps + 4;
     let mut prefill = Vec::new();
-    let mut cache = m.decoder.new_cache(max_b, context)?;
+    let mut cache = m.decoder.new_cache(1, context)?;
     for run in 0..=args.prefill_runs.max(1) {
         cache.clear(0);
         let t = Instant::now();
@@ -807,7 +806,6 @@ pub fn got(args: crate::cli::BenchGotArgs) -> anyhow::Result<ExitStatus> {
     );
     let mut decode = serde_json::Map::new();
     let mut tps1 = f64::NAN;
-    let prompt_len = cache.len(0);
     for &b in &args.batch_sizes {
         let b = b.max(1);
         let mut c = m.decoder.new_cache(b, context)?;
@@ -817,7 +815,6 @@ pub fn got(args: crate::cli::BenchGotArgs) -> anyhow::Result<ExitStatus> {
         for s in 1..b {
             c.copy_slot(0, s)?;
         }
-        debug_assert_eq!(c.len(0), prompt_len);
         let last = vec![card.estimate.filler_token; b];
         let mut times = Vec::new();
         for step in 0..=args.steps.max(1) {

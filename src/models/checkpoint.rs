@@ -83,6 +83,26 @@ pub fn from_dir(dir: &Path, device: &Device) -> std::result::Result<VarBuilder<'
         .map_err(|e| format!("{}: {e}", dir.display()))
 }
 
+/// The advice appended to every error about a missing or unreadable checkpoint folder `dir`
+/// of the model whose weights are on the hub as `hub_repo`.
+pub fn download_fix(hub_repo: &str, dir: &Path) -> String {
+    format!(
+        "\n  fix: `hf download {hub_repo} --local-dir {}` (on a machine that reaches the \
+         Hugging Face hub, then copy the folder here), or pass `--weights random` \
+         to measure the architecture with untrained weights",
+        dir.display()
+    )
+}
+
+/// The checkpoint's `config.json` in `dir`, parsed; errors name the file, and a missing one
+/// ends with `fix` ([`download_fix`]).
+pub fn read_config(dir: &Path, fix: &str) -> std::result::Result<serde_json::Value, String> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("no checkpoint at {} ({e}){fix}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Seeded random weights (see [`SeededRandom`]), f32 on `device`.
 pub fn random(seed: u64, device: &Device) -> VarBuilder<'static> {
     VarBuilder::from_backend(Box::new(SeededRandom { seed }), DType::F32, device.clone())

@@ -153,22 +153,8 @@ impl SeedModel {
                 })
             }
             WeightsChoice::Dir(dir) => {
-                let config_path = dir.join("config.json");
-                let fix = format!(
-                    "\n  fix: `hf download {} --local-dir {}` (on a machine that reaches the \
-                     Hugging Face hub, then copy the folder here), or pass `--weights random` \
-                     to measure the architecture with untrained weights",
-                    card.hub_repo,
-                    dir.display()
-                );
-                let text = std::fs::read_to_string(&config_path).map_err(|e| {
-                    werr(format!(
-                        "no checkpoint at {} ({e}){fix}",
-                        config_path.display()
-                    ))
-                })?;
-                let v: serde_json::Value = serde_json::from_str(&text)
-                    .map_err(|e| werr(format!("{}: {e}", config_path.display())))?;
+                let fix = checkpoint::download_fix(&card.hub_repo, dir);
+                let v = checkpoint::read_config(dir, &fix).map_err(werr)?;
                 let cfg = DetrConfig::from_hf(&v, None)
                     .map_err(|e| werr(format!("{}: {e}", dir.display())))?;
                 let vb =

@@ -280,24 +280,10 @@ impl GotStage {
                 }
             }
             WeightsChoice::Dir(dir) => {
-                let fix = format!(
-                    "\n  fix: `hf download {} --local-dir {}` (on a machine that reaches the \
-                     Hugging Face hub, then copy the folder here), or pass `--weights random` \
-                     to measure the architecture with untrained weights",
-                    card.hub_repo,
-                    dir.display()
-                );
-                let cfg_path = dir.join("config.json");
-                let text = std::fs::read_to_string(&cfg_path).map_err(|e| {
-                    werr(format!(
-                        "no checkpoint at {} ({e}){fix}",
-                        cfg_path.display()
-                    ))
-                })?;
-                let v: serde_json::Value = serde_json::from_str(&text)
-                    .map_err(|e| werr(format!("{}: {e}", cfg_path.display())))?;
+                let fix = checkpoint::download_fix(&card.hub_repo, dir);
+                let v = checkpoint::read_config(dir, &fix).map_err(werr)?;
                 let cfg = GotConfig::from_hf(&v)
-                    .map_err(|e| werr(format!("{}: {e}", cfg_path.display())))?;
+                    .map_err(|e| werr(format!("{}: {e}", dir.join("config.json").display())))?;
                 let tok_path = dir.join("tokenizer.json");
                 let tokenizer = if tok_path.exists() {
                     Some(tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| {
