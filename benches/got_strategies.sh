@@ -67,8 +67,9 @@ python3 - "$out" <<'PY'
 import json, os, sys
 out = sys.argv[1]
 # Every strategy with a report in $OUT (so runs can be added to a folder), sequential first.
-names = [n for n in ["sequential", "concurrent-render", "staged-batch", "streaming-microbatch"]
-         if os.path.exists(f"{out}/{n}.json")]
+order = ["sequential", "concurrent-render", "staged-batch", "streaming-microbatch"]
+names = [n for n in order if os.path.exists(f"{out}/{n}.json")]
+names += sorted(f[:-5] for f in os.listdir(out) if f.endswith(".json") and f[:-5] not in order)
 base = ref = None
 print(f"{'strategy':<22} {'wall s':>8} {'pages/s':>8} {'vs seq':>7} {'digest':>10}  "
       f"{'GOT vision s':>12} {'prefill s':>9} {'decode s':>8} {'tokens':>7} {'steps':>6} {'seq/step':>8} {'tok/s':>6}  batching")

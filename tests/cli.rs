@@ -239,6 +239,7 @@ fn every_strategy_extracts_the_same_outputs() {
     assert_eq!(sequential, digest("streaming-microbatch"));
     // Two model workers, one thread each, sharing the weights.
     assert_eq!(sequential, digest("streaming-workers"));
+    assert_eq!(sequential, digest("staged-workers"));
 }
 
 #[test]
@@ -1598,8 +1599,24 @@ fn got_ocr2_reads_regions_alike_in_every_batching_mode() {
             "kind = \"streaming-microbatch\"\n[scheduler]\ndeterministic = true\n",
             "batch_size = 2\n",
         ),
+        // Continuous batching across micro-batches: layout hands all three pages to OCR's
+        // queue at once (one batch of 3, and it waits for them); OCR takes one page per
+        // micro-batch and refills its freed places from the queue, which has room downstream
+        // (three places per queue). One worker, so nothing else runs meanwhile.
+        (
+            "streaming-fed",
+            "kind = \"streaming-microbatch\"\n[scheduler]\nqueue_batches = 3\n",
+            "batch_size = 1\n",
+        ),
     ] {
-        let text = format!("name = \"{name}\"\n{head}{ocr}{batch}");
+        let mut text = format!("name = \"{name}\"\n{head}{ocr}{batch}");
+        if name == "streaming-fed" {
+            text = text.replacen(
+                "\"picodet-layout-cdla\"\n",
+                "\"picodet-layout-cdla\"\nbatch_size = 3\nmax_wait_ms = 600000\n",
+                1,
+            );
+        }
         let out = dir.path().join(format!("{name}.json"));
         cmd()
             .args(["run", "-q", "--max-pages", "3", "--strategy"])
@@ -1656,5 +1673,13 @@ fn got_ocr2_reads_regions_alike_in_every_batching_mode() {
     assert_eq!(
         reports[2].1["strategy"]["parameters"]["stages"]["ocr"]["batching"],
         "continuous"
+    );
+    // The fed run's OCR calls took pages from the queue while they ran: fewer calls than
+    // pages, and its spans count every page once.
+    let fed = stage_of(&reports[3].1, "ocr");
+    assert_eq!(fed["items"], 3, "{fed}");
+    assert!(
+        fed["batches"].as_u64().expect("batches") < 3,
+        "a running call took pages from its queue: {fed}"
     );
 }

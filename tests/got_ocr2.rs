@@ -113,8 +113,8 @@ fn run(
     let mut seqs = Sequences {
         model: m,
         cache: m.decoder.new_cache(slots, 64).expect("cache"),
-        prompts,
-        images,
+        prompts: prompts.to_vec(),
+        images: images.to_vec(),
     };
     let reqs: Vec<Request> = lens
         .iter()

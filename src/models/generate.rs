@@ -6,7 +6,9 @@
 //!   them ends; a finished sequence leaves the batch (the step gets cheaper) but its place
 //!   stays empty until the whole group is done (what `staged-batch` runs).
 //! - [`Batching::Continuous`]: a place freed by a finished sequence is given, before the next
-//!   step, to the next waiting sequence of the call (what `streaming-microbatch` runs).
+//!   step, to the next waiting sequence of the call, and once those have all started, to a
+//!   sequence from the stage's queue ([`generate_fed`]: the stage takes pages waiting behind
+//!   its micro-batch; what `streaming-microbatch` runs).
 //!
 //! A model plugs in through [`Decode`]: prefill one sequence into a cache slot, run one step for
 //! the sequences in slots `0..n`, move a sequence between slots. The loop keeps the live
@@ -158,29 +160,54 @@ pub fn generate<M: Decode>(
     max_sequences: usize,
     stop: &[u32],
 ) -> Result<Generated, M::Error> {
+    generate_fed(
+        model,
+        requests,
+        batching,
+        max_sequences,
+        stop,
+        &mut |_, _| Ok(Vec::new()),
+    )
+}
+
+/// More sequences for a running generation: called with the model and the number of free
+/// places; returns the new requests, whose prompts the model now holds as the sequences after
+/// the last ones (numbered on from them). None: nothing waits.
+pub type Refill<'r, M> =
+    dyn FnMut(&mut M, usize) -> Result<Vec<Request>, <M as Decode>::Error> + 'r;
+
+/// [`generate`], where continuous batching, once the call's own sequences have all started,
+/// asks `refill` for more before each step that has free places (while sequences still run:
+/// a call that has finished everything ends). Their tokens follow the call's in
+/// [`Generated::tokens`]. The other modes never refill.
+pub fn generate_fed<M: Decode>(
+    model: &mut M,
+    requests: &[Request],
+    batching: Batching,
+    max_sequences: usize,
+    stop: &[u32],
+    refill: &mut Refill<'_, M>,
+) -> Result<Generated, M::Error> {
     let slots = match batching {
         Batching::Single => 1,
         _ => max_sequences.max(1),
     };
     let t0 = Instant::now();
-    let mut stats = GenerationStats {
-        sequences: requests.len() as u64,
-        ..Default::default()
-    };
+    let mut requests: Vec<Request> = requests.to_vec();
+    let mut stats = GenerationStats::default();
     let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); requests.len()];
-    let limit = |seq: usize| {
-        let r = requests[seq];
+    let limit = |r: &Request| {
         r.forced_len
             .map_or(r.max_new_tokens, |f| f.min(r.max_new_tokens))
     };
     // Records `tok` for `seq`; true when the sequence is done.
-    let push = |tokens: &mut Vec<Vec<u32>>, seq: usize, tok: u32| -> bool {
+    let push = |requests: &[Request], tokens: &mut Vec<Vec<u32>>, seq: usize, tok: u32| -> bool {
         let forced = requests[seq].forced_len.is_some();
         if !forced && stop.contains(&tok) {
             return true;
         }
         tokens[seq].push(tok);
-        tokens[seq].len() >= limit(seq)
+        tokens[seq].len() >= limit(&requests[seq])
     };
     let mut next = 0usize;
     let mut live: Vec<Live> = Vec::with_capacity(slots);
@@ -191,10 +218,19 @@ pub fn generate<M: Decode>(
             _ => live.is_empty(),
         };
         if admit {
+            if batching == Batching::Continuous
+                && next >= requests.len()
+                && !live.is_empty()
+                && live.len() < slots
+            {
+                let more = refill(model, slots - live.len())?;
+                tokens.extend(more.iter().map(|_| Vec::new()));
+                requests.extend(more);
+            }
             while live.len() < slots && next < requests.len() {
                 let seq = next;
                 next += 1;
-                if limit(seq) == 0 {
+                if limit(&requests[seq]) == 0 {
                     continue;
                 }
                 let slot = live.len();
@@ -203,7 +239,7 @@ pub fn generate<M: Decode>(
                 stats.prefill_ns += t.elapsed().as_nanos() as u64;
                 stats.first_token_ns += t0.elapsed().as_nanos() as u64;
                 stats.tokens_generated += 1;
-                if push(&mut tokens, seq, tok) {
+                if push(&requests, &mut tokens, seq, tok) {
                     model.free(slot);
                 } else {
                     live.push(Live { seq, last: tok });
@@ -227,7 +263,7 @@ pub fn generate<M: Decode>(
         let mut done = Vec::new();
         for (i, (l, tok)) in live.iter_mut().zip(out).enumerate() {
             stats.tokens_generated += 1;
-            if push(&mut tokens, l.seq, tok) {
+            if push(&requests, &mut tokens, l.seq, tok) {
                 done.push(i);
             } else {
                 l.last = tok;
@@ -242,6 +278,7 @@ pub fn generate<M: Decode>(
             live.swap_remove(i);
         }
     }
+    stats.sequences = requests.len() as u64;
     // A stop token counts as generated (it was computed) but is not part of the text.
     Ok(Generated { tokens, stats })
 }
@@ -362,6 +399,45 @@ mod tests {
         assert!(ct.decode_steps < st.decode_steps, "{ct_sizes:?}");
         assert!(ct.occupancy() > st.occupancy());
         assert_eq!(ct.tokens_generated, st.tokens_generated);
+    }
+
+    #[test]
+    fn continuous_batching_refills_from_the_queue_once_the_calls_own_sequences_started() {
+        let req = Request {
+            max_new_tokens: 50,
+            forced_len: None,
+        };
+        for mode in [Batching::Single, Batching::Static, Batching::Continuous] {
+            // Pages waiting in the queue, each with its sequences' lengths (one has none).
+            let mut queue: std::collections::VecDeque<Vec<usize>> =
+                [vec![4], vec![], vec![3, 1]].into_iter().collect();
+            let mut asked = Vec::new();
+            let mut m = Counting::new(&[6, 2], 3);
+            let mut refill = |m: &mut Counting, n: usize| -> Result<Vec<Request>, String> {
+                asked.push(n);
+                let page = queue.pop_front().unwrap_or_default();
+                m.len.extend(&page);
+                Ok(page.iter().map(|_| req).collect())
+            };
+            let g =
+                generate_fed(&mut m, &[req, req], mode, 3, &[0], &mut refill).expect("generate");
+            for (seq, t) in g.tokens.iter().enumerate() {
+                let want: Vec<u32> = (1..=m.len[seq]).map(|n| (seq * 100 + n) as u32).collect();
+                assert_eq!(t, &want, "{mode:?}: sequence {seq}");
+            }
+            assert_eq!(g.stats.sequences, g.tokens.len() as u64);
+            if mode == Batching::Continuous {
+                // Every page joined while sequence 0 (6 tokens) still ran, each asked with
+                // the free places.
+                assert_eq!(g.tokens.len(), 5, "{asked:?}");
+                assert!(asked.iter().all(|&n| (1..=3).contains(&n)), "{asked:?}");
+                assert!(queue.is_empty());
+                assert!(m.step_sizes.iter().all(|&s| s <= 3));
+            } else {
+                assert!(asked.is_empty(), "{mode:?} never refills");
+                assert_eq!(g.tokens.len(), 2);
+            }
+        }
     }
 
     #[test]

@@ -119,6 +119,40 @@ pub trait Stage: Send {
     fn take_generation(&mut self) -> Option<generate::GenerationStats> {
         None
     }
+    /// True when [`Stage::process_fed`] may take more pages while it runs (a generating stage
+    /// in continuous batching): streaming-microbatch then hands it a [`Feed`] on its queue.
+    fn takes_feed(&self) -> bool {
+        false
+    }
+    /// [`Stage::process`], free to take more pages from `feed` while it runs (when its decode
+    /// places free up): it appends each page it takes to `batch`, in the order taken, and
+    /// processes it with the others. The executor retries a failed call's pages (those taken
+    /// included) with plain `process`.
+    fn process_fed(
+        &mut self,
+        batch: &mut Vec<PageWork>,
+        feed: &mut dyn Feed,
+    ) -> Result<(), StageError> {
+        let _ = feed;
+        self.process(batch)
+    }
+}
+
+/// Pages a running stage call may take from its stage's queue (continuous batching across
+/// micro-batches: see `pipeline::streaming_microbatch`).
+pub trait Feed {
+    /// Up to `n` pages waiting in the stage's queue, now part of the call (the caller appends
+    /// them to its batch); none when the queue is empty or the next one has no room for them.
+    fn take(&mut self, n: usize) -> Vec<PageWork>;
+}
+
+/// A feed that never has pages (every strategy but streaming-microbatch).
+pub struct NoFeed;
+
+impl Feed for NoFeed {
+    fn take(&mut self, _n: usize) -> Vec<PageWork> {
+        Vec::new()
+    }
 }
 
 /// A model's runtime error as a stage error (out-of-memory classified, with advice).

@@ -12,7 +12,7 @@ use candle_core::Device;
 use super::PageRecord;
 use crate::metrics::Clock;
 use crate::metrics::span::{Collector, Span, SpanSink, WorkerId, WorkerKind};
-use crate::models::{ModelInfo, Stage, StageError};
+use crate::models::{Feed, ModelInfo, Stage, StageError};
 use crate::page::PageWork;
 use crate::vocab::{FailureKind, StageKind};
 
@@ -108,6 +108,43 @@ impl Executor {
         ok
     }
 
+    /// [`Executor::run_stage`] for a stage that may take more pages from `feed` while it runs
+    /// (streaming-microbatch's continuous batching, [`Stage::takes_feed`]): the pages it takes
+    /// join `batch` and the call's span; their queue wait ends when they joined. A failed call
+    /// is retried as `run_stage` retries one, the pages it took included.
+    pub fn run_stage_fed(
+        &self,
+        stage: &mut dyn Stage,
+        worker: WorkerId,
+        batch: &mut Vec<PageWork>,
+        feed: &mut dyn Feed,
+    ) -> bool {
+        if !stage.takes_feed() || batch.is_empty() {
+            return self.run_stage(stage, worker, batch);
+        }
+        let before = batch.len();
+        let mut joining = Joining {
+            feed,
+            clock: &self.clock,
+            joined: Vec::new(),
+        };
+        let (start, end, result) = self.attempt(stage, |s| s.process_fed(batch, &mut joining));
+        let joined = joining.joined;
+        assert_eq!(
+            batch.len(),
+            before + joined.len(),
+            "stage {} took {} pages from its feed but kept {} (a bug in the stage)",
+            stage.kind().name(),
+            joined.len(),
+            batch.len().saturating_sub(before)
+        );
+        let ok = self.settle(stage, worker, batch, (start, end), result, false, &joined);
+        if let Some(hook) = &self.on_stage {
+            hook(stage.kind(), batch.len());
+        }
+        ok
+    }
+
     fn run_timed(
         &self,
         stage: &mut dyn Stage,
@@ -118,6 +155,16 @@ impl Executor {
         if batch.is_empty() {
             return true;
         }
+        let (start, end, result) = self.attempt(stage, |s| s.process(batch));
+        self.settle(stage, worker, batch, (start, end), result, retry, &[])
+    }
+
+    /// One timed call: device synchronized before and after; a panic is the call's error.
+    fn attempt(
+        &self,
+        stage: &mut dyn Stage,
+        call: impl FnOnce(&mut dyn Stage) -> Result<(), StageError>,
+    ) -> (u64, u64, Result<(), StageError>) {
         let sync = |d: &Device| {
             d.synchronize()
                 .map_err(|e| StageError::classify(&e.to_string()))
@@ -127,13 +174,30 @@ impl Executor {
         // A panicking model fails its batch like an error does: the run goes on.
         let result = pre
             .and_then(|()| {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.process(batch)))
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(stage)))
                     .unwrap_or_else(|panic| {
                         Err(StageError::new(FailureKind::Panic, panic_message(&*panic)))
                     })
             })
             .and_then(|()| sync(&self.device));
-        let end = self.clock.now_ns();
+        (start, self.clock.now_ns(), result)
+    }
+
+    /// Records a call's span and settles its pages: ready at its end when it succeeded, else
+    /// retried (halves after out-of-memory, one page at a time after other errors) or failed.
+    /// `joined`: when each page after the first `batch.len() - joined.len()` joined the call.
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &self,
+        stage: &mut dyn Stage,
+        worker: WorkerId,
+        batch: &mut [PageWork],
+        (start, end): (u64, u64),
+        result: Result<(), StageError>,
+        retry: bool,
+        joined: &[u64],
+    ) -> bool {
+        let first_joined = batch.len() - joined.len();
         let worker_ns = stage.take_worker_ns();
         let generation = stage.take_generation();
         self.sink.record(Span {
@@ -144,7 +208,11 @@ impl Executor {
             end_ns: end,
             queue_wait_ns: batch
                 .iter()
-                .map(|p| start.saturating_sub(p.ready_ns))
+                .enumerate()
+                .map(|(i, p)| {
+                    let began = i.checked_sub(first_joined).map_or(start, |j| joined[j]);
+                    began.saturating_sub(p.ready_ns)
+                })
                 .collect(),
             ok: result.is_ok(),
             retry,
@@ -199,6 +267,22 @@ impl Executor {
             done_ns: self.clock.now_ns(),
             output: page.output,
         }
+    }
+}
+
+/// A feed that notes when each page it gives joined the call.
+struct Joining<'a> {
+    feed: &'a mut dyn Feed,
+    clock: &'a Clock,
+    joined: Vec<u64>,
+}
+
+impl Feed for Joining<'_> {
+    fn take(&mut self, n: usize) -> Vec<PageWork> {
+        let pages = self.feed.take(n);
+        let now = self.clock.now_ns();
+        self.joined.extend(pages.iter().map(|_| now));
+        pages
     }
 }
 

@@ -321,6 +321,37 @@ impl<T> Scheduler<T> {
         })
     }
 
+    /// Up to `n` more pages from the front of running batch `id`'s stage queue join that batch:
+    /// a generating stage refilling the decode places its finished sequences freed from its
+    /// queue while it runs (continuous batching across micro-batches). Each page takes a place
+    /// in the next queue as a dispatched one does, so only as many join as that queue has room
+    /// for. None in deterministic mode (batches are fixed chunks), or once the batch is done.
+    pub fn top_up(&mut self, id: u64, n: usize) -> Vec<Item<T>> {
+        if self.deterministic || n == 0 {
+            return Vec::new();
+        }
+        let Some(at) = self.running.iter().position(|r| r.id == id) else {
+            return Vec::new();
+        };
+        let stage = self.running[at].stage;
+        let room = self.queues.get(stage + 1).map_or(usize::MAX, |next| {
+            next.params
+                .capacity
+                .saturating_sub(next.items.len() + next.incoming)
+        });
+        let len = n.min(room).min(self.queues[stage].items.len());
+        let items: Vec<Item<T>> = self.queues[stage].items.drain(..len).collect();
+        let r = &mut self.running[at];
+        r.len += len;
+        if let Some(min) = items.iter().map(|i| i.seq).min() {
+            r.min_seq = r.min_seq.min(min);
+        }
+        if let Some(next) = self.queues.get_mut(stage + 1) {
+            next.incoming += len;
+        }
+        items
+    }
+
     /// When a waiting partial batch may leave (its oldest page reaches the stage's wait
     /// limit): the time to wake up if nothing else happens first. None in deterministic mode,
     /// where batches wait for their own pages.
@@ -614,6 +645,49 @@ mod tests {
             }
         }
         assert!(s.finished());
+    }
+
+    #[test]
+    fn a_running_batch_takes_more_pages_while_the_next_queue_has_room() {
+        let mut s = Scheduler::new(
+            &[params(1, 4, 0), params(1, 2, 0)],
+            4,
+            SchedulingPolicy::LatestStageFirst,
+            false,
+            1,
+        );
+        assert_eq!(render_all(&mut s, 0), vec![0, 1, 2, 3]);
+        let b = s.next_batch(0).expect("a batch");
+        assert_eq!((b.stage, seqs(&b.items)), (0, vec![0]));
+        // The next queue holds 2: one place is the batch's own, so one page may join.
+        assert_eq!(seqs(&s.top_up(b.id, 3)), vec![1]);
+        assert!(s.top_up(b.id, 1).is_empty(), "the next queue is full");
+        s.batch_done(b.id);
+        for seq in [0, 1] {
+            s.push(1, item(seq, 0));
+        }
+        // Pages 0 and 1 fill stage 1's queue: stage 0 waits; stage 1 runs.
+        let b1 = s.next_batch(0).expect("stage 1 runs");
+        assert_eq!((b1.stage, seqs(&b1.items)), (1, vec![0]));
+        // The last stage has no queue after it: it takes what its own queue holds.
+        assert_eq!(seqs(&s.top_up(b1.id, 5)), vec![1]);
+        assert_eq!(s.depths(), vec![2, 0]);
+        s.batch_done(b1.id);
+        assert!(
+            s.top_up(b1.id, 1).is_empty(),
+            "a finished batch takes nothing"
+        );
+        // Deterministic mode never tops up: its batches are fixed chunks.
+        let mut d = Scheduler::new(
+            &[params(1, 4, 0)],
+            2,
+            SchedulingPolicy::LatestStageFirst,
+            true,
+            1,
+        );
+        render_all(&mut d, 0);
+        let b = d.next_batch(0).expect("a batch");
+        assert!(d.top_up(b.id, 1).is_empty());
     }
 
     #[test]

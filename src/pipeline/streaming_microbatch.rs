@@ -17,6 +17,20 @@
 //! place for it, and a batch runs only when the next queue has places for all its pages, so
 //! pages in flight never exceed the sum of the queue capacities, whatever the corpus size.
 //!
+//! Continuous batching across micro-batches: a stage that generates in `continuous` mode
+//! ([`Stage::takes_feed`]) gets a [`Feed`] on its queue with each batch. When its finished
+//! sequences free decode places and the batch's own sequences have all started, it asks for
+//! pages: the worker sends `Event::Hungry` and waits for the answer, and the orchestrator
+//! moves pages from the front of that stage's queue into the running batch
+//! ([`Scheduler::top_up`]) — as many as the next queue has room for, each reserving its place
+//! there as a dispatched page does, so the memory bound holds. The batch's pages (those that
+//! joined included) leave together when the call ends. Deterministic mode never tops up (its
+//! batches are fixed chunks). With one model worker a running stage call holds the device, so
+//! only pages already queued can join: `queue_batches` ≥ 2 (room downstream) and upstream
+//! batches larger than the generating stage's give it pages to take. With several workers a
+//! free worker takes a queued page as a batch of its own first (the orchestrator dispatches
+//! before it answers), so pages join a running call only while every worker is busy.
+//!
 //! Outputs equal sequential's: the models batch pages without mixing them (see staged-batch),
 //! so batch composition — which depends on timing unless `scheduler.deterministic` — does not
 //! change them.
@@ -34,7 +48,7 @@ use crate::corpus::render::Renderer;
 use crate::corpus::{Corpus, PageRef};
 use crate::metrics::live::{LiveBoard, QueueView};
 use crate::metrics::span::{WorkerId, WorkerKind};
-use crate::models::Stage;
+use crate::models::{Feed, Stage};
 use crate::page::PageWork;
 use crate::vocab::StageKind;
 
@@ -56,6 +70,44 @@ enum Event {
         seqs: Vec<usize>,
         works: Vec<PageWork>,
     },
+    /// Batch `id`'s stage has room for `n` more pages (continuous batching): the answer goes
+    /// to `reply` — the pages that joined the batch, possibly none.
+    Hungry {
+        id: u64,
+        n: usize,
+        reply: crossbeam_channel::Sender<Vec<(usize, PageWork)>>,
+    },
+}
+
+/// A running batch's way to its stage's queue: asks the orchestrator for pages and waits for
+/// the answer (the orchestrator never waits on a worker, so this cannot deadlock).
+struct QueueFeed<'a> {
+    id: u64,
+    events: &'a mpsc::UnboundedSender<Event>,
+    /// The pages taken, in order (they join the job's).
+    seqs: Vec<usize>,
+}
+
+impl Feed for QueueFeed<'_> {
+    fn take(&mut self, n: usize) -> Vec<PageWork> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let asked = Event::Hungry {
+            id: self.id,
+            n,
+            reply,
+        };
+        if n == 0 || self.events.send(asked).is_err() {
+            return Vec::new();
+        }
+        let pages = answer.recv().unwrap_or_default();
+        pages
+            .into_iter()
+            .map(|(seq, work)| {
+                self.seqs.push(seq);
+                work
+            })
+            .collect()
+    }
 }
 
 /// A batch for a model worker.
@@ -162,7 +214,13 @@ pub fn run(
         // The model workers: this thread and one more per extra worker.
         workers::run_all(&mut model_workers, |id, stages| {
             while let Ok(mut job) = device_rx.recv() {
-                exec.run_stage(stages[job.stage].as_mut(), id, &mut job.works);
+                let mut feed = QueueFeed {
+                    id: job.id,
+                    events: &device_events,
+                    seqs: Vec::new(),
+                };
+                exec.run_stage_fed(stages[job.stage].as_mut(), id, &mut job.works, &mut feed);
+                job.seqs.extend(feed.seqs);
                 let ran = Event::Ran {
                     id: job.id,
                     stage: job.stage,
@@ -286,6 +344,16 @@ impl Orchestrator<'_> {
                         self.sched.push(stage + 1, queued(seq, work));
                     }
                 }
+            }
+            Event::Hungry { id, n, reply } => {
+                let pages = self
+                    .sched
+                    .top_up(id, n)
+                    .into_iter()
+                    .map(|i| (i.seq, i.payload))
+                    .collect();
+                // The worker may be gone (its thread panicked): nothing to answer then.
+                let _ = reply.send(pages);
             }
         }
     }

@@ -395,12 +395,13 @@ impl GotOcr2 {
 /// Prompts with their images, generated through the shared loop (`models::generate`): the
 /// loop's [`Decode`](crate::models::generate::Decode) for GOT. Sequence `i` is `prompts[i]`
 /// with `images[i]` (its tiles' tokens) spliced in at its `<imgpad>` tokens; its embeddings
-/// are made at its prefill.
+/// are made at its prefill. A refill (continuous batching from the stage's queue) pushes its
+/// sequences' prompts and images after the others.
 pub struct Sequences<'a> {
     pub model: &'a GotOcr2,
     pub cache: decoder::SlotCache,
-    pub prompts: &'a [Vec<u32>],
-    pub images: &'a [Tensor],
+    pub prompts: Vec<Vec<u32>>,
+    pub images: Vec<Tensor>,
 }
 
 impl crate::models::generate::Decode for Sequences<'_> {

@@ -39,7 +39,7 @@ use crate::models::detr::stage::{WeightsChoice, resolve_weights};
 use crate::models::generate::{self, Batching, GenerationStats, Request};
 use crate::models::ocr::stage::{OcrScope, OcrStage};
 use crate::models::routing;
-use crate::models::{FailureKind, ModelInfo, Stage, StageError};
+use crate::models::{FailureKind, Feed, ModelInfo, NoFeed, Stage, StageError};
 use crate::page::{PageWork, TextLine};
 use crate::vocab::StageKind;
 
@@ -229,6 +229,34 @@ pub fn estimated_prompt(card: &GotCard, tiles: usize) -> Vec<u32> {
 /// A page the oracle knows: its text layer (None: no visible text, a scan).
 pub type TextLayers = HashMap<String, Option<Vec<TextChar>>>;
 
+/// A sequence's source: (page index in the call, region index, rect in page pixels).
+type Item = (usize, Option<usize>, [usize; 4]);
+
+/// Pages' sequences ready to generate.
+#[derive(Default)]
+struct Prepared {
+    items: Vec<Item>,
+    /// Untrained: each item's reference text (the oracle).
+    references: Option<Vec<String>>,
+    prompts: Vec<Vec<u32>>,
+    images: Vec<Tensor>,
+    requests: Vec<Request>,
+    /// Vision time and tiles.
+    stats: GenerationStats,
+}
+
+impl Prepared {
+    /// Appends `o`'s items, texts and figures (its prompts and images went to the model).
+    fn append(&mut self, o: Prepared) {
+        self.items.extend(o.items);
+        if let Some(r) = o.references {
+            self.references.get_or_insert_with(Vec::new).extend(r);
+        }
+        self.requests.extend(o.requests);
+        self.stats.add(&o.stats);
+    }
+}
+
 /// The loaded model and what every replica shares.
 struct Shared {
     card: GotCard,
@@ -373,65 +401,15 @@ impl GotStage {
         })
     }
 
-    /// The token ids and texts of `items` generated in the stage's mode; the prompt
-    /// embeddings are made per sequence at its prefill.
-    fn generate(
-        &self,
-        prompts: &[Vec<u32>],
-        images: &[Tensor],
-        forced: &[Option<usize>],
-    ) -> Result<generate::Generated, StageError> {
+    /// A slice of pages' sequences, ready to generate: items, oracle texts, vision done.
+    /// `first`: the index of `pages[0]` among the call's pages.
+    fn prepare(&self, pages: &mut [PageWork], first: usize) -> Result<Prepared, StageError> {
         let s = &self.shared;
-        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        let gen_max = forced
-            .iter()
-            .map(|f| {
-                f.map_or(self.opts.max_new_tokens, |f| {
-                    f.min(self.opts.max_new_tokens)
-                })
-            })
-            .max()
-            .unwrap_or(0);
-        let slots = match self.opts.batching {
-            Batching::Single | Batching::Auto => 1,
-            _ => self.opts.decode_batch.min(prompts.len()).max(1),
-        };
-        let batching = match self.opts.batching {
-            Batching::Auto => Batching::Single,
-            b => b,
-        };
-        let cache = s
-            .model
-            .decoder
-            .new_cache(slots, longest + gen_max + 1)
-            .map_err(crate::models::model_error)?;
-        let kv_bytes = cache.bytes();
-        let mut d = super::Sequences {
-            model: &s.model,
-            cache,
-            prompts,
-            images,
-        };
-        let requests: Vec<Request> = forced
-            .iter()
-            .map(|f| Request {
-                max_new_tokens: self.opts.max_new_tokens,
-                forced_len: *f,
-            })
-            .collect();
-        let mut g = generate::generate(&mut d, &requests, batching, slots, &s.stop)
-            .map_err(crate::models::model_error)?;
-        g.stats.kv_cache_bytes = kv_bytes;
-        Ok(g)
-    }
-
-    fn run(&mut self, batch: &mut [PageWork]) -> Result<GenerationStats, StageError> {
-        let s = Arc::clone(&self.shared);
         let device = s.model.decoder.device().clone();
         let size = s.card.config.vision_config.image_size;
         // Items: (page, region, rect in page pixels).
-        let mut items: Vec<(usize, Option<usize>, [usize; 4])> = Vec::new();
-        for (pi, page) in batch.iter().enumerate() {
+        let mut items: Vec<Item> = Vec::new();
+        for (pi, page) in pages.iter().enumerate() {
             let img = crate::models::page_bgr(page, StageKind::Ocr)?;
             let whole = [0, 0, img.width, img.height];
             match self.opts.scope {
@@ -449,48 +427,152 @@ impl GotStage {
             }
         }
         // The oracle's reference texts (untrained only).
-        let references: Option<Vec<String>> = if s.untrained {
-            Some(self.references(batch, &items)?)
+        let references = if s.untrained {
+            Some(self.references(pages, &items)?)
         } else {
             None
         };
         // Vision, one item at a time (each its tiles).
-        let mut stats = GenerationStats::default();
+        let mut out = Prepared::default();
         let t = Instant::now();
-        let mut images = Vec::with_capacity(items.len());
-        let mut prompts = Vec::with_capacity(items.len());
         for (pi, _, rect) in &items {
-            let img = crate::models::page_bgr(&batch[*pi], StageKind::Ocr)?.crop(*rect);
+            let img = crate::models::page_bgr(&pages[*pi], StageKind::Ocr)?.crop(*rect);
             let rgb = processor::to_rgb(&img);
             let pixels = processor::tiles(&rgb, size, self.opts.max_tiles, &device)
                 .map_err(crate::models::model_error)?;
             let tiles = pixels.dim(0).map_err(crate::models::model_error)?;
-            stats.images += tiles as u64;
+            out.stats.images += tiles as u64;
             let feats = s
                 .model
                 .image_features(&pixels)
                 .and_then(|f| f.flatten_to(1))
                 .map_err(crate::models::model_error)?;
-            images.push(feats);
-            prompts.push(
+            out.images.push(feats);
+            out.prompts.push(
                 prompt_ids(&s.card, s.tokenizer.as_ref(), tiles, self.opts.query)
                     .map_err(|m| StageError::new(FailureKind::Model, m))?,
             );
         }
-        stats.vision_ns = t.elapsed().as_nanos() as u64;
-        let forced: Vec<Option<usize>> = match &references {
+        out.stats.vision_ns = t.elapsed().as_nanos() as u64;
+        out.requests = match &references {
             Some(refs) => refs
                 .iter()
                 .map(|r| Some(self.reference_tokens(r)))
-                .collect(),
+                .collect::<Vec<_>>(),
             None => vec![None; items.len()],
+        }
+        .into_iter()
+        .map(|forced_len| Request {
+            max_new_tokens: self.opts.max_new_tokens,
+            forced_len,
+        })
+        .collect();
+        out.items = items
+            .into_iter()
+            .map(|(pi, ri, rect)| (pi + first, ri, rect))
+            .collect();
+        out.references = references;
+        Ok(out)
+    }
+
+    /// One call: `batch`'s sequences, and in continuous batching those of the pages `feed`
+    /// gives while it runs (pushed onto `joined`, which the caller keeps whatever happens).
+    fn run(
+        &self,
+        batch: &mut [PageWork],
+        joined: &mut Vec<PageWork>,
+        feed: &mut dyn Feed,
+    ) -> Result<GenerationStats, StageError> {
+        let s = &self.shared;
+        let mut call = self.prepare(batch, 0)?;
+        let n0 = batch.len();
+        let batching = match self.opts.batching {
+            Batching::Auto => Batching::Single,
+            b => b,
         };
-        let g = self.generate(&prompts, &images, &forced)?;
+        let fed = batching == Batching::Continuous;
+        let slots = match batching {
+            Batching::Single => 1,
+            _ if fed => self.opts.decode_batch.max(1),
+            _ => self.opts.decode_batch.min(call.prompts.len()).max(1),
+        };
+        // The cache holds the longest prompt and its tokens; with refills, any prompt the
+        // options allow (tiles at most max_tiles plus the thumbnail).
+        let gen_max = call
+            .requests
+            .iter()
+            .map(|r| {
+                r.forced_len
+                    .map_or(r.max_new_tokens, |f| f.min(r.max_new_tokens))
+            })
+            .max()
+            .unwrap_or(0);
+        let mut longest = call.prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let mut context = longest + gen_max + 1;
+        if fed {
+            let tiles = if self.opts.max_tiles > 1 {
+                self.opts.max_tiles + 1
+            } else {
+                1
+            };
+            longest = longest.max(
+                prompt_ids(&s.card, s.tokenizer.as_ref(), tiles, self.opts.query)
+                    .map_err(|m| StageError::new(FailureKind::Model, m))?
+                    .len(),
+            );
+            context = longest + self.opts.max_new_tokens + 1;
+        }
+        let cache = s
+            .model
+            .decoder
+            .new_cache(slots, context)
+            .map_err(crate::models::model_error)?;
+        let kv_bytes = cache.bytes();
+        let mut d = super::Sequences {
+            model: &s.model,
+            cache,
+            prompts: std::mem::take(&mut call.prompts),
+            images: std::mem::take(&mut call.images),
+        };
+        // Refill from the queue: pages one at a time until they bring `n` sequences (a page
+        // may have none to read) or the queue has no more.
+        let mut later = Prepared::default();
+        let mut refill =
+            |d: &mut super::Sequences<'_>, n: usize| -> candle_core::Result<Vec<Request>> {
+                let mut requests = Vec::new();
+                while requests.len() < n {
+                    let Some(page) = feed.take(1).pop() else {
+                        break;
+                    };
+                    joined.push(page);
+                    let at = joined.len() - 1;
+                    let mut p = self
+                        .prepare(&mut joined[at..], n0 + at)
+                        .map_err(|e| candle_core::Error::Msg(e.message))?;
+                    d.prompts.append(&mut p.prompts);
+                    d.images.append(&mut p.images);
+                    requests.extend(p.requests.iter().copied());
+                    later.append(p);
+                }
+                Ok(requests)
+            };
+        let g = generate::generate_fed(
+            &mut d,
+            &call.requests,
+            batching,
+            slots,
+            &s.stop,
+            &mut refill,
+        )
+        .map_err(crate::models::model_error)?;
+        drop(d);
+        call.append(later);
         let mut gs = g.stats;
-        gs.vision_ns = stats.vision_ns;
-        gs.images = stats.images;
+        gs.kv_cache_bytes = kv_bytes;
+        gs.vision_ns = call.stats.vision_ns;
+        gs.images = call.stats.images;
         // Outputs: one line per item.
-        let texts: Vec<String> = match &references {
+        let texts: Vec<String> = match &call.references {
             Some(refs) => refs.clone(),
             None => {
                 let tok = s
@@ -507,8 +589,9 @@ impl GotStage {
                     .collect::<Result<_, _>>()?
             }
         };
-        let mut lines: Vec<Vec<TextLine>> = vec![Vec::new(); batch.len()];
-        for ((pi, ri, rect), text) in items.iter().zip(texts) {
+        let pages = n0 + joined.len();
+        let mut lines: Vec<Vec<TextLine>> = vec![Vec::new(); pages];
+        for ((pi, ri, rect), text) in call.items.iter().zip(texts) {
             lines[*pi].push(TextLine {
                 bbox: rect.map(|v| v as f32),
                 text: text.trim().to_string(),
@@ -516,7 +599,7 @@ impl GotStage {
                 region: *ri,
             });
         }
-        for (page, mut lines) in batch.iter_mut().zip(lines) {
+        for (page, mut lines) in batch.iter_mut().chain(joined.iter_mut()).zip(lines) {
             let regions = &mut page.output.regions;
             routing::attach_text(regions, &mut lines);
             let order = routing::reading_order(regions);
@@ -541,7 +624,7 @@ impl GotStage {
     fn references(
         &self,
         batch: &mut [PageWork],
-        items: &[(usize, Option<usize>, [usize; 4])],
+        items: &[Item],
     ) -> Result<Vec<String>, StageError> {
         let s = &self.shared;
         let mut ocr_lines: HashMap<usize, Vec<TextLine>> = HashMap::new();
@@ -607,7 +690,24 @@ impl Stage for GotStage {
     }
 
     fn process(&mut self, batch: &mut [PageWork]) -> Result<(), StageError> {
-        let stats = self.run(batch)?;
+        let stats = self.run(batch, &mut Vec::new(), &mut NoFeed)?;
+        self.stats.get_or_insert_with(Default::default).add(&stats);
+        Ok(())
+    }
+
+    fn takes_feed(&self) -> bool {
+        self.opts.batching == Batching::Continuous
+    }
+
+    fn process_fed(
+        &mut self,
+        batch: &mut Vec<PageWork>,
+        feed: &mut dyn Feed,
+    ) -> Result<(), StageError> {
+        let mut joined = Vec::new();
+        let result = self.run(batch, &mut joined, feed);
+        batch.extend(joined);
+        let stats = result?;
         self.stats.get_or_insert_with(Default::default).add(&stats);
         Ok(())
     }
