@@ -88,6 +88,10 @@ pub enum Command {
     /// numbers of sequences (why batching pays for a token-by-token decoder), and
     /// transformers on the same shapes when a Python with torch is given.
     BenchGot(BenchGotArgs),
+    /// Measure DePlot (Pix2Struct) in candle: the encoder per figure, starting a sequence
+    /// (cross-attention keys and values), and one decode step at several numbers of
+    /// sequences, and transformers on the same shapes when a Python with torch is given.
+    BenchDeplot(BenchDeplotArgs),
     /// Print the JSON schema of the report (results/report.schema.json is this output).
     Schema,
     /// Internal: a render worker process of the render pool (speaks a binary protocol on
@@ -491,6 +495,38 @@ pub struct BenchGotArgs {
     /// Python with torch and transformers for the reference (benches/got_torch.py: the same
     /// architecture with its own random weights, the same shapes); without it only candle is
     /// measured. Also read from PIPEBENCH_TORCH_PYTHON.
+    #[arg(long, env = "PIPEBENCH_TORCH_PYTHON", value_name = "PYTHON")]
+    pub torch_python: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchDeplotArgs {
+    /// `random` (DePlot's full-size architecture, seeded) or, as `run --weights`, a folder
+    /// holding the checkpoint folder `deplot/` (`hf download google/deplot --local-dir
+    /// DIR/deplot`).
+    #[arg(long, default_value = "random", value_name = "random|DIR")]
+    pub weights: String,
+    /// Patches per figure (the encoder's sequence; every one in use).
+    #[arg(long, default_value_t = 2048)]
+    pub max_patches: usize,
+    /// Sequences per decode step, comma-separated.
+    #[arg(long, default_value = "1,2,4,8", value_delimiter = ',')]
+    pub batch_sizes: Vec<usize>,
+    /// Tokens each sequence holds before the timed steps.
+    #[arg(long, default_value_t = 64)]
+    pub context: usize,
+    /// Timed decode steps per batch size (the median counts), after one untimed step.
+    #[arg(long, default_value_t = 8)]
+    pub steps: usize,
+    /// Timed encoder passes (the median counts), after one untimed pass.
+    #[arg(long, default_value_t = 2)]
+    pub encoder_runs: usize,
+    /// Write the figures as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Python with torch and transformers for the reference (benches/deplot_torch.py: the
+    /// same architecture with its own random weights, the same shapes); without it only candle
+    /// is measured. Also read from PIPEBENCH_TORCH_PYTHON.
     #[arg(long, env = "PIPEBENCH_TORCH_PYTHON", value_name = "PYTHON")]
     pub torch_python: Option<PathBuf>,
 }

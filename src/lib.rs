@@ -99,6 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::BenchOcr(args) => commands::bench::ocr(args),
         Command::BenchSeed(args) => commands::bench::seed(args),
         Command::BenchGot(args) => commands::bench::got(args),
+        Command::BenchDeplot(args) => commands::bench::deplot(args),
         Command::Schema => {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();

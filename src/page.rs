@@ -99,6 +99,56 @@ pub struct Region {
     /// Tables: decoder steps the structure model ran (a data-dependent cost).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decoder_steps: Option<u32>,
+    /// Charts: the data table a chart-to-table model (DePlot) read from the figure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataTable>,
+}
+
+/// A chart's underlying data, as DePlot writes it: an optional title, a header row, rows of
+/// cells (`models::pix2struct::stage::parse_table`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DataTable {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl DataTable {
+    /// The table as a Markdown table (title above it in italics).
+    pub fn markdown(&self) -> String {
+        let cell = |c: &str| c.replace('|', "\\|").replace('\n', " ");
+        let width = self
+            .rows
+            .iter()
+            .map(Vec::len)
+            .chain(std::iter::once(self.header.len()))
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let line = |cells: &[String]| {
+            let mut s = String::from("|");
+            for i in 0..width {
+                s.push(' ');
+                s.push_str(&cell(cells.get(i).map_or("", String::as_str)));
+                s.push_str(" |");
+            }
+            s.push('\n');
+            s
+        };
+        let mut out = String::new();
+        if let Some(t) = &self.title {
+            out.push_str(&format!("*{}*\n\n", cell(t)));
+        }
+        out.push_str(&line(&self.header));
+        out.push('|');
+        out.push_str(&" --- |".repeat(width));
+        out.push('\n');
+        for r in &self.rows {
+            out.push_str(&line(r));
+        }
+        out
+    }
 }
 
 impl Region {
@@ -111,6 +161,7 @@ impl Region {
             text: None,
             html: None,
             decoder_steps: None,
+            data: None,
         }
     }
 }

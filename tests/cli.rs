@@ -1429,7 +1429,7 @@ fn seed_profile_with_random_weights_is_marked_untrained() {
          [stages.layout]\nmodel = \"picodet-layout-cdla\"\nbatch_size = 2\nqueue_capacity = 2\n\
          [stages.ocr]\nmodel = \"null\"\n\
          [stages.table]\nmodel = \"slanet-plus\"\n\
-         [stages.figure]\nmodel = \"crop\"\n",
+         [stages.figure]\nmodel = \"null\"\n",
     );
     let out = dir.path().join("r.json");
     let assert = cmd()
@@ -1682,4 +1682,99 @@ fn got_ocr2_reads_regions_alike_in_every_batching_mode() {
         fed["batches"].as_u64().expect("batches") < 3,
         "a running call took pages from its queue: {fed}"
     );
+}
+
+/// DePlot as the figure stage (the tiny parity checkpoint with its character tokenizer, as a
+/// checkpoint folder): the chart pages' figure regions are decoded one at a time (sequential),
+/// in a static group (staged-batch, both pages' figures in one call) and in a continuous
+/// batch (streaming-microbatch), with the same tables; the report counts the figures encoded
+/// and the tokens; the saved outputs carry each figure's parsed table.
+#[test]
+fn deplot_reads_figures_alike_in_every_batching_mode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ckpt = root().join("tests/fixtures/pix2struct");
+    let stages = format!(
+        "[stages.layout]\nmodel = \"picodet-layout-cdla\"\n\
+         [stages.ocr]\nmodel = \"null\"\n[stages.table]\nmodel = \"null\"\n\
+         [stages.figure]\nmodel = \"deplot\"\nweights = {:?}\nmax_new_tokens = 12\nmax_patches = 64\n",
+        ckpt.display().to_string()
+    );
+    let corpus = root().join("corpora/sample/img2table-tables.pdf");
+    let mut reports = Vec::new();
+    for (name, head, batch) in [
+        ("sequential", "kind = \"sequential\"\n", "batch_size = 1\n"),
+        ("staged", "kind = \"staged-batch\"\n", "batch_size = 2\n"),
+        (
+            "streaming",
+            "kind = \"streaming-microbatch\"\n[scheduler]\ndeterministic = true\n",
+            "batch_size = 2\n",
+        ),
+    ] {
+        let text = format!("name = \"{name}\"\n{head}{stages}{batch}");
+        let s = strategy_file(dir.path(), name, &text);
+        let out = dir.path().join(format!("{name}.json"));
+        let saved = dir.path().join(format!("{name}-outputs"));
+        cmd()
+            .args(["run", "-q", "--strategy"])
+            .arg(&s)
+            .arg("--out")
+            .arg(&out)
+            .arg("--save-outputs")
+            .arg(&saved)
+            .arg(&corpus)
+            .assert()
+            .success();
+        let r = read_json(&out);
+        assert_schema_valid(&r);
+        assert_eq!(r["ok"], true, "{name}: {}", r["errors"]);
+        reports.push((name, r, saved));
+    }
+    let (_, seq, saved) = &reports[0];
+    let g0 = stage_of(seq, "figure")["generation"].clone();
+    assert_eq!(g0["images"], 2, "one chart per page: {g0}");
+    assert_eq!(g0["sequences"], 2, "{g0}");
+    assert!(
+        g0["tokens_generated"].as_u64().expect("tokens") >= 2,
+        "{g0}"
+    );
+    assert_eq!(g0["sequences_per_step"], 1.0, "{g0}");
+    let model = seq["models"]
+        .as_array()
+        .expect("models")
+        .iter()
+        .find(|m| m["stage"] == "figure")
+        .cloned()
+        .expect("figure model");
+    assert_eq!(model["id"], "deplot");
+    assert!(model["untrained"].is_null(), "{model}");
+    for (name, r, _) in &reports[1..] {
+        assert_eq!(r["output"]["digest"], seq["output"]["digest"], "{name}");
+        let g = stage_of(r, "figure")["generation"].clone();
+        assert_eq!(g["tokens_generated"], g0["tokens_generated"], "{name}");
+        assert!(
+            g["sequences_per_step"].as_f64().expect("occupancy") > 1.0,
+            "{name}: both figures decode together: {g}"
+        );
+    }
+    // The outputs: each figure's decoded text and its table.
+    let out = read_json(&saved.join("img2table-tables.json"));
+    let figures: Vec<serde_json::Value> = out["pages"]
+        .as_array()
+        .expect("pages")
+        .iter()
+        .flat_map(|p| {
+            p["output"]["regions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|r| r["class"] == "figure")
+        .collect();
+    assert_eq!(figures.len(), 2);
+    for f in &figures {
+        assert!(f["text"].is_string(), "{f}");
+        assert!(f["data"]["header"].is_array(), "{f}");
+    }
+    let md = std::fs::read_to_string(saved.join("img2table-tables.md")).expect("markdown");
+    assert!(md.contains("its data]*") && md.contains("| --- |"), "{md}");
 }

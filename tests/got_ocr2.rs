@@ -4,10 +4,13 @@
 //! Vision features and logits within 1e-4; greedy tokens exact, alone, in a static batch and
 //! in continuous batches where sequences of different lengths come and go.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, IndexOp, Tensor};
+use common::{ids, max_abs_diff};
 use pipebench::models::checkpoint;
 use pipebench::models::generate::{self, Batching, Request};
 use pipebench::models::got_ocr2::{GotConfig, GotOcr2, Sequences, processor};
@@ -29,27 +32,6 @@ fn load() -> (GotOcr2, HashMap<String, Tensor>) {
     (model, refs)
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .expect("sub")
-        .abs()
-        .expect("abs")
-        .flatten_all()
-        .expect("flat")
-        .max(0)
-        .expect("max")
-        .to_scalar::<f32>()
-        .expect("scalar")
-}
-
-fn ids(t: &Tensor) -> Vec<Vec<u32>> {
-    t.to_dtype(DType::U32)
-        .expect("u32")
-        .to_vec2::<u32>()
-        .expect("ids")
-}
-
 const TOL: f32 = 1e-4;
 
 #[test]
@@ -57,10 +39,10 @@ fn vision_features_and_image_tokens_match_transformers() {
     let (m, r) = load();
     let px = &r["pixel_values"];
     let feats = m.vision_features(px).expect("vision");
-    let d = max_diff(&feats, &r["vision_features"]);
+    let d = max_abs_diff(&feats, &r["vision_features"]);
     assert!(d < TOL, "vision features differ by {d}");
     let tokens = m.project(&feats).expect("projector");
-    let d = max_diff(&tokens, &r["image_features"]);
+    let d = max_abs_diff(&tokens, &r["image_features"]);
     assert!(d < TOL, "image features differ by {d}");
 }
 
@@ -80,11 +62,11 @@ fn prefill_and_every_decode_step_match_transformers_logits() {
         let mut cache = m.decoder.new_cache(1, 64).expect("cache");
         let e = m.prompt_embeddings(p, &images[i]).expect("embeddings");
         let mut logits = m.decoder.prefill(&e, &mut cache, 0).expect("prefill");
-        let d = max_diff(&logits, &r["prefill_logits"].i(i).expect("row"));
+        let d = max_abs_diff(&logits, &r["prefill_logits"].i(i).expect("row"));
         assert!(d < TOL, "prompt {i}: prefill logits differ by {d}");
         for (step, &want_tok) in want_tokens[i].iter().enumerate() {
             let want = r["step_logits"].i((i, step)).expect("step");
-            let d = max_diff(&logits, &want);
+            let d = max_abs_diff(&logits, &want);
             assert!(d < TOL, "prompt {i} step {step}: logits differ by {d}");
             let tok = logits
                 .argmax(0)
@@ -191,13 +173,13 @@ fn the_processor_resizes_and_normalizes_as_the_reference_does() {
     }
     let ours = processor::normalize_tile(&img, 64);
     let ours = Tensor::from_vec(ours, (1, 3, 64, 64), &Device::Cpu).expect("tensor");
-    let d = max_diff(&ours, &r["processor_pixel_values"]);
+    let d = max_abs_diff(&ours, &r["processor_pixel_values"]);
     assert!(d < 1e-5, "pixels differ by {d}");
 
     // Crop mode (downscales): 16-pixel tiles, at most 4: a 2 × 2 grid row-major, then the
     // thumbnail.
     let tiles = processor::tiles(&img, 16, 4, &Device::Cpu).expect("tiles");
-    let d = max_diff(&tiles, &r["processor_crop_pixel_values"]);
+    let d = max_abs_diff(&tiles, &r["processor_crop_pixel_values"]);
     assert!(d < 1e-5, "crop-mode tiles differ by {d}");
 }
 

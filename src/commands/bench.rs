@@ -845,61 +845,42 @@ pub fn got(args: crate::cli::BenchGotArgs) -> anyhow::Result<ExitStatus> {
         "decode_weight_bytes": cfg.text_config.decode_weight_bytes(),
     });
     if let Some(py) = &args.torch_python {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/got_torch.py");
-        let tmp = tempfile_path("got-torch.json");
-        let status = std::process::Command::new(py)
-            .arg(&script)
-            .args(["--threads", &threads.to_string()])
-            .args(["--steps", &args.steps.max(1).to_string()])
-            .args(["--vision-runs", &args.vision_runs.max(1).to_string()])
-            .args(["--prefill-runs", &args.prefill_runs.max(1).to_string()])
-            .arg("--json")
-            .arg(&tmp)
-            .stdout(std::process::Stdio::null())
-            .status();
-        match status
-            .ok()
-            .filter(|s| s.success())
-            .and_then(|_| std::fs::read_to_string(&tmp).ok())
-        {
-            Some(text) => {
-                let r: serde_json::Value = serde_json::from_str(&text)?;
-                let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+        let flags = [
+            ("--threads", threads.to_string()),
+            ("--steps", args.steps.max(1).to_string()),
+            ("--vision-runs", args.vision_runs.max(1).to_string()),
+            ("--prefill-runs", args.prefill_runs.max(1).to_string()),
+        ];
+        if let Some(r) = torch_reference(py, "benches/got_torch.py", &flags) {
+            let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+            println!(
+                "transformers {} / torch {} ({} threads), same shapes, its own random weights:",
+                r["transformers_version"].as_str().unwrap_or("?"),
+                r["torch_version"].as_str().unwrap_or("?"),
+                r["threads"]
+            );
+            let tv = f(&r["vision_ms"]);
+            let tp = f(&r["prefill_ms"]);
+            println!(
+                "  vision + projector: {tv:.0} ms (candle / torch {:.2}×)",
+                vision_ms / tv
+            );
+            println!(
+                "  prefill: {tp:.0} ms (candle / torch {:.2}×)",
+                prefill_ms / tp
+            );
+            for &b in &args.batch_sizes {
+                let theirs = f(&r["decode_ms_per_step"][b.to_string()]);
+                let ours = out["decode"][b.to_string()]["ms_per_step"]
+                    .as_f64()
+                    .unwrap_or(f64::NAN);
                 println!(
-                    "transformers {} / torch {} ({} threads), same shapes, its own random weights:",
-                    r["transformers_version"].as_str().unwrap_or("?"),
-                    r["torch_version"].as_str().unwrap_or("?"),
-                    r["threads"]
+                    "  decode, {b} sequences: {theirs:.1} ms/step (candle / torch {:.2}×)",
+                    ours / theirs
                 );
-                let tv = f(&r["vision_ms"]);
-                let tp = f(&r["prefill_ms"]);
-                println!(
-                    "  vision + projector: {tv:.0} ms (candle / torch {:.2}×)",
-                    vision_ms / tv
-                );
-                println!(
-                    "  prefill: {tp:.0} ms (candle / torch {:.2}×)",
-                    prefill_ms / tp
-                );
-                for &b in &args.batch_sizes {
-                    let theirs = f(&r["decode_ms_per_step"][b.to_string()]);
-                    let ours = out["decode"][b.to_string()]["ms_per_step"]
-                        .as_f64()
-                        .unwrap_or(f64::NAN);
-                    println!(
-                        "  decode, {b} sequences: {theirs:.1} ms/step (candle / torch {:.2}×)",
-                        ours / theirs
-                    );
-                }
-                out["torch"] = r;
             }
-            None => eprintln!(
-                "pipebench: transformers reference skipped: {} {} failed (python3 -m pip install -r scripts/requirements-fixtures.txt)",
-                py.display(),
-                script.display()
-            ),
+            out["torch"] = r;
         }
-        let _ = std::fs::remove_file(&tmp);
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
@@ -907,6 +888,233 @@ pub fn got(args: crate::cli::BenchGotArgs) -> anyhow::Result<ExitStatus> {
         println!("wrote {}", path.display());
     }
     Ok(ExitStatus::Ok)
+}
+
+pub fn deplot(args: crate::cli::BenchDeplotArgs) -> anyhow::Result<ExitStatus> {
+    use crate::models::detr::stage::{WeightsChoice, resolve_weights};
+    use crate::models::pix2struct::stage::{DeplotOptions, DeplotStage};
+    use crate::models::pix2struct::{Encoder, processor};
+    use std::time::Instant;
+    if crate::report::environment::build_profile() == "debug" {
+        eprintln!(
+            "pipebench: warning: this is a DEBUG build; timings are not representative (use --release)"
+        );
+    }
+    let device = Device::Cpu;
+    let threads = crate::models::device::kernel_threads();
+    let choice = resolve_weights("deplot", Some(&args.weights), None);
+    let t = Instant::now();
+    let opts = DeplotOptions {
+        max_patches: Some(args.max_patches.max(1)),
+        ..Default::default()
+    };
+    let stage = DeplotStage::load(opts, &choice, &device)?;
+    let load_s = t.elapsed().as_secs_f64();
+    let m = stage.model();
+    let patches = stage.max_patches();
+    let untrained = matches!(choice, WeightsChoice::Random { .. });
+    let weight_bytes = m.decoder.step_weight_bytes();
+    println!(
+        "DePlot (Pix2Struct) in candle ({}), {} threads, weights {} (loaded in {load_s:.1} s); a decode step reads {:.2} GB of weights and {:.0} MB of cross-attention keys and values per sequence",
+        crate::report::environment::build_profile(),
+        threads,
+        if untrained {
+            "random (seeded)"
+        } else {
+            "checkpoint"
+        },
+        weight_bytes as f64 / 1e9,
+        m.decoder.cross_bytes_per_sequence(patches) as f64 / 1e6
+    );
+    // A chart-like figure whose grid fills the patch budget exactly (the cost does not depend
+    // on the pixels): a 1:2 image.
+    let side = m.config.vision_config.patch_side();
+    let (rows, cols) = processor::grid(1, 2, patches, side);
+    let (rows, cols) = if rows * cols == 0 {
+        (1, patches)
+    } else {
+        (rows, cols)
+    };
+    let img = image::RgbImage::from_fn((cols * side) as u32, (rows * side) as u32, |x, y| {
+        let v = ((x * 7 + y * 13) % 251) as u8;
+        image::Rgb([v, v.wrapping_mul(3), 255 - v])
+    });
+    let px = processor::preprocess(&img, None, patches, side).tensor(&device)?;
+    let used = px
+        .narrow(2, 0, 1)?
+        .ne(0f32)?
+        .to_dtype(candle_core::DType::F32)?
+        .sum_all()?
+        .to_scalar::<f32>()? as usize;
+    let median = |v: &[f64]| crate::stats::median(v).unwrap_or(f64::NAN);
+    let mut enc = Vec::new();
+    let mut states = None;
+    for run in 0..=args.encoder_runs.max(1) {
+        let t = Instant::now();
+        let s = m.encoder.forward(&px)?;
+        if run > 0 {
+            enc.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        states = Some(s);
+    }
+    let states = states.expect("at least one encoder pass ran");
+    let mask = Encoder::key_mask(&px)?;
+    let encoder_ms = median(&enc);
+    println!(
+        "  encoder, one figure of {used} patches ({patches} rows): {encoder_ms:.0} ms (median of {})",
+        enc.len()
+    );
+    let context = args.context.max(1) + args.steps.max(1) + 2;
+    let mut start = Vec::new();
+    let mut cache = m.decoder.new_cache(1, context, patches)?;
+    for run in 0..=3 {
+        cache.clear(0);
+        let t = Instant::now();
+        m.decoder.start(&states, &mask, &mut cache, 0)?;
+        if run > 0 {
+            start.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let start_ms = median(&start);
+    println!(
+        "  start (cross-attention keys and values, first token): {start_ms:.0} ms (median of {})",
+        start.len()
+    );
+    println!(
+        "  {:>9} {:>10} {:>10} {:>14}   (each sequence holds {} tokens)",
+        "sequences",
+        "ms/step",
+        "tokens/s",
+        "vs 1 sequence",
+        args.context.max(1)
+    );
+    let mut decode = serde_json::Map::new();
+    let mut tps1 = f64::NAN;
+    for &b in &args.batch_sizes {
+        let b = b.max(1);
+        let mut c = m.decoder.new_cache(b, context, patches)?;
+        for s in 0..b {
+            m.decoder.start(&states, &mask, &mut c, s)?;
+        }
+        let last = vec![3u32; b];
+        // Fill each sequence to `context` tokens, then time.
+        for _ in 1..args.context.max(1) {
+            m.decoder.step(&last, &mut c)?;
+        }
+        let mut times = Vec::new();
+        for step in 0..=args.steps.max(1) {
+            let t = Instant::now();
+            m.decoder.step(&last, &mut c)?;
+            if step > 0 {
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        let ms = median(&times);
+        let tps = b as f64 / (ms / 1e3);
+        if b == 1 {
+            tps1 = tps;
+        }
+        println!("  {b:>9} {ms:>10.1} {tps:>10.1} {:>13.2}×", tps / tps1);
+        decode.insert(
+            b.to_string(),
+            serde_json::json!({"ms_per_step": ms, "tokens_per_s": tps}),
+        );
+    }
+    let mut out = serde_json::json!({
+        "threads": threads,
+        "weights": args.weights,
+        "max_patches": patches,
+        "encoder_ms": encoder_ms,
+        "start_ms": start_ms,
+        "context": args.context.max(1),
+        "decode": decode,
+        "decode_weight_bytes": weight_bytes,
+    });
+    if let Some(py) = &args.torch_python {
+        let sizes = args
+            .batch_sizes
+            .iter()
+            .map(|b| b.max(&1).to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let flags = [
+            ("--threads", threads.to_string()),
+            ("--steps", args.steps.max(1).to_string()),
+            ("--encoder-runs", args.encoder_runs.max(1).to_string()),
+            ("--max-patches", patches.to_string()),
+            ("--context", args.context.max(1).to_string()),
+            ("--batch-sizes", sizes),
+        ];
+        if let Some(r) = torch_reference(py, "benches/deplot_torch.py", &flags) {
+            let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+            println!(
+                "transformers {} / torch {} ({} threads, {} attention), same shapes, its own random weights:",
+                r["transformers_version"].as_str().unwrap_or("?"),
+                r["torch_version"].as_str().unwrap_or("?"),
+                r["threads"],
+                r["attn_implementation"].as_str().unwrap_or("?")
+            );
+            let te = f(&r["encoder_ms"]);
+            let ts = f(&r["start_ms"]);
+            println!(
+                "  encoder: {te:.0} ms (candle / torch {:.2}×)",
+                encoder_ms / te
+            );
+            println!("  start: {ts:.0} ms (candle / torch {:.2}×)", start_ms / ts);
+            for &b in &args.batch_sizes {
+                let theirs = f(&r["decode_ms_per_step"][b.max(1).to_string()]);
+                let ours = out["decode"][b.max(1).to_string()]["ms_per_step"]
+                    .as_f64()
+                    .unwrap_or(f64::NAN);
+                println!(
+                    "  decode, {b} sequences: {theirs:.1} ms/step (candle / torch {:.2}×)",
+                    ours / theirs
+                );
+            }
+            out["torch"] = r;
+        }
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(ExitStatus::Ok)
+}
+
+/// Runs the transformers reference `script` (in this repository) with `py` and `flags` plus
+/// `--json FILE`, and gives its figures; None (said on stderr) when it fails.
+fn torch_reference(
+    py: &std::path::Path,
+    script: &str,
+    flags: &[(&str, String)],
+) -> Option<serde_json::Value> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+    let tmp = tempfile_path("torch.json");
+    let mut cmd = std::process::Command::new(py);
+    cmd.arg(&script);
+    for (k, v) in flags {
+        cmd.args([k, v.as_str()]);
+    }
+    let status = cmd
+        .arg("--json")
+        .arg(&tmp)
+        .stdout(std::process::Stdio::null())
+        .status();
+    let r = status
+        .ok()
+        .filter(|s| s.success())
+        .and_then(|_| std::fs::read_to_string(&tmp).ok())
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let _ = std::fs::remove_file(&tmp);
+    if r.is_none() {
+        eprintln!(
+            "pipebench: transformers reference skipped: {} {} failed (python3 -m pip install -r scripts/requirements-fixtures.txt)",
+            py.display(),
+            script.display()
+        );
+    }
+    r
 }
 
 /// A path in the temporary folder, unique to this process.

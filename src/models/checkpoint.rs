@@ -65,6 +65,38 @@ pub fn uniform(bound: f32) -> Init {
     }
 }
 
+/// Linear layer `name` (`i` → `o`, weight (o, i) as PyTorch stores it) from `vb`; random
+/// weights get PyTorch's default initialization.
+pub fn linear(
+    vb: &VarBuilder,
+    name: &str,
+    i: usize,
+    o: usize,
+    bias: bool,
+) -> candle_core::Result<candle_nn::Linear> {
+    let vb = vb.pp(name);
+    let w = vb.get_with_hints((o, i), "weight", TORCH_DEFAULT)?;
+    let b = if bias {
+        Some(vb.get_with_hints(o, "bias", uniform(1.0 / (i as f32).sqrt()))?)
+    } else {
+        None
+    };
+    Ok(candle_nn::Linear::new(w, b))
+}
+
+/// RMS norm `name` of `size` from `vb` (random weights: ones).
+pub fn rms_norm(
+    vb: &VarBuilder,
+    name: &str,
+    size: usize,
+    eps: f64,
+) -> candle_core::Result<candle_nn::RmsNorm> {
+    let w = vb
+        .pp(name)
+        .get_with_hints(size, "weight", Init::Const(1.0))?;
+    Ok(candle_nn::RmsNorm::new(w, eps))
+}
+
 /// The checkpoint in `dir` (a folder filled by `hf download` or `save_pretrained`), its
 /// safetensors files memory-mapped; tensors are read as f32 onto `device`.
 pub fn from_dir(dir: &Path, device: &Device) -> std::result::Result<VarBuilder<'static>, String> {

@@ -20,6 +20,7 @@ pub mod ocr;
 pub mod onnx;
 pub mod ops;
 pub mod picodet;
+pub mod pix2struct;
 pub mod pplcnet;
 pub mod pplcnet_v3;
 pub mod registry;

@@ -206,6 +206,13 @@ pub static REGISTRY: &[ModelEntry] = &[
         WeightsSource::Checkpoint,
         super::detr::stage::build_table,
     ),
+    model::<super::pix2struct::stage::DeplotOptions>(
+        "deplot",
+        &[StageKind::Figure],
+        "DePlot (google/deplot): Pix2Struct encoder over chart patches + T5-style decoder writing the data table, batched generation",
+        WeightsSource::Checkpoint,
+        super::pix2struct::stage::build,
+    ),
     model::<NoOptions>(
         "crop",
         &[StageKind::Figure],
@@ -273,6 +280,10 @@ pub static CARDS: &[(&str, &str)] = &[
         "models/got-ocr2.toml",
         include_str!("../../models/got-ocr2.toml"),
     ),
+    (
+        "models/deplot.toml",
+        include_str!("../../models/deplot.toml"),
+    ),
 ];
 
 /// The id of card file `models/<id>.toml`.
@@ -316,12 +327,13 @@ pub static PROFILES: &[Profile] = &[
     },
     Profile {
         name: "seed",
-        summary: "the production pipeline's models: DETR layout, GOT-OCR 2.0 and Table Transformer \
-                  structure, from checkpoints or --weights random",
+        summary: "the production pipeline's models: DETR layout, GOT-OCR 2.0, Table Transformer \
+                  structure and DePlot, from checkpoints or --weights random",
         swaps: &[
             (StageKind::Layout, "picodet-layout-cdla", "detr-layout"),
             (StageKind::Ocr, "ppocrv5", "got-ocr2"),
             (StageKind::Table, "slanet-plus", "tatr-structure"),
+            (StageKind::Figure, "crop", "deplot"),
         ],
     },
 ];

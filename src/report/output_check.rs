@@ -315,6 +315,7 @@ mod tests {
             text: Some(text.into()),
             html: None,
             decoder_steps: None,
+            data: None,
         }
     }
 

@@ -126,6 +126,14 @@ fn region_markdown(r: &crate::page::Region) -> String {
             format!("{inner}\n\n")
         }
         ("title", _) if !text.is_empty() => format!("### {}\n\n", text.replace('\n', " ")),
+        ("figure", _) if r.data.is_some() => format!(
+            "*[figure at {:.0},{:.0}–{:.0},{:.0}: its data]*\n\n{}\n",
+            b[0],
+            b[1],
+            b[2],
+            b[3],
+            r.data.as_ref().map(|d| d.markdown()).unwrap_or_default()
+        ),
         ("figure" | "equation", _) => format!(
             "*[{} at {:.0},{:.0}–{:.0},{:.0}]*\n\n",
             r.class, b[0], b[1], b[2], b[3]

@@ -67,6 +67,13 @@ pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
         .expect("diff")
 }
 
+/// A tensor of token ids (any integer or float dtype) as rows of u32 (parity tests).
+pub fn ids(t: &candle_core::Tensor) -> Vec<Vec<u32>> {
+    t.to_dtype(candle_core::DType::U32)
+        .and_then(|t| t.to_vec2::<u32>())
+        .expect("ids")
+}
+
 /// A PNG (RGB on disk, e.g. written by cv2.imwrite from a BGR array) as tightly packed BGR, the
 /// renderer's pixel order: (width, height, pixels).
 pub fn read_bgr_png(path: PathBuf) -> (usize, usize, Vec<u8>) {

@@ -30,7 +30,7 @@ use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder};
 use crate::models::ops::skinny::SkinnyLinear;
 
 use super::TextConfig;
-use crate::models::checkpoint::{TORCH_DEFAULT, uniform};
+use crate::models::checkpoint::{self, TORCH_DEFAULT, rms_norm};
 
 /// One decoder layer.
 #[derive(Debug, Clone)]
@@ -47,21 +47,7 @@ struct Layer {
 }
 
 fn linear(vb: &VarBuilder, name: &str, i: usize, o: usize, bias: bool) -> Result<SkinnyLinear> {
-    let vb = vb.pp(name);
-    let w = vb.get_with_hints((o, i), "weight", TORCH_DEFAULT)?;
-    let b = if bias {
-        Some(vb.get_with_hints(o, "bias", uniform(1.0 / (i as f32).sqrt()))?)
-    } else {
-        None
-    };
-    Ok(SkinnyLinear::new(Linear::new(w, b)))
-}
-
-fn rms_norm(vb: &VarBuilder, name: &str, size: usize, eps: f64) -> Result<RmsNorm> {
-    let w = vb
-        .pp(name)
-        .get_with_hints(size, "weight", candle_nn::Init::Const(1.0))?;
-    Ok(RmsNorm::new(w, eps))
+    Ok(SkinnyLinear::new(checkpoint::linear(vb, name, i, o, bias)?))
 }
 
 impl Layer {

@@ -81,8 +81,9 @@ fn cubic(x: f64) -> f64 {
 }
 
 /// One axis of the resize: for each output index, the first source index and the fixed-point
-/// weights, and the precision (bits) they are scaled by.
-fn axis_weights(inp: usize, out: usize) -> (Vec<(usize, Vec<i32>)>, u32) {
+/// weights, and the precision (bits) they are scaled by: `fixed` (Pillow's 22 bits), or as
+/// many as keep the largest weight within 16 bits (torchvision's).
+fn axis_weights(inp: usize, out: usize, fixed: Option<u32>) -> (Vec<(usize, Vec<i32>)>, u32) {
     let scale = inp as f64 / out as f64;
     let (support, inv) = if scale >= 1.0 {
         (2.0 * scale, 1.0 / scale)
@@ -105,9 +106,11 @@ fn axis_weights(inp: usize, out: usize) -> (Vec<(usize, Vec<i32>)>, u32) {
         wmax = w.iter().copied().fold(wmax, f64::max);
         float.push((xmin, w));
     }
-    let prec = (0..22u32)
-        .find(|p| (0.5 + wmax * f64::from(1u32 << (p + 1))) as i64 >= 1 << 15)
-        .unwrap_or(22);
+    let prec = fixed.unwrap_or_else(|| {
+        (0..22u32)
+            .find(|p| (0.5 + wmax * f64::from(1u32 << (p + 1))) as i64 >= 1 << 15)
+            .unwrap_or(22)
+    });
     let fixed = float
         .into_iter()
         .map(|(x, w)| {
@@ -130,10 +133,20 @@ fn axis_weights(inp: usize, out: usize) -> (Vec<(usize, Vec<i32>)>, u32) {
 /// Catmull-Rom, Pillow's own) skip the 8-bit rounding between the passes and differ by up to
 /// 16 levels at sharp edges; this one reproduces the reference exactly (tested).
 pub fn resize_bicubic(src: &RgbImage, width: usize, height: usize) -> RgbImage {
+    resize_fixed_point(src, width, height, None)
+}
+
+/// `src` resized as Pillow's `Image.resize` (bicubic, its default) resizes RGB images: the
+/// same separable passes with 22-bit weights (DePlot's header and chart are stacked with it).
+pub fn resize_bicubic_pillow(src: &RgbImage, width: usize, height: usize) -> RgbImage {
+    resize_fixed_point(src, width, height, Some(22))
+}
+
+fn resize_fixed_point(src: &RgbImage, width: usize, height: usize, fixed: Option<u32>) -> RgbImage {
     let (w0, h0) = (src.width() as usize, src.height() as usize);
     let pass = |data: &[u8], (w, h): (usize, usize), horizontal: bool, out_len: usize| {
         let inp = if horizontal { w } else { h };
-        let (weights, prec) = axis_weights(inp, out_len);
+        let (weights, prec) = axis_weights(inp, out_len, fixed);
         let (ow, oh) = if horizontal {
             (out_len, h)
         } else {
