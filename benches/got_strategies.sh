@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# GOT-OCR 2.0 under the four strategies: the seed profile (DETR layout, GOT-OCR 2.0, Table
-# Transformer) with full-size seeded random weights and oracle output lengths, every shipped
+# GOT-OCR 2.0 and DePlot under the four strategies: the seed profile (DETR layout, GOT-OCR
+# 2.0, Table Transformer, DePlot) with full-size seeded random weights and oracle output lengths, every shipped
 # strategy back to back on the same pages. Prints pages/s, the speed-up over sequential,
 # whether the output digests are equal, and where GOT's time goes (vision, prefill, decode),
-# with tokens/s and sequences per decode step.
+# with tokens/s and sequences per decode step; and DePlot's (figures, encoder, decode) where
+# the pages have figures.
 #
 #   benches/got_strategies.sh [CORPUS] [EXTRA RUN ARGS ...]
 #   benches/got_strategies.sh corpora/sample/acm-sample-sigconf.pdf --max-pages 2
@@ -87,6 +88,22 @@ for n in names:
           f"{g.get('vision_ms', 0)/1000:>12.1f} {g.get('prefill_ms', 0)/1000:>9.1f} {g.get('decode_ms', 0)/1000:>8.1f} "
           f"{g.get('tokens_generated', 0):>7} {g.get('decode_steps', 0):>6} {g.get('sequences_per_step', 0):>8.2f} "
           f"{g.get('tokens_per_s', 0):>6.1f}  {mode}")
+# The figure stage, when it generates (DePlot in the seed profile).
+rows = []
+for n in names:
+    r = json.load(open(f"{out}/{n}.json"))
+    fig = next((x for x in r["stages"] if x["stage"] == "figure"), None)
+    g = (fig or {}).get("generation")
+    if g:
+        mode = r["strategy"]["parameters"]["stages"]["figure"].get("batching", "?")
+        rows.append(f"{n:<22} {g.get('images', 0):>7} {g.get('vision_ms', 0)/1000:>9.1f} "
+                    f"{g.get('decode_ms', 0)/1000:>8.1f} {g.get('tokens_generated', 0):>7} "
+                    f"{g.get('decode_steps', 0):>6} {g.get('sequences_per_step', 0):>8.2f} "
+                    f"{fig['busy_ms']/1000:>7.1f}  {mode}")
+if rows:
+    print(f"\n{'figure stage':<22} {'figures':>7} {'encoder s':>9} {'decode s':>8} {'tokens':>7} "
+          f"{'steps':>6} {'seq/step':>8} {'busy s':>7}  batching")
+    print("\n".join(rows))
 r = json.load(open(f"{out}/{names[0]}.json"))
 busy = {x["stage"]: x["busy_ms"] / 1000 for x in r["stages"]}
 print("stage busy in " + names[0] + ": " + ", ".join(f"{k} {v:.1f} s" for k, v in busy.items()))

@@ -1,6 +1,7 @@
 //! The figure stage's `crop` model: cuts each figure region out of the page image and records
-//! its size, the work a chart-to-table model (DePlot, later) starts from. It runs no network:
-//! its time is the crop's memory traffic, and its output is the region as found.
+//! its size, the work a chart-to-table model starts from (`deplot`, in `models::pix2struct`,
+//! goes on to read the chart's table). It runs no network: its time is the crop's memory
+//! traffic, and its output is the region as found.
 
 use crate::models::routing::{Route, pixel_rect, route};
 use crate::models::{ModelInfo, Stage, StageError};

@@ -216,7 +216,7 @@ pub static REGISTRY: &[ModelEntry] = &[
     model::<NoOptions>(
         "crop",
         &[StageKind::Figure],
-        "figure regions cropped (no model yet)",
+        "figure regions cropped, no network (the embedded default; `deplot` reads their tables)",
         WeightsSource::None,
         super::figure::build,
     ),
