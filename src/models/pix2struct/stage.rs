@@ -423,7 +423,7 @@ impl DeplotStage {
             &mut seqs,
             &requests,
             self.opts.batching,
-            self.opts.decode_batch,
+            slots,
             &[eos],
         )
         .map_err(crate::models::model_error)?;
