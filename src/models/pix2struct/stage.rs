@@ -419,14 +419,8 @@ impl DeplotStage {
             images,
         };
         let eos = s.model.config.text_config.eos_token_id;
-        let out = generate::generate(
-            &mut seqs,
-            &requests,
-            self.opts.batching,
-            slots,
-            &[eos],
-        )
-        .map_err(crate::models::model_error)?;
+        let out = generate::generate(&mut seqs, &requests, self.opts.batching, slots, &[eos])
+            .map_err(crate::models::model_error)?;
         for (i, (pi, ri, _)) in items.iter().enumerate() {
             let text = match (&references, &s.tokenizer) {
                 (Some(r), _) => r[i].clone(),
