@@ -763,18 +763,9 @@ pub fn got(args: crate::cli::BenchGotArgs) -> anyhow::Result<ExitStatus> {
         image::Rgb([v, v.wrapping_mul(3), 255 - v])
     });
     let px = crate::models::got_ocr2::processor::tiles(&tile, size, 1, &device)?;
-    let median = |v: &[f64]| crate::stats::median(v).unwrap_or(f64::NAN);
-    let mut vision = Vec::new();
-    let mut image = None;
-    for run in 0..=args.vision_runs.max(1) {
-        let t = Instant::now();
-        let f = m.image_features(&px)?.squeeze(0)?;
-        if run > 0 {
-            vision.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        image = Some(f);
-    }
-    let image = image.expect("at least one vision pass ran");
+    let (vision, image) = timed(args.vision_runs, || {
+        Ok(m.image_features(&px)?.squeeze(0)?)
+    })?;
     let vision_ms = median(&vision);
     println!(
         "  vision + projector, one {size}² tile: {vision_ms:.0} ms (median of {})",
@@ -784,16 +775,11 @@ pub fn got(args: crate::cli::BenchGotArgs) -> anyhow::Result<ExitStatus> {
     let prompt = crate::models::got_ocr2::stage::estimated_prompt(&card, 1);
     let embeds = m.prompt_embeddings(&prompt, &image)?;
     let context = prompt.len() + args.steps + 4;
-    let mut prefill = Vec::new();
     let mut cache = m.decoder.new_cache(1, context)?;
-    for run in 0..=args.prefill_runs.max(1) {
+    let (prefill, _) = timed(args.prefill_runs, || {
         cache.clear(0);
-        let t = Instant::now();
-        m.decoder.prefill(&embeds, &mut cache, 0)?;
-        if run > 0 {
-            prefill.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-    }
+        Ok(m.decoder.prefill(&embeds, &mut cache, 0)?)
+    })?;
     let prefill_ms = median(&prefill);
     println!(
         "  prefill, {} tokens: {prefill_ms:.0} ms (median of {})",
@@ -804,8 +790,7 @@ pub fn got(args: crate::cli::BenchGotArgs) -> anyhow::Result<ExitStatus> {
         "  {:>9} {:>10} {:>10} {:>14}",
         "sequences", "ms/step", "tokens/s", "vs 1 sequence"
     );
-    let mut decode = serde_json::Map::new();
-    let mut tps1 = f64::NAN;
+    let mut decode = DecodeTable::default();
     for &b in &args.batch_sizes {
         let b = b.max(1);
         let mut c = m.decoder.new_cache(b, context)?;
@@ -816,24 +801,8 @@ pub fn got(args: crate::cli::BenchGotArgs) -> anyhow::Result<ExitStatus> {
             c.copy_slot(0, s)?;
         }
         let last = vec![card.estimate.filler_token; b];
-        let mut times = Vec::new();
-        for step in 0..=args.steps.max(1) {
-            let t = Instant::now();
-            m.decoder.step(&last, &mut c)?;
-            if step > 0 {
-                times.push(t.elapsed().as_secs_f64() * 1e3);
-            }
-        }
-        let ms = median(&times);
-        let tps = b as f64 / (ms / 1e3);
-        if b == 1 {
-            tps1 = tps;
-        }
-        println!("  {b:>9} {ms:>10.1} {tps:>10.1} {:>13.2}×", tps / tps1);
-        decode.insert(
-            b.to_string(),
-            serde_json::json!({"ms_per_step": ms, "tokens_per_s": tps}),
-        );
+        let (times, _) = timed(args.steps, || Ok(m.decoder.step(&last, &mut c)?))?;
+        decode.record(b, &times);
     }
     let mut out = serde_json::json!({
         "threads": threads,
@@ -841,7 +810,7 @@ pub fn got(args: crate::cli::BenchGotArgs) -> anyhow::Result<ExitStatus> {
         "vision_ms": vision_ms,
         "prefill_ms": prefill_ms,
         "prompt_tokens": prompt.len(),
-        "decode": decode,
+        "decode": decode.rows,
         "decode_weight_bytes": cfg.text_config.decode_weight_bytes(),
     });
     if let Some(py) = &args.torch_python {
@@ -869,24 +838,11 @@ pub fn got(args: crate::cli::BenchGotArgs) -> anyhow::Result<ExitStatus> {
                 "  prefill: {tp:.0} ms (candle / torch {:.2}×)",
                 prefill_ms / tp
             );
-            for &b in &args.batch_sizes {
-                let theirs = f(&r["decode_ms_per_step"][b.to_string()]);
-                let ours = out["decode"][b.to_string()]["ms_per_step"]
-                    .as_f64()
-                    .unwrap_or(f64::NAN);
-                println!(
-                    "  decode, {b} sequences: {theirs:.1} ms/step (candle / torch {:.2}×)",
-                    ours / theirs
-                );
-            }
+            print_decode_vs_torch(&args.batch_sizes, &out, &r);
             out["torch"] = r;
         }
     }
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        println!("wrote {}", path.display());
-    }
+    write_json(args.json.as_deref(), &out)?;
     Ok(ExitStatus::Ok)
 }
 
@@ -946,35 +902,21 @@ pub fn deplot(args: crate::cli::BenchDeplotArgs) -> anyhow::Result<ExitStatus> {
         .to_dtype(candle_core::DType::F32)?
         .sum_all()?
         .to_scalar::<f32>()? as usize;
-    let median = |v: &[f64]| crate::stats::median(v).unwrap_or(f64::NAN);
-    let mut enc = Vec::new();
-    let mut states = None;
-    for run in 0..=args.encoder_runs.max(1) {
-        let t = Instant::now();
-        let s = m.encoder.forward(&px)?;
-        if run > 0 {
-            enc.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        states = Some(s);
-    }
-    let states = states.expect("at least one encoder pass ran");
     let mask = Encoder::key_mask(&px)?;
+    let (enc, states) = timed(args.encoder_runs, || {
+        Ok(m.encoder.forward_masked(&px, &mask)?)
+    })?;
     let encoder_ms = median(&enc);
     println!(
         "  encoder, one figure of {used} patches ({patches} rows): {encoder_ms:.0} ms (median of {})",
         enc.len()
     );
     let context = args.context.max(1) + args.steps.max(1) + 2;
-    let mut start = Vec::new();
     let mut cache = m.decoder.new_cache(1, context, patches)?;
-    for run in 0..=3 {
+    let (start, _) = timed(3, || {
         cache.clear(0);
-        let t = Instant::now();
-        m.decoder.start(&states, &mask, &mut cache, 0)?;
-        if run > 0 {
-            start.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-    }
+        Ok(m.decoder.start(&states, &mask, &mut cache, 0)?)
+    })?;
     let start_ms = median(&start);
     println!(
         "  start (cross-attention keys and values, first token): {start_ms:.0} ms (median of {})",
@@ -988,8 +930,7 @@ pub fn deplot(args: crate::cli::BenchDeplotArgs) -> anyhow::Result<ExitStatus> {
         "vs 1 sequence",
         args.context.max(1)
     );
-    let mut decode = serde_json::Map::new();
-    let mut tps1 = f64::NAN;
+    let mut decode = DecodeTable::default();
     for &b in &args.batch_sizes {
         let b = b.max(1);
         let mut c = m.decoder.new_cache(b, context, patches)?;
@@ -1001,24 +942,8 @@ pub fn deplot(args: crate::cli::BenchDeplotArgs) -> anyhow::Result<ExitStatus> {
         for _ in 1..args.context.max(1) {
             m.decoder.step(&last, &mut c)?;
         }
-        let mut times = Vec::new();
-        for step in 0..=args.steps.max(1) {
-            let t = Instant::now();
-            m.decoder.step(&last, &mut c)?;
-            if step > 0 {
-                times.push(t.elapsed().as_secs_f64() * 1e3);
-            }
-        }
-        let ms = median(&times);
-        let tps = b as f64 / (ms / 1e3);
-        if b == 1 {
-            tps1 = tps;
-        }
-        println!("  {b:>9} {ms:>10.1} {tps:>10.1} {:>13.2}×", tps / tps1);
-        decode.insert(
-            b.to_string(),
-            serde_json::json!({"ms_per_step": ms, "tokens_per_s": tps}),
-        );
+        let (times, _) = timed(args.steps, || Ok(m.decoder.step(&last, &mut c)?))?;
+        decode.record(b, &times);
     }
     let mut out = serde_json::json!({
         "threads": threads,
@@ -1027,7 +952,7 @@ pub fn deplot(args: crate::cli::BenchDeplotArgs) -> anyhow::Result<ExitStatus> {
         "encoder_ms": encoder_ms,
         "start_ms": start_ms,
         "context": args.context.max(1),
-        "decode": decode,
+        "decode": decode.rows,
         "decode_weight_bytes": weight_bytes,
     });
     if let Some(py) = &args.torch_python {
@@ -1061,25 +986,85 @@ pub fn deplot(args: crate::cli::BenchDeplotArgs) -> anyhow::Result<ExitStatus> {
                 encoder_ms / te
             );
             println!("  start: {ts:.0} ms (candle / torch {:.2}×)", start_ms / ts);
-            for &b in &args.batch_sizes {
-                let theirs = f(&r["decode_ms_per_step"][b.max(1).to_string()]);
-                let ours = out["decode"][b.max(1).to_string()]["ms_per_step"]
-                    .as_f64()
-                    .unwrap_or(f64::NAN);
-                println!(
-                    "  decode, {b} sequences: {theirs:.1} ms/step (candle / torch {:.2}×)",
-                    ours / theirs
-                );
-            }
+            print_decode_vs_torch(&args.batch_sizes, &out, &r);
             out["torch"] = r;
         }
     }
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&out)? + "\n")
+    write_json(args.json.as_deref(), &out)?;
+    Ok(ExitStatus::Ok)
+}
+
+/// The median of run times (NaN for none).
+fn median(v: &[f64]) -> f64 {
+    crate::stats::median(v).unwrap_or(f64::NAN)
+}
+
+/// `f` once untimed (warm-up), then `runs` (at least one) timed: the times in ms and the last
+/// result.
+fn timed<T>(
+    runs: usize,
+    mut f: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<(Vec<f64>, T)> {
+    let mut last = f()?;
+    let mut times = Vec::with_capacity(runs.max(1));
+    for _ in 0..runs.max(1) {
+        let t = std::time::Instant::now();
+        last = f()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok((times, last))
+}
+
+/// Decode steps per number of sequences: a printed row each (tokens/s against one sequence)
+/// and the JSON figures.
+#[derive(Default)]
+struct DecodeTable {
+    rows: serde_json::Map<String, serde_json::Value>,
+    tps1: Option<f64>,
+}
+
+impl DecodeTable {
+    /// Records `b` sequences' step times (ms).
+    fn record(&mut self, b: usize, times: &[f64]) {
+        let ms = median(times);
+        let tps = b as f64 / (ms / 1e3);
+        if b == 1 {
+            self.tps1 = Some(tps);
+        }
+        let tps1 = self.tps1.unwrap_or(f64::NAN);
+        println!("  {b:>9} {ms:>10.1} {tps:>10.1} {:>13.2}×", tps / tps1);
+        self.rows.insert(
+            b.to_string(),
+            serde_json::json!({"ms_per_step": ms, "tokens_per_s": tps}),
+        );
+    }
+}
+
+/// The decode steps of `ours` (`decode.<b>.ms_per_step`) against the reference's
+/// (`decode_ms_per_step.<b>`), a line per number of sequences.
+fn print_decode_vs_torch(sizes: &[usize], ours: &serde_json::Value, theirs: &serde_json::Value) {
+    for b in sizes.iter().map(|b| (*b).max(1)) {
+        let t = theirs["decode_ms_per_step"][b.to_string()]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        let o = ours["decode"][b.to_string()]["ms_per_step"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        println!(
+            "  decode, {b} sequences: {t:.1} ms/step (candle / torch {:.2}×)",
+            o / t
+        );
+    }
+}
+
+/// Writes a bench command's figures to `path`, if given.
+fn write_json(path: Option<&std::path::Path>, out: &serde_json::Value) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, serde_json::to_string_pretty(out)? + "\n")
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         println!("wrote {}", path.display());
     }
-    Ok(ExitStatus::Ok)
+    Ok(())
 }
 
 /// Runs the transformers reference `script` (in this repository) with `py` and `flags` plus

@@ -230,11 +230,17 @@ pub fn softmax_rows(x: &Tensor) -> Result<Tensor> {
     crate::models::layers::softmax_last(x)
 }
 
-struct AddRelu;
+/// An element-wise op of two same-shape f32 tensors, in parallel chunks of `chunk` values:
+/// `f(a, b)` per element (inlined, so the loop vectorizes).
+struct Zip2<F> {
+    name: &'static str,
+    chunk: usize,
+    f: F,
+}
 
-impl CustomOp2 for AddRelu {
+impl<F: Fn(f32, f32) -> f32 + Send + Sync> CustomOp2 for Zip2<F> {
     fn name(&self) -> &'static str {
-        "add-relu"
+        self.name
     }
 
     fn cpu_fwd(
@@ -244,17 +250,17 @@ impl CustomOp2 for AddRelu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let a = contiguous_f32("add-relu", s1, l1)?;
-        let b = contiguous_f32("add-relu", s2, l2)?;
+        let a = contiguous_f32(self.name, s1, l1)?;
+        let b = contiguous_f32(self.name, s2, l2)?;
         if a.len() != b.len() {
-            candle_core::bail!("add-relu: {:?} vs {:?}", l1.shape(), l2.shape());
+            candle_core::bail!("{}: {:?} vs {:?}", self.name, l1.shape(), l2.shape());
         }
         let mut out = vec![0f32; a.len()];
-        out.par_chunks_mut(1 << 16)
-            .zip(a.par_chunks(1 << 16).zip(b.par_chunks(1 << 16)))
+        out.par_chunks_mut(self.chunk)
+            .zip(a.par_chunks(self.chunk).zip(b.par_chunks(self.chunk)))
             .for_each(|(o, (a, b))| {
                 for ((o, a), b) in o.iter_mut().zip(a).zip(b) {
-                    *o = (a + b).max(0.0);
+                    *o = (self.f)(*a, *b);
                 }
             });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
@@ -264,7 +270,12 @@ impl CustomOp2 for AddRelu {
 /// `relu(a + b)` for tensors of one shape.
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if a.device().is_cpu() && a.dtype() == DType::F32 && a.dims() == b.dims() {
-        return a.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &AddRelu);
+        let op = Zip2 {
+            name: "add-relu",
+            chunk: 1 << 16,
+            f: |a: f32, b: f32| (a + b).max(0.0),
+        };
+        return a.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &op);
     }
     (a + b)?.relu()
 }
@@ -277,46 +288,17 @@ fn tanh_fast(z: f32) -> f32 {
     ((1.0 - e) / (1.0 + e)).copysign(z)
 }
 
-struct GeluTanhMul;
-
-impl CustomOp2 for GeluTanhMul {
-    fn name(&self) -> &'static str {
-        "gelu-tanh-mul"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let a = contiguous_f32("gelu-tanh-mul", s1, l1)?;
-        let b = contiguous_f32("gelu-tanh-mul", s2, l2)?;
-        if a.len() != b.len() {
-            candle_core::bail!("gelu-tanh-mul: {:?} vs {:?}", l1.shape(), l2.shape());
-        }
-        const C: f32 = 0.797_884_6; // √(2/π)
-        let mut out = vec![0f32; a.len()];
-        out.par_chunks_mut(1 << 14)
-            .zip(a.par_chunks(1 << 14).zip(b.par_chunks(1 << 14)))
-            .for_each(|(o, (a, b))| {
-                for ((o, a), b) in o.iter_mut().zip(a).zip(b) {
-                    let t = tanh_fast(C * (a + 0.044_715 * a * a * a));
-                    *o = 0.5 * a * (1.0 + t) * b;
-                }
-            });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
-    }
-}
-
 /// `gelu_tanh(a) · b` (the tanh form of GELU, transformers' `gelu_new`) for tensors of one
 /// shape.
 pub fn gelu_tanh_mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if a.device().is_cpu() && a.dtype() == DType::F32 && a.dims() == b.dims() {
-        return a
-            .contiguous()?
-            .apply_op2_no_bwd(&b.contiguous()?, &GeluTanhMul);
+        const C: f32 = 0.797_884_6; // √(2/π)
+        let op = Zip2 {
+            name: "gelu-tanh-mul",
+            chunk: 1 << 14,
+            f: |a: f32, b: f32| 0.5 * a * (1.0 + tanh_fast(C * (a + 0.044_715 * a * a * a))) * b,
+        };
+        return a.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &op);
     }
     a.gelu()? * b
 }

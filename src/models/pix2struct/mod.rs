@@ -276,6 +276,12 @@ impl Encoder {
 
     /// The encoder states (b, p, hidden) of `patches` (b, p, 2 + pixels).
     pub fn forward(&self, patches: &Tensor) -> Result<Tensor> {
+        self.forward_masked(patches, &Self::key_mask(patches)?)
+    }
+
+    /// [`Self::forward`] with the patches' key mask already made ([`Self::key_mask`]; the
+    /// decoder's cross-attention needs it too).
+    pub fn forward_masked(&self, patches: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let c = &self.config;
         let (b, p, _) = patches.dims3()?;
         let (heads, d) = (c.num_attention_heads, c.d_kv);
@@ -290,7 +296,6 @@ impl Encoder {
         let mut x = self.projection.forward(&pixels)?;
         x = (x + self.rows.forward(&ids(0)?)?)?;
         x = (x + self.cols.forward(&ids(1)?)?)?;
-        let mask = Self::key_mask(patches)?;
         let padded = mask.min_all()?.to_scalar::<f32>()? < 0.0;
         // The fused attention (CPU): padding keys as flags, no score tensor.
         let flags: Option<Vec<bool>> = padded

@@ -385,12 +385,12 @@ impl DeplotStage {
             let patches = processor::preprocess(&rgb, s.header.as_ref(), s.max_patches, patch);
             let device = s.model.decoder.device();
             let x = patches.tensor(device).map_err(crate::models::model_error)?;
+            let mask = super::Encoder::key_mask(&x).map_err(crate::models::model_error)?;
             let states = s
                 .model
                 .encoder
-                .forward(&x)
+                .forward_masked(&x, &mask)
                 .map_err(crate::models::model_error)?;
-            let mask = super::Encoder::key_mask(&x).map_err(crate::models::model_error)?;
             images.push((states, mask));
         }
         gs.vision_ns = t.elapsed().as_nanos() as u64;
